@@ -1,0 +1,33 @@
+//! Guest RAM for seL4 Microkit virtual machine monitors.
+//!
+//! This is the Microkit redesign of libsel4vm's `guest_ram.h`. Guest RAM is
+//! pre-mapped into the VMM protection domain by memory regions declared in
+//! `system.xml`, so this crate maps nothing at run time: [`GuestRam`] keeps
+//! the bookkeeping (what is RAM, what is allocated) and turns guest-physical
+//! addresses (`gpa`) into VMM virtual addresses (`vaddr`) by offset
+//! arithmetic. On top of it, [`protocol`], [`server`] and [`client`] let
+//! other PDs copy to and from guest RAM over protected procedure calls
+//! without ever mapping it.
+//!
+//! `#![no_std]`, no allocation: every table has a capacity fixed by a const
+//! generic. Every bad input is an [`Error`] value; every `gpa + len` is
+//! checked. Raw-pointer dereferences live in one private module (`mem`):
+//! no safe function hands out a Rust reference into guest memory, because
+//! the guest may change it at any time.
+#![no_std]
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod backing;
+mod error;
+mod extents;
+mod mem;
+mod ram;
+
+pub mod client;
+pub mod protocol;
+pub mod server;
+
+pub use backing::{GpaRange, MappedRegion, SharedBuffer};
+pub use error::Error;
+pub use ram::{Chunk, GuestRam, RamExtent, TouchError, PAGE_SIZE};

@@ -1,0 +1,499 @@
+//! [`GuestRam`]: the `guest_ram.h` interface over pre-mapped backing.
+
+use core::ptr::NonNull;
+
+use crate::backing::{GpaRange, MappedRegion, SharedBuffer};
+use crate::extents::{Extents, RangeState};
+use crate::{mem, Error};
+
+/// Granule of [`GuestRam::touch`]'s callbacks, as in libsel4vm's
+/// `vm_ram_touch` (`PAGE_SIZE_4K`).
+pub const PAGE_SIZE: u64 = 4096;
+
+/// One call of a [`GuestRam::touch`] or [`GuestRam::touch_spans`] callback:
+/// the part of the touched range that lies in one 4 KiB page (`touch`) or one
+/// contiguous mapping (`touch_spans`).
+///
+/// It carries the chunk's VMM address as a raw pointer, never a reference:
+/// the guest may change those bytes at any time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    /// Guest-physical address of the chunk's first byte.
+    pub gpa: u64,
+    /// Where that byte is mapped in the VMM PD.
+    pub vaddr: *mut u8,
+    /// Length of the chunk in bytes.
+    pub len: usize,
+    /// Offset of the chunk from the start of the touched range.
+    pub offset: usize,
+}
+
+/// Error of [`GuestRam::touch`]: the range was refused, or a callback failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TouchError<E> {
+    /// The range was refused before any callback ran.
+    Ram(Error),
+    /// A callback returned this error; no further callback ran.
+    Callback(E),
+}
+
+impl<E: core::fmt::Display> core::fmt::Display for TouchError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            TouchError::Ram(e) => write!(f, "touch refused: {e}"),
+            TouchError::Callback(e) => write!(f, "touch callback failed: {e}"),
+        }
+    }
+}
+
+impl<E: core::fmt::Debug + core::fmt::Display> core::error::Error for TouchError<E> {}
+
+/// A registered extent of RAM, as reported by [`GuestRam::extents`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RamExtent {
+    /// The addresses.
+    pub range: GpaRange,
+    /// Whether the range is allocated (otherwise it is free).
+    pub allocated: bool,
+}
+
+/// A VM's guest RAM: its pre-mapped backing and the bookkeeping of which
+/// guest-physical ranges are RAM and which of those are allocated.
+///
+/// * `B`: the most backing regions (`<memory_region>`s mapped into the VMM).
+/// * `E`: the most RAM extents, where an extent is a maximal run of free or
+///   of allocated RAM. Every allocation can cost up to two extents; an error
+///   ([`Error::CapacityExceeded`]) says when the table is full.
+///
+/// Nothing is mapped at run time: the backing is fixed in `system.xml`, and
+/// translating a gpa is a binary search over the backing plus an offset.
+/// Lookups are `O(log E)`; changes are `O(E)` (an in-place splice of a
+/// sorted table, never a sort); `allocate` and
+/// `find_largest_free_region` scan the table in `O(E)`.
+///
+/// ```
+/// use core::ptr::NonNull;
+/// use guest_ram::{GuestRam, MappedRegion};
+///
+/// let mut backing = vec![0u8; 0x4000];
+/// let vaddr = NonNull::new(backing.as_mut_ptr()).unwrap();
+/// // SAFETY: `backing` outlives `ram` and is only used through it.
+/// let region = unsafe { MappedRegion::new(0x4000_0000, vaddr, 0x4000) };
+/// let mut ram = GuestRam::<1, 16>::new(&[region]).unwrap();
+///
+/// ram.register_at(0x4000_0000, 0x4000).unwrap();
+/// let kernel = ram.allocate(0x1000).unwrap();
+/// assert_eq!(kernel, 0x4000_0000);
+/// ram.write(kernel + 0xffe, b"abcd").unwrap(); // crosses a page boundary
+/// let mut out = [0u8; 4];
+/// ram.read(kernel + 0xffe, &mut out).unwrap();
+/// assert_eq!(&out, b"abcd");
+/// assert_eq!(ram.find_largest_free_region().unwrap().len, 0x3000);
+/// ```
+#[derive(Clone, Debug)]
+pub struct GuestRam<const B: usize, const E: usize> {
+    backing: heapless::Vec<MappedRegion, B>,
+    extents: Extents<E>,
+}
+
+impl<const B: usize, const E: usize> GuestRam<B, E> {
+    /// Takes the VMM's pre-mapped backing regions (in any order). Nothing is
+    /// RAM yet: declare RAM with [`register_at`](Self::register_at) or
+    /// [`register`](Self::register).
+    ///
+    /// Errors: a region of zero length ([`Error::ZeroLength`]), one whose gpa
+    /// or vaddr end overflows ([`Error::Overflow`]), two that overlap in gpa
+    /// or in vaddr ([`Error::BackingOverlap`]), more than `B` regions
+    /// ([`Error::CapacityExceeded`]). `O(B²)`, once at start-up.
+    pub fn new(regions: &[MappedRegion]) -> Result<Self, Error> {
+        let mut backing: heapless::Vec<MappedRegion, B> = heapless::Vec::new();
+        for region in regions {
+            region.checked_end()?;
+        }
+        for region in regions {
+            let (v_start, v_end) = region.vaddr_range();
+            for other in backing.iter() {
+                let (o_start, o_end) = other.vaddr_range();
+                let gpa_overlap = region.gpa() < other.end() && other.gpa() < region.end();
+                if gpa_overlap || (v_start < o_end && o_start < v_end) {
+                    return Err(Error::BackingOverlap);
+                }
+            }
+            let at = backing.partition_point(|r| r.gpa() < region.gpa());
+            backing
+                .insert(at, *region)
+                .map_err(|_| Error::CapacityExceeded)?;
+        }
+        for r in backing.iter() {
+            log::debug!(
+                "guest-ram: backing gpa {:#x}..{:#x} at vaddr {:p}",
+                r.gpa(),
+                r.end(),
+                r.vaddr()
+            );
+        }
+        Ok(Self {
+            backing,
+            extents: Extents::new(),
+        })
+    }
+
+    /// The backing regions, sorted by gpa.
+    pub fn backing(&self) -> &[MappedRegion] {
+        &self.backing
+    }
+
+    /// The registered RAM, in gpa order, as maximal free and allocated runs.
+    pub fn extents(&self) -> impl Iterator<Item = RamExtent> + '_ {
+        self.extents.as_slice().iter().map(|e| RamExtent {
+            range: GpaRange {
+                gpa: e.start,
+                len: e.end - e.start,
+            },
+            allocated: e.allocated,
+        })
+    }
+
+    /// Index of the backing region containing `gpa`, if any. `O(log B)`.
+    fn backing_index(&self, gpa: u64) -> Option<usize> {
+        let i = self.backing.partition_point(|r| r.end() <= gpa);
+        (self.backing.get(i)?.gpa() <= gpa).then_some(i)
+    }
+
+    /// Whether every byte of `[gpa, end)` is backed.
+    fn is_backed(&self, gpa: u64, end: u64) -> bool {
+        let Some(mut i) = self.backing_index(gpa) else {
+            return false;
+        };
+        loop {
+            let region = &self.backing[i];
+            if region.end() >= end {
+                return true;
+            }
+            match self.backing.get(i + 1) {
+                Some(next) if next.gpa() == region.end() => i += 1,
+                _ => return false,
+            }
+        }
+    }
+
+    /// Checks that `[gpa, gpa + len)` is registered RAM (free or allocated;
+    /// a range may cross from one into the other) and returns its end.
+    pub fn check_ram(&self, gpa: u64, len: u64) -> Result<u64, Error> {
+        let end = GpaRange { gpa, len }.end()?;
+        match self.extents.range_state(gpa, end) {
+            RangeState::NotAllRam => Err(Error::NotRam),
+            _ => Ok(end),
+        }
+    }
+
+    /// Declares `[gpa, gpa + len)` guest RAM (free). It must be backed and
+    /// must not overlap RAM already registered; registrations that touch
+    /// merge into one. (`vm_ram_register_at`.)
+    ///
+    /// Errors, in order: [`Error::ZeroLength`], [`Error::Overflow`],
+    /// [`Error::NotBacked`], [`Error::AlreadyRam`],
+    /// [`Error::CapacityExceeded`].
+    pub fn register_at(&mut self, gpa: u64, len: u64) -> Result<(), Error> {
+        let end = GpaRange { gpa, len }.end()?;
+        if !self.is_backed(gpa, end) {
+            return Err(Error::NotBacked);
+        }
+        if self.extents.any_ram(gpa, end) {
+            return Err(Error::AlreadyRam);
+        }
+        self.extents.paint(gpa, end, Some(false))?;
+        log::debug!("guest-ram: registered {gpa:#x}..{end:#x}");
+        Ok(())
+    }
+
+    /// Registers `len` bytes of RAM at the lowest gpa where `len` backed,
+    /// not-yet-registered bytes follow each other, and returns that gpa.
+    /// (`vm_ram_register`, which picks the address itself.)
+    ///
+    /// Errors: [`Error::ZeroLength`], [`Error::NoSpace`],
+    /// [`Error::CapacityExceeded`]. `O(B + E)`.
+    pub fn register(&mut self, len: u64) -> Result<u64, Error> {
+        if len == 0 {
+            return Err(Error::ZeroLength);
+        }
+        let gpa = self.lowest_unregistered(len).ok_or(Error::NoSpace)?;
+        self.register_at(gpa, len)?;
+        Ok(gpa)
+    }
+
+    /// First-fit search over backed runs minus registered RAM.
+    fn lowest_unregistered(&self, len: u64) -> Option<u64> {
+        let ram = self.extents.as_slice();
+        let mut next_ram = 0;
+        let mut i = 0;
+        while i < self.backing.len() {
+            // A run of gpa-contiguous backing regions: [run_start, run_end).
+            let run_start = self.backing[i].gpa();
+            let mut run_end = self.backing[i].end();
+            i += 1;
+            while i < self.backing.len() && self.backing[i].gpa() == run_end {
+                run_end = self.backing[i].end();
+                i += 1;
+            }
+            // Walk the gaps between RAM extents inside the run.
+            let mut gap_start = run_start;
+            while next_ram < ram.len() && ram[next_ram].start < run_end {
+                let e = ram[next_ram];
+                if e.start >= gap_start && e.start - gap_start >= len {
+                    return Some(gap_start);
+                }
+                gap_start = gap_start.max(e.end);
+                next_ram += 1;
+            }
+            if run_end > gap_start && run_end - gap_start >= len {
+                return Some(gap_start);
+            }
+        }
+        None
+    }
+
+    /// Marks `[gpa, gpa + len)` allocated, e.g. where a kernel image or a
+    /// device tree has been placed. Every byte must be free RAM.
+    /// (`vm_ram_mark_allocated`, which silently ignored bad ranges.)
+    ///
+    /// Errors, in order: [`Error::ZeroLength`], [`Error::Overflow`],
+    /// [`Error::NotRam`], [`Error::AlreadyAllocated`],
+    /// [`Error::CapacityExceeded`].
+    pub fn mark_allocated(&mut self, gpa: u64, len: u64) -> Result<(), Error> {
+        let end = GpaRange { gpa, len }.end()?;
+        match self.extents.range_state(gpa, end) {
+            RangeState::NotAllRam => Err(Error::NotRam),
+            RangeState::AllFree => self.extents.paint(gpa, end, Some(true)),
+            RangeState::AllAllocated | RangeState::Mixed => Err(Error::AlreadyAllocated),
+        }
+    }
+
+    /// Allocates `len` bytes at the lowest free gpa (first fit) and returns
+    /// that gpa. (`vm_ram_allocate`.)
+    ///
+    /// Errors: [`Error::ZeroLength`], [`Error::NoSpace`],
+    /// [`Error::CapacityExceeded`].
+    pub fn allocate(&mut self, len: u64) -> Result<u64, Error> {
+        self.allocate_aligned(len, 1)
+    }
+
+    /// Allocates `len` bytes at the lowest free gpa that is a multiple of
+    /// `align` (a power of two), e.g. 2 MiB for a Linux kernel image.
+    ///
+    /// Errors: [`Error::ZeroLength`], [`Error::BadAlignment`],
+    /// [`Error::NoSpace`], [`Error::CapacityExceeded`].
+    pub fn allocate_aligned(&mut self, len: u64, align: u64) -> Result<u64, Error> {
+        if len == 0 {
+            return Err(Error::ZeroLength);
+        }
+        if !align.is_power_of_two() {
+            return Err(Error::BadAlignment);
+        }
+        let gpa = self.extents.first_fit(len, align).ok_or(Error::NoSpace)?;
+        self.extents.paint(gpa, gpa + len, Some(true))?;
+        Ok(gpa)
+    }
+
+    /// Frees `[gpa, gpa + len)`, which must be entirely allocated; free
+    /// neighbours coalesce. Part of an allocation may be freed. (libsel4vm's
+    /// `vm_ram_free` does nothing at all.)
+    ///
+    /// Errors, in order: [`Error::ZeroLength`], [`Error::Overflow`],
+    /// [`Error::NotRam`], [`Error::NotAllocated`],
+    /// [`Error::CapacityExceeded`].
+    pub fn free(&mut self, gpa: u64, len: u64) -> Result<(), Error> {
+        let end = GpaRange { gpa, len }.end()?;
+        match self.extents.range_state(gpa, end) {
+            RangeState::NotAllRam => Err(Error::NotRam),
+            RangeState::AllAllocated => self.extents.paint(gpa, end, Some(false)),
+            RangeState::AllFree | RangeState::Mixed => Err(Error::NotAllocated),
+        }
+    }
+
+    /// The largest free range of RAM (the lowest one among equals).
+    /// (`vm_ram_find_largest_free_region`, which returned through out
+    /// parameters and `-1`.)
+    ///
+    /// Errors: [`Error::NoSpace`] when no RAM is free.
+    pub fn find_largest_free_region(&self) -> Result<GpaRange, Error> {
+        let e = self.extents.largest_free().ok_or(Error::NoSpace)?;
+        Ok(GpaRange {
+            gpa: e.start,
+            len: e.end - e.start,
+        })
+    }
+
+    /// Calls `callback` once per contiguous mapped span of the RAM range
+    /// `[gpa, gpa + len)` (one per backing region it crosses), in order.
+    /// The whole range is validated before the first call; the first
+    /// callback error stops the walk and is returned.
+    pub fn touch_spans<F, X>(&self, gpa: u64, len: u64, mut callback: F) -> Result<(), TouchError<X>>
+    where
+        F: FnMut(Chunk) -> Result<(), X>,
+    {
+        let end = self.check_ram(gpa, len).map_err(TouchError::Ram)?;
+        self.spans(gpa, end, |c| callback(c))
+            .map_err(TouchError::Callback)
+    }
+
+    /// Calls `callback` once per 4 KiB page of the RAM range
+    /// `[gpa, gpa + len)` with the part of the range in that page, exactly
+    /// like libsel4vm's `vm_ram_touch` (page gpa, VMM address, size, offset
+    /// from start). The whole range is validated first (it may cross from
+    /// allocated into free RAM, which `vm_ram_touch` wrongly refused); the
+    /// first callback error stops the walk and is returned.
+    ///
+    /// ```
+    /// # use core::ptr::NonNull;
+    /// # use guest_ram::{GuestRam, MappedRegion};
+    /// # let mut backing = vec![0u8; 0x3000];
+    /// # let vaddr = NonNull::new(backing.as_mut_ptr()).unwrap();
+    /// # let region = unsafe { MappedRegion::new(0x8000_0000, vaddr, 0x3000) };
+    /// let mut ram = GuestRam::<1, 8>::new(&[region]).unwrap();
+    /// ram.register_at(0x8000_0000, 0x3000).unwrap();
+    /// let mut sizes = Vec::new();
+    /// ram.touch(0x8000_0800, 0x2000, |chunk| {
+    ///     sizes.push((chunk.gpa, chunk.len, chunk.offset));
+    ///     Ok::<(), ()>(())
+    /// })
+    /// .unwrap();
+    /// assert_eq!(
+    ///     sizes,
+    ///     [(0x8000_0800, 0x800, 0), (0x8000_1000, 0x1000, 0x800), (0x8000_2000, 0x800, 0x1800)]
+    /// );
+    /// ```
+    pub fn touch<F, X>(&self, gpa: u64, len: u64, mut callback: F) -> Result<(), TouchError<X>>
+    where
+        F: FnMut(Chunk) -> Result<(), X>,
+    {
+        let end = self.check_ram(gpa, len).map_err(TouchError::Ram)?;
+        self.spans(gpa, end, |span| {
+            let mut done = 0;
+            while done < span.len {
+                let page_gpa = span.gpa + done as u64;
+                let room = (PAGE_SIZE - (page_gpa & (PAGE_SIZE - 1))) as usize;
+                let chunk_len = room.min(span.len - done);
+                callback(Chunk {
+                    gpa: page_gpa,
+                    vaddr: span.vaddr.wrapping_add(done),
+                    len: chunk_len,
+                    offset: span.offset + done,
+                })?;
+                done += chunk_len;
+            }
+            Ok(())
+        })
+        .map_err(TouchError::Callback)
+    }
+
+    /// Walks the backed range `[gpa, end)` (already validated as RAM, hence
+    /// backed) one backing region at a time.
+    fn spans<X>(&self, gpa: u64, end: u64, mut f: impl FnMut(Chunk) -> Result<(), X>) -> Result<(), X> {
+        let mut i = self.backing.partition_point(|r| r.end() <= gpa);
+        let mut at = gpa;
+        while at < end {
+            let region = &self.backing[i];
+            let span_end = region.end().min(end);
+            f(Chunk {
+                gpa: at,
+                vaddr: region.ptr(at),
+                len: (span_end - at) as usize,
+                offset: (at - gpa) as usize,
+            })?;
+            at = span_end;
+            i += 1;
+        }
+        Ok(())
+    }
+
+    /// Infallible span walk for copies.
+    fn for_each_span(&self, gpa: u64, end: u64, mut f: impl FnMut(Chunk)) {
+        let _ = self.spans::<core::convert::Infallible>(gpa, end, |c| {
+            f(c);
+            Ok(())
+        });
+    }
+
+    /// Checks a copy's RAM range, where the length comes from a slice.
+    fn check_copy(&self, gpa: u64, len: usize) -> Result<u64, Error> {
+        self.check_ram(gpa, u64::try_from(len).map_err(|_| Error::Overflow)?)
+    }
+
+    /// Copies guest RAM at `gpa` into `dst`, across page and backing-region
+    /// boundaries. The whole range must be RAM; on error nothing is copied.
+    pub fn read(&self, gpa: u64, dst: &mut [u8]) -> Result<(), Error> {
+        let end = self.check_copy(gpa, dst.len())?;
+        self.for_each_span(gpa, end, |span| {
+            let out = &mut dst[span.offset..span.offset + span.len];
+            // SAFETY: `span` lies inside one backing region (checked RAM ⊂
+            // backing), whose mapping `MappedRegion::new`'s caller promised.
+            unsafe { mem::copy_out(span.vaddr, out) };
+        });
+        Ok(())
+    }
+
+    /// Copies `src` into guest RAM at `gpa`; see [`read`](Self::read).
+    pub fn write(&self, gpa: u64, src: &[u8]) -> Result<(), Error> {
+        let end = self.check_copy(gpa, src.len())?;
+        self.for_each_span(gpa, end, |span| {
+            let input = &src[span.offset..span.offset + span.len];
+            // SAFETY: as in `read`.
+            unsafe { mem::copy_in(input, span.vaddr) };
+        });
+        Ok(())
+    }
+
+    /// Sets `len` bytes of guest RAM at `gpa` to `byte`.
+    pub fn fill(&self, gpa: u64, len: u64, byte: u8) -> Result<(), Error> {
+        let end = self.check_ram(gpa, len)?;
+        self.for_each_span(gpa, end, |span| {
+            // SAFETY: as in `read`.
+            unsafe { mem::fill(span.vaddr, byte, span.len) };
+        });
+        Ok(())
+    }
+
+    /// Copies `len` bytes of guest RAM at `gpa` into `buffer` at `offset`.
+    /// Both ranges are checked before any byte moves.
+    pub fn read_to_buffer(&self, gpa: u64, len: u64, buffer: &SharedBuffer, offset: u64) -> Result<(), Error> {
+        let end = self.check_ram(gpa, len)?;
+        let base = buffer.range_ptr(offset, len)?;
+        self.for_each_span(gpa, end, |span| {
+            // SAFETY: the guest span is backed (as in `read`) and
+            // `base + span.offset .. + span.len` lies inside the buffer range
+            // checked by `range_ptr`.
+            unsafe { mem::copy_between(span.vaddr, base.wrapping_add(span.offset), span.len) };
+        });
+        Ok(())
+    }
+
+    /// Copies `len` bytes of `buffer` at `offset` into guest RAM at `gpa`.
+    /// Both ranges are checked before any byte moves.
+    pub fn write_from_buffer(&self, gpa: u64, len: u64, buffer: &SharedBuffer, offset: u64) -> Result<(), Error> {
+        let end = self.check_ram(gpa, len)?;
+        let base = buffer.range_ptr(offset, len)?;
+        self.for_each_span(gpa, end, |span| {
+            // SAFETY: as in `read_to_buffer`.
+            unsafe { mem::copy_between(base.wrapping_add(span.offset), span.vaddr, span.len) };
+        });
+        Ok(())
+    }
+
+    /// The VMM address of the RAM range `[gpa, gpa + len)`, which must lie in
+    /// one backing region so that the whole range is contiguous at that
+    /// address. The pointer is for `unsafe` PD code (e.g. handing a buffer to
+    /// a loader); the crate itself never dereferences it outside `mem`.
+    ///
+    /// Errors: [`Error::ZeroLength`], [`Error::Overflow`], [`Error::NotRam`],
+    /// [`Error::NotContiguous`].
+    pub fn translate(&self, gpa: u64, len: u64) -> Result<NonNull<u8>, Error> {
+        let end = self.check_ram(gpa, len)?;
+        let i = self.backing_index(gpa).ok_or(Error::NotRam)?;
+        let region = &self.backing[i];
+        if end > region.end() {
+            return Err(Error::NotContiguous);
+        }
+        NonNull::new(region.ptr(gpa)).ok_or(Error::Overflow)
+    }
+}

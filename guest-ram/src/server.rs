@@ -1,0 +1,358 @@
+//! The VMM side of the copy service: checks each client request against
+//! that client's entry in a table fixed at start-up, then copies with
+//! [`GuestRam`]'s access functions.
+//!
+//! The PD glue is one call per PPC:
+//!
+//! ```ignore
+//! fn protected(&mut self, channel: Channel, info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+//!     let (label, words) = with_msg_regs_mut(|regs| {
+//!         self.server.handle(&self.ram, channel.index(), info.label(), info.count(), regs)
+//!     });
+//!     Ok(MessageInfo::new(label, words))
+//! }
+//! ```
+
+use core::fmt;
+
+use crate::protocol::{self, Request, Segment, Status, WindowDesc, MAX_WINDOWS, MSG_WORDS};
+use crate::{Error, GuestRam, SharedBuffer};
+
+/// A client's access rights to one range of guest-physical addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// First guest-physical address.
+    pub gpa: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// May the client read (guest → buffer)?
+    pub read: bool,
+    /// May the client write (buffer → guest, fill)?
+    pub write: bool,
+}
+
+impl Window {
+    /// A read-only window.
+    pub const fn read_only(gpa: u64, len: u64) -> Self {
+        Window { gpa, len, read: true, write: false }
+    }
+
+    /// A read-write window.
+    pub const fn read_write(gpa: u64, len: u64) -> Self {
+        Window { gpa, len, read: true, write: true }
+    }
+
+    fn contains(&self, gpa: u64, end: u64) -> bool {
+        // `self.gpa + self.len` was checked by `Server::add_client`.
+        self.gpa <= gpa && end <= self.gpa + self.len
+    }
+
+    fn permits(&self, write: bool) -> bool {
+        if write {
+            self.write
+        } else {
+            self.read
+        }
+    }
+
+    fn desc(&self) -> WindowDesc {
+        let perms = u32::from(self.read) * protocol::PERM_READ | u32::from(self.write) * protocol::PERM_WRITE;
+        WindowDesc {
+            gpa: self.gpa.into(),
+            len: self.len.into(),
+            perms: perms.into(),
+            reserved: 0.into(),
+        }
+    }
+}
+
+/// One client PD: the Microkit channel it calls on, its shared buffer as
+/// mapped in the VMM, and its windows into guest RAM.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Microkit channel id of the client, from the VMM's end (0..=62).
+    pub channel: usize,
+    /// The client's shared buffer, as mapped into the VMM PD.
+    pub buffer: SharedBuffer,
+    /// Where the client may read and write guest RAM.
+    pub windows: heapless::Vec<Window, MAX_WINDOWS>,
+}
+
+impl ClientConfig {
+    /// A client with the given windows.
+    ///
+    /// Errors: more than [`MAX_WINDOWS`] windows.
+    pub fn new(channel: usize, buffer: SharedBuffer, windows: &[Window]) -> Result<Self, ConfigError> {
+        Ok(ClientConfig {
+            channel,
+            buffer,
+            windows: heapless::Vec::from_slice(windows).map_err(|_| ConfigError::TooManyWindows)?,
+        })
+    }
+}
+
+/// Why a client table entry was refused at start-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The table already has `C` clients.
+    TooManyClients,
+    /// Two entries for one channel.
+    DuplicateChannel,
+    /// More than [`MAX_WINDOWS`] windows.
+    TooManyWindows,
+    /// A window of length zero, whose end overflows, or with no permission.
+    BadWindow,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConfigError::TooManyClients => "client table is full",
+            ConfigError::DuplicateChannel => "channel already has a client entry",
+            ConfigError::TooManyWindows => "too many windows for one client",
+            ConfigError::BadWindow => "window is empty, overflows, or permits nothing",
+        })
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+/// How many refusals per client are logged one by one; after that only
+/// every power-of-two-th, so a misbehaving client cannot flood the console.
+const LOG_EVERY_REFUSAL: u32 = 8;
+
+struct Entry {
+    config: ClientConfig,
+    refusals: u32,
+}
+
+/// The copy server for up to `C` clients. `O(C)` client lookup (C is a
+/// handful of PDs), `O(segments × windows)` request checking.
+pub struct Server<const C: usize> {
+    clients: heapless::Vec<Entry, C>,
+    unknown_refusals: u32,
+}
+
+impl<const C: usize> Default for Server<C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A segment that passed every check.
+#[derive(Clone, Copy)]
+struct Checked {
+    gpa: u64,
+    len: u64,
+    offset: u64,
+}
+
+impl<const C: usize> Server<C> {
+    /// An empty client table.
+    pub const fn new() -> Self {
+        Server {
+            clients: heapless::Vec::new(),
+            unknown_refusals: 0,
+        }
+    }
+
+    /// Adds a client. Done once per client at start-up.
+    pub fn add_client(&mut self, config: ClientConfig) -> Result<(), ConfigError> {
+        for w in config.windows.iter() {
+            let ok = w.len != 0 && w.gpa.checked_add(w.len).is_some() && (w.read || w.write);
+            if !ok {
+                return Err(ConfigError::BadWindow);
+            }
+        }
+        if self.client(config.channel).is_some() {
+            return Err(ConfigError::DuplicateChannel);
+        }
+        self.clients
+            .push(Entry { config, refusals: 0 })
+            .map_err(|_| ConfigError::TooManyClients)
+    }
+
+    fn client(&self, channel: usize) -> Option<usize> {
+        self.clients.iter().position(|e| e.config.channel == channel)
+    }
+
+    /// Refusals so far from `channel` (for tests and statistics).
+    pub fn refusals(&self, channel: usize) -> Option<u32> {
+        Some(self.clients[self.client(channel)?].refusals)
+    }
+
+    /// Handles one PPC from `channel`: `label` and `words` are the
+    /// `MessageInfo`'s label and count, `regs` the message registers, which
+    /// hold the request on entry and the reply on return. Returns the reply
+    /// label and word count. Never panics, whatever the registers hold.
+    pub fn handle<const B: usize, const E: usize>(
+        &mut self,
+        ram: &GuestRam<B, E>,
+        channel: usize,
+        label: u64,
+        words: usize,
+        regs: &mut [u64],
+    ) -> (u64, usize) {
+        let Some(index) = self.client(channel) else {
+            self.unknown_refusals = self.unknown_refusals.saturating_add(1);
+            if should_log(self.unknown_refusals) {
+                log::warn!(
+                    "guest-ram: refused call on channel {channel}: {} (refusal #{})",
+                    Status::UnknownClient,
+                    self.unknown_refusals
+                );
+            }
+            return protocol::encode_reply(Status::UnknownClient, 0, regs);
+        };
+        let entry = &mut self.clients[index];
+        let request = match regs.get(..words.min(MSG_WORDS)) {
+            Some(msg) if words <= MSG_WORDS => protocol::decode(label, msg),
+            _ => Err(Status::Malformed),
+        };
+        let result = request.and_then(|request| serve(ram, &entry.config, request, regs));
+        match result {
+            Ok(reply) => reply,
+            Err(status) => {
+                entry.refusals = entry.refusals.saturating_add(1);
+                if should_log(entry.refusals) {
+                    log::warn!(
+                        "guest-ram: refused op {label} from channel {channel}: {status} (refusal #{})",
+                        entry.refusals
+                    );
+                }
+                protocol::encode_reply(status, 0, regs)
+            }
+        }
+    }
+}
+
+fn should_log(n: u32) -> bool {
+    n <= LOG_EVERY_REFUSAL || n.is_power_of_two()
+}
+
+/// Checks and carries out one decoded request; the reply is written into
+/// `regs` only after the request has been read out of them.
+fn serve<const B: usize, const E: usize>(
+    ram: &GuestRam<B, E>,
+    client: &ClientConfig,
+    request: Request,
+    regs: &mut [u64],
+) -> Result<(u64, usize), Status> {
+    match request {
+        Request::Info => {
+            let mut descs: heapless::Vec<WindowDesc, MAX_WINDOWS> = heapless::Vec::new();
+            for w in client.windows.iter() {
+                let _ = descs.push(w.desc());
+            }
+            Ok(protocol::encode_info_reply(client.buffer.len() as u64, &descs, regs))
+        }
+        Request::Fill(args) => {
+            let (gpa, len) = (args.gpa.get(), args.len.get());
+            check_guest(ram, client, gpa, len, true)?;
+            ram.fill(gpa, len, args.byte).map_err(internal)?;
+            Ok(protocol::encode_reply(Status::Ok, len, regs))
+        }
+        Request::Copy { op, segments } => {
+            let write = op.writes_guest();
+            let mut checked: heapless::Vec<Checked, { protocol::MAX_SEGMENTS }> = heapless::Vec::new();
+            let mut total: u64 = 0;
+            for segment in segments.iter() {
+                let c = check_segment(ram, client, segment, write)?;
+                total = total.checked_add(c.len).ok_or(Status::Overflow)?;
+                let _ = checked.push(c);
+            }
+            for c in checked.iter() {
+                let done = if write {
+                    ram.write_from_buffer(c.gpa, c.len, &client.buffer, c.offset)
+                } else {
+                    ram.read_to_buffer(c.gpa, c.len, &client.buffer, c.offset)
+                };
+                // Everything was checked above; a failure here is a VMM bug,
+                // reported rather than panicked on.
+                done.map_err(internal)?;
+            }
+            Ok(protocol::encode_reply(Status::Ok, total, regs))
+        }
+    }
+}
+
+fn internal(e: Error) -> Status {
+    log::error!("guest-ram: copy failed after its checks passed: {e}");
+    Status::Internal
+}
+
+/// The guest-side checks, in order: shape, window, permission, RAM.
+fn check_guest<const B: usize, const E: usize>(
+    ram: &GuestRam<B, E>,
+    client: &ClientConfig,
+    gpa: u64,
+    len: u64,
+    write: bool,
+) -> Result<(), Status> {
+    if len == 0 {
+        return Err(Status::ZeroLength);
+    }
+    let end = gpa.checked_add(len).ok_or(Status::Overflow)?;
+    let mut inside = client.windows.iter().filter(|w| w.contains(gpa, end)).peekable();
+    if inside.peek().is_none() {
+        return Err(Status::OutsideWindow);
+    }
+    if !inside.any(|w| w.permits(write)) {
+        return Err(Status::NoPermission);
+    }
+    ram.check_ram(gpa, len).map_err(|_| Status::NotRam)?;
+    Ok(())
+}
+
+/// A copy segment's checks: the guest side, then the buffer side.
+fn check_segment<const B: usize, const E: usize>(
+    ram: &GuestRam<B, E>,
+    client: &ClientConfig,
+    segment: &Segment,
+    write: bool,
+) -> Result<Checked, Status> {
+    let (gpa, len, offset) = (segment.gpa.get(), segment.len.get(), segment.buf_offset.get());
+    check_guest(ram, client, gpa, len, write)?;
+    let buf_end = offset.checked_add(len).ok_or(Status::Overflow)?;
+    if buf_end > client.buffer.len() as u64 {
+        return Err(Status::OutsideBuffer);
+    }
+    Ok(Checked { gpa, len, offset })
+}
+
+/// A [`Transport`](crate::client::Transport) that calls a [`Server`] in the
+/// same address space, for host tests and benchmarks. Like the kernel, it
+/// copies the message words into the server's own "IPC buffer" and the reply
+/// words back, so both sides see exactly the bytes they would on seL4.
+pub struct Local<'a, const B: usize, const E: usize, const C: usize> {
+    server: &'a core::cell::RefCell<Server<C>>,
+    ram: &'a GuestRam<B, E>,
+    channel: usize,
+    ipc_buffer: [u64; MSG_WORDS],
+}
+
+impl<'a, const B: usize, const E: usize, const C: usize> Local<'a, B, E, C> {
+    /// A transport calling `server` as `channel`.
+    pub fn new(server: &'a core::cell::RefCell<Server<C>>, ram: &'a GuestRam<B, E>, channel: usize) -> Self {
+        Local {
+            server,
+            ram,
+            channel,
+            ipc_buffer: [0; MSG_WORDS],
+        }
+    }
+}
+
+impl<const B: usize, const E: usize, const C: usize> crate::client::Transport for Local<'_, B, E, C> {
+    fn call(&mut self, label: u64, words: usize, msg: &mut [u64; MSG_WORDS]) -> (u64, usize) {
+        let words = words.min(MSG_WORDS);
+        self.ipc_buffer[..words].copy_from_slice(&msg[..words]);
+        let (label, reply_words) =
+            self.server
+                .borrow_mut()
+                .handle(self.ram, self.channel, label, words, &mut self.ipc_buffer);
+        let reply_words = reply_words.min(MSG_WORDS);
+        msg[..reply_words].copy_from_slice(&self.ipc_buffer[..reply_words]);
+        (label, reply_words)
+    }
+}
