@@ -105,8 +105,9 @@ impl<T: Transport> Client<T> {
 
     fn call(&mut self, label: u64, words: usize) -> Result<u64, ClientError> {
         let (label, words) = self.transport.call(label, words, &mut self.msg);
-        let reply = protocol::decode_reply(label, self.msg.get(..words).ok_or(ClientError::BadReply)?)
-            .ok_or(ClientError::BadReply)?;
+        let reply =
+            protocol::decode_reply(label, self.msg.get(..words).ok_or(ClientError::BadReply)?)
+                .ok_or(ClientError::BadReply)?;
         match reply.status {
             Status::Ok => Ok(reply.bytes),
             status => Err(ClientError::Refused(status)),
@@ -179,7 +180,10 @@ impl<T: Transport> Client<T> {
         if len > self.buffer.len() {
             return Err(ClientError::TooLarge);
         }
-        let range = GpaRange { gpa, len: len as u64 };
+        let range = GpaRange {
+            gpa,
+            len: len as u64,
+        };
         self.transfer(false, &[range], len, |_, _, _| Ok(()))?;
         // SAFETY: the VMM writes this buffer only while this client is in a
         // PPC, and `&mut self` is held for the slice's lifetime.
@@ -264,7 +268,8 @@ impl<T: Transport> Client<T> {
         if write {
             stage(&self.buffer, data_at, bytes as usize).map_err(|_| ClientError::TooLarge)?;
         }
-        let (label, words) = protocol::encode_copy(op, batch, &mut self.msg).map_err(ClientError::Refused)?;
+        let (label, words) =
+            protocol::encode_copy(op, batch, &mut self.msg).map_err(ClientError::Refused)?;
         if self.call(label, words)? != bytes {
             return Err(ClientError::BadReply);
         }

@@ -290,6 +290,8 @@ const INFO_WORDS: usize = 2;
 const WINDOW_WORDS: usize = 3;
 
 /// A decoded, well-formed request (not yet checked against a client).
+// Decoded once per request on the stack; boxing would need `alloc`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// [`Op::Info`].
@@ -358,17 +360,25 @@ pub fn decode(label: u64, msg: &[u64]) -> Result<Request, Status> {
 fn put<T: IntoBytes + Immutable>(msg: &mut [u64], at: usize, value: &T) -> Option<usize> {
     let bytes = value.as_bytes();
     let words = bytes.len() / 8;
-    msg.get_mut(at..at + words)?.as_mut_bytes().copy_from_slice(bytes);
+    msg.get_mut(at..at + words)?
+        .as_mut_bytes()
+        .copy_from_slice(bytes);
     Some(at + words)
 }
 
 /// Encodes a copy request (`Read`/`Write` with one segment, `ReadV`/`WriteV`
 /// with 1 to [`MAX_SEGMENTS`]). Returns the label and the word count.
-pub fn encode_copy(op: Op, segments: &[Segment], msg: &mut [u64; MSG_WORDS]) -> Result<(u64, usize), Status> {
+pub fn encode_copy(
+    op: Op,
+    segments: &[Segment],
+    msg: &mut [u64; MSG_WORDS],
+) -> Result<(u64, usize), Status> {
     match op {
         Op::Read | Op::Write if segments.len() == 1 => {}
         Op::ReadV | Op::WriteV if !segments.is_empty() && segments.len() <= MAX_SEGMENTS => {}
-        Op::ReadV | Op::WriteV if segments.len() > MAX_SEGMENTS => return Err(Status::TooManySegments),
+        Op::ReadV | Op::WriteV if segments.len() > MAX_SEGMENTS => {
+            return Err(Status::TooManySegments)
+        }
         _ => return Err(Status::Malformed),
     }
     let mut at = put(msg, 0, &Header::new(segments.len() as u32)).ok_or(Status::Malformed)?;
@@ -381,7 +391,9 @@ pub fn encode_copy(op: Op, segments: &[Segment], msg: &mut [u64; MSG_WORDS]) -> 
 /// Encodes an `Info` request.
 pub fn encode_info(msg: &mut [u64; MSG_WORDS]) -> (u64, usize) {
     msg[0] = 0;
-    msg[..1].as_mut_bytes().copy_from_slice(Header::new(0).as_bytes());
+    msg[..1]
+        .as_mut_bytes()
+        .copy_from_slice(Header::new(0).as_bytes());
     (Op::Info as u64, HEADER_WORDS)
 }
 
@@ -393,8 +405,12 @@ pub fn encode_fill(gpa: u64, len: u64, byte: u8, msg: &mut [u64; MSG_WORDS]) -> 
         byte,
         reserved: [0; 7],
     };
-    msg[..1].as_mut_bytes().copy_from_slice(Header::new(0).as_bytes());
-    msg[1..1 + FILL_WORDS].as_mut_bytes().copy_from_slice(args.as_bytes());
+    msg[..1]
+        .as_mut_bytes()
+        .copy_from_slice(Header::new(0).as_bytes());
+    msg[1..1 + FILL_WORDS]
+        .as_mut_bytes()
+        .copy_from_slice(args.as_bytes());
     (Op::Fill as u64, HEADER_WORDS + FILL_WORDS)
 }
 
@@ -477,7 +493,12 @@ mod tests {
     #[test]
     fn byte_layout_is_little_endian_and_fixed() {
         let mut msg = [0u64; MSG_WORDS];
-        let (label, words) = encode_copy(Op::Write, &[Segment::new(0x1122_3344_5566_7788, 0x10, 0x20)], &mut msg).unwrap();
+        let (label, words) = encode_copy(
+            Op::Write,
+            &[Segment::new(0x1122_3344_5566_7788, 0x10, 0x20)],
+            &mut msg,
+        )
+        .unwrap();
         assert_eq!((label, words), (3, 4));
         assert_eq!(msg[0].to_le_bytes(), [1, 0, 0, 0, 1, 0, 0, 0]);
         assert_eq!(msg[1].to_le_bytes(), 0x1122_3344_5566_7788u64.to_le_bytes());
@@ -495,7 +516,10 @@ mod tests {
         assert_eq!(decode(label, &msg[..words - 1]), Err(Status::Malformed));
         assert_eq!(decode(label, &msg[..words + 1]), Err(Status::Malformed));
         assert_eq!(decode(label, &[]), Err(Status::Malformed));
-        assert_eq!(decode(Op::Read as u64, &msg[..words]), Err(Status::Malformed));
+        assert_eq!(
+            decode(Op::Read as u64, &msg[..words]),
+            Err(Status::Malformed)
+        );
         let mut bad = msg;
         bad[0] ^= 2; // version 3
         assert_eq!(decode(label, &bad[..words]), Err(Status::BadVersion));
@@ -521,10 +545,22 @@ mod tests {
     fn encode_refuses_what_decode_would() {
         let mut msg = [0u64; MSG_WORDS];
         let seg = Segment::new(0, 1, 0);
-        assert_eq!(encode_copy(Op::Read, &[seg, seg], &mut msg), Err(Status::Malformed));
-        assert_eq!(encode_copy(Op::ReadV, &[], &mut msg), Err(Status::Malformed));
-        assert_eq!(encode_copy(Op::WriteV, &[seg; 40], &mut msg), Err(Status::TooManySegments));
-        assert_eq!(encode_copy(Op::Info, &[seg], &mut msg), Err(Status::Malformed));
+        assert_eq!(
+            encode_copy(Op::Read, &[seg, seg], &mut msg),
+            Err(Status::Malformed)
+        );
+        assert_eq!(
+            encode_copy(Op::ReadV, &[], &mut msg),
+            Err(Status::Malformed)
+        );
+        assert_eq!(
+            encode_copy(Op::WriteV, &[seg; 40], &mut msg),
+            Err(Status::TooManySegments)
+        );
+        assert_eq!(
+            encode_copy(Op::Info, &[seg], &mut msg),
+            Err(Status::Malformed)
+        );
         assert!(encode_copy(Op::WriteV, &[seg; 39], &mut msg).is_ok());
     }
 
@@ -532,12 +568,26 @@ mod tests {
     fn replies_round_trip() {
         let mut msg = [0u64; MSG_WORDS];
         let (label, words) = encode_reply(Status::NotRam, 0, &mut msg);
-        assert_eq!(decode_reply(label, &msg[..words]), Some(Reply { status: Status::NotRam, bytes: 0 }));
+        assert_eq!(
+            decode_reply(label, &msg[..words]),
+            Some(Reply {
+                status: Status::NotRam,
+                bytes: 0
+            })
+        );
         assert_eq!(decode_reply(0, &msg[..words]), None);
-        let w = WindowDesc { gpa: 1.into(), len: 2.into(), perms: PERM_READ.into(), reserved: 0.into() };
+        let w = WindowDesc {
+            gpa: 1.into(),
+            len: 2.into(),
+            perms: PERM_READ.into(),
+            reserved: 0.into(),
+        };
         let (label, words) = encode_info_reply(4096, &[w, w], &mut msg);
         assert_eq!(words, 2 + 2 + 6);
-        assert_eq!(decode_reply(label, &msg[..words]).unwrap().status, Status::Ok);
+        assert_eq!(
+            decode_reply(label, &msg[..words]).unwrap().status,
+            Status::Ok
+        );
         let (body, windows) = decode_info(&msg[..words]).unwrap();
         assert_eq!(body.buffer_len.get(), 4096);
         assert_eq!(&windows[..], &[w, w]);

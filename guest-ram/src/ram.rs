@@ -328,13 +328,17 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
     /// `[gpa, gpa + len)` (one per backing region it crosses), in order.
     /// The whole range is validated before the first call; the first
     /// callback error stops the walk and is returned.
-    pub fn touch_spans<F, X>(&self, gpa: u64, len: u64, mut callback: F) -> Result<(), TouchError<X>>
+    pub fn touch_spans<F, X>(
+        &self,
+        gpa: u64,
+        len: u64,
+        callback: F,
+    ) -> Result<(), TouchError<X>>
     where
         F: FnMut(Chunk) -> Result<(), X>,
     {
         let end = self.check_ram(gpa, len).map_err(TouchError::Ram)?;
-        self.spans(gpa, end, |c| callback(c))
-            .map_err(TouchError::Callback)
+        self.spans(gpa, end, callback).map_err(TouchError::Callback)
     }
 
     /// Calls `callback` once per 4 KiB page of the RAM range
@@ -389,7 +393,12 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
 
     /// Walks the backed range `[gpa, end)` (already validated as RAM, hence
     /// backed) one backing region at a time.
-    fn spans<X>(&self, gpa: u64, end: u64, mut f: impl FnMut(Chunk) -> Result<(), X>) -> Result<(), X> {
+    fn spans<X>(
+        &self,
+        gpa: u64,
+        end: u64,
+        mut f: impl FnMut(Chunk) -> Result<(), X>,
+    ) -> Result<(), X> {
         let mut i = self.backing.partition_point(|r| r.end() <= gpa);
         let mut at = gpa;
         while at < end {
@@ -456,7 +465,13 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
 
     /// Copies `len` bytes of guest RAM at `gpa` into `buffer` at `offset`.
     /// Both ranges are checked before any byte moves.
-    pub fn read_to_buffer(&self, gpa: u64, len: u64, buffer: &SharedBuffer, offset: u64) -> Result<(), Error> {
+    pub fn read_to_buffer(
+        &self,
+        gpa: u64,
+        len: u64,
+        buffer: &SharedBuffer,
+        offset: u64,
+    ) -> Result<(), Error> {
         let end = self.check_ram(gpa, len)?;
         let base = buffer.range_ptr(offset, len)?;
         self.for_each_span(gpa, end, |span| {
@@ -470,7 +485,13 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
 
     /// Copies `len` bytes of `buffer` at `offset` into guest RAM at `gpa`.
     /// Both ranges are checked before any byte moves.
-    pub fn write_from_buffer(&self, gpa: u64, len: u64, buffer: &SharedBuffer, offset: u64) -> Result<(), Error> {
+    pub fn write_from_buffer(
+        &self,
+        gpa: u64,
+        len: u64,
+        buffer: &SharedBuffer,
+        offset: u64,
+    ) -> Result<(), Error> {
         let end = self.check_ram(gpa, len)?;
         let base = buffer.range_ptr(offset, len)?;
         self.for_each_span(gpa, end, |span| {

@@ -34,12 +34,22 @@ pub struct Window {
 impl Window {
     /// A read-only window.
     pub const fn read_only(gpa: u64, len: u64) -> Self {
-        Window { gpa, len, read: true, write: false }
+        Window {
+            gpa,
+            len,
+            read: true,
+            write: false,
+        }
     }
 
     /// A read-write window.
     pub const fn read_write(gpa: u64, len: u64) -> Self {
-        Window { gpa, len, read: true, write: true }
+        Window {
+            gpa,
+            len,
+            read: true,
+            write: true,
+        }
     }
 
     fn contains(&self, gpa: u64, end: u64) -> bool {
@@ -56,7 +66,9 @@ impl Window {
     }
 
     fn desc(&self) -> WindowDesc {
-        let perms = u32::from(self.read) * protocol::PERM_READ | u32::from(self.write) * protocol::PERM_WRITE;
+        let read = if self.read { protocol::PERM_READ } else { 0 };
+        let write = if self.write { protocol::PERM_WRITE } else { 0 };
+        let perms = read | write;
         WindowDesc {
             gpa: self.gpa.into(),
             len: self.len.into(),
@@ -82,7 +94,11 @@ impl ClientConfig {
     /// A client with the given windows.
     ///
     /// Errors: more than [`MAX_WINDOWS`] windows.
-    pub fn new(channel: usize, buffer: SharedBuffer, windows: &[Window]) -> Result<Self, ConfigError> {
+    pub fn new(
+        channel: usize,
+        buffer: SharedBuffer,
+        windows: &[Window],
+    ) -> Result<Self, ConfigError> {
         Ok(ClientConfig {
             channel,
             buffer,
@@ -168,12 +184,17 @@ impl<const C: usize> Server<C> {
             return Err(ConfigError::DuplicateChannel);
         }
         self.clients
-            .push(Entry { config, refusals: 0 })
+            .push(Entry {
+                config,
+                refusals: 0,
+            })
             .map_err(|_| ConfigError::TooManyClients)
     }
 
     fn client(&self, channel: usize) -> Option<usize> {
-        self.clients.iter().position(|e| e.config.channel == channel)
+        self.clients
+            .iter()
+            .position(|e| e.config.channel == channel)
     }
 
     /// Refusals so far from `channel` (for tests and statistics).
@@ -244,7 +265,11 @@ fn serve<const B: usize, const E: usize>(
             for w in client.windows.iter() {
                 let _ = descs.push(w.desc());
             }
-            Ok(protocol::encode_info_reply(client.buffer.len() as u64, &descs, regs))
+            Ok(protocol::encode_info_reply(
+                client.buffer.len() as u64,
+                &descs,
+                regs,
+            ))
         }
         Request::Fill(args) => {
             let (gpa, len) = (args.gpa.get(), args.len.get());
@@ -254,7 +279,8 @@ fn serve<const B: usize, const E: usize>(
         }
         Request::Copy { op, segments } => {
             let write = op.writes_guest();
-            let mut checked: heapless::Vec<Checked, { protocol::MAX_SEGMENTS }> = heapless::Vec::new();
+            let mut checked: heapless::Vec<Checked, { protocol::MAX_SEGMENTS }> =
+                heapless::Vec::new();
             let mut total: u64 = 0;
             for segment in segments.iter() {
                 let c = check_segment(ram, client, segment, write)?;
@@ -293,7 +319,11 @@ fn check_guest<const B: usize, const E: usize>(
         return Err(Status::ZeroLength);
     }
     let end = gpa.checked_add(len).ok_or(Status::Overflow)?;
-    let mut inside = client.windows.iter().filter(|w| w.contains(gpa, end)).peekable();
+    let mut inside = client
+        .windows
+        .iter()
+        .filter(|w| w.contains(gpa, end))
+        .peekable();
     if inside.peek().is_none() {
         return Err(Status::OutsideWindow);
     }
@@ -311,7 +341,11 @@ fn check_segment<const B: usize, const E: usize>(
     segment: &Segment,
     write: bool,
 ) -> Result<Checked, Status> {
-    let (gpa, len, offset) = (segment.gpa.get(), segment.len.get(), segment.buf_offset.get());
+    let (gpa, len, offset) = (
+        segment.gpa.get(),
+        segment.len.get(),
+        segment.buf_offset.get(),
+    );
     check_guest(ram, client, gpa, len, write)?;
     let buf_end = offset.checked_add(len).ok_or(Status::Overflow)?;
     if buf_end > client.buffer.len() as u64 {
@@ -333,7 +367,11 @@ pub struct Local<'a, const B: usize, const E: usize, const C: usize> {
 
 impl<'a, const B: usize, const E: usize, const C: usize> Local<'a, B, E, C> {
     /// A transport calling `server` as `channel`.
-    pub fn new(server: &'a core::cell::RefCell<Server<C>>, ram: &'a GuestRam<B, E>, channel: usize) -> Self {
+    pub fn new(
+        server: &'a core::cell::RefCell<Server<C>>,
+        ram: &'a GuestRam<B, E>,
+        channel: usize,
+    ) -> Self {
         Local {
             server,
             ram,
@@ -343,14 +381,19 @@ impl<'a, const B: usize, const E: usize, const C: usize> Local<'a, B, E, C> {
     }
 }
 
-impl<const B: usize, const E: usize, const C: usize> crate::client::Transport for Local<'_, B, E, C> {
+impl<const B: usize, const E: usize, const C: usize> crate::client::Transport
+    for Local<'_, B, E, C>
+{
     fn call(&mut self, label: u64, words: usize, msg: &mut [u64; MSG_WORDS]) -> (u64, usize) {
         let words = words.min(MSG_WORDS);
         self.ipc_buffer[..words].copy_from_slice(&msg[..words]);
-        let (label, reply_words) =
-            self.server
-                .borrow_mut()
-                .handle(self.ram, self.channel, label, words, &mut self.ipc_buffer);
+        let (label, reply_words) = self.server.borrow_mut().handle(
+            self.ram,
+            self.channel,
+            label,
+            words,
+            &mut self.ipc_buffer,
+        );
         let reply_words = reply_words.min(MSG_WORDS);
         msg[..reply_words].copy_from_slice(&self.ipc_buffer[..reply_words]);
         (label, reply_words)

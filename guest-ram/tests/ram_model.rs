@@ -48,7 +48,9 @@ impl Model {
         }
         let end = gpa.checked_add(len).ok_or(Error::Overflow)?;
         // Bytes past the universe are unbacked: one stands for them all.
-        let mut states: Vec<S> = (gpa.min(UNIVERSE)..end.min(UNIVERSE)).map(|a| self.state[a as usize]).collect();
+        let mut states: Vec<S> = (gpa.min(UNIVERSE)..end.min(UNIVERSE))
+            .map(|a| self.state[a as usize])
+            .collect();
         if end > UNIVERSE {
             states.push(S::Unbacked);
         }
@@ -100,7 +102,10 @@ impl Model {
         let gpa = (0..UNIVERSE)
             .find(|&a| {
                 a.checked_add(len).is_some_and(|end| {
-                    end <= UNIVERSE && self.state[a as usize..end as usize].iter().all(|s| *s == S::Backed)
+                    end <= UNIVERSE
+                        && self.state[a as usize..end as usize]
+                            .iter()
+                            .all(|s| *s == S::Backed)
                 })
             })
             .ok_or(Error::NoSpace)?;
@@ -129,7 +134,10 @@ impl Model {
             .step_by(align.min(UNIVERSE) as usize)
             .find(|&a| {
                 a.checked_add(len).is_some_and(|end| {
-                    end <= UNIVERSE && self.state[a as usize..end as usize].iter().all(|s| *s == S::Free)
+                    end <= UNIVERSE
+                        && self.state[a as usize..end as usize]
+                            .iter()
+                            .all(|s| *s == S::Free)
                 })
             })
             .ok_or(Error::NoSpace)?;
@@ -144,7 +152,10 @@ impl Model {
                 Some(b) if b.1 - b.0 >= r.1 - r.0 => Some(b),
                 _ => Some(r),
             })
-            .map(|r| GpaRange { gpa: r.0, len: r.1 - r.0 })
+            .map(|r| GpaRange {
+                gpa: r.0,
+                len: r.1 - r.0,
+            })
             .ok_or(Error::NoSpace)
     }
 
@@ -214,13 +225,18 @@ struct Rig {
 
 impl Rig {
     fn new() -> Self {
-        let mut buffers: Vec<Vec<u8>> = REGIONS.iter().map(|(_, len)| vec![0u8; *len as usize]).collect();
+        let mut buffers: Vec<Vec<u8>> = REGIONS
+            .iter()
+            .map(|(_, len)| vec![0u8; *len as usize])
+            .collect();
         let regions: Vec<MappedRegion> = REGIONS
             .iter()
             .zip(buffers.iter_mut())
             // SAFETY: the buffers live in the rig beside `ram` and are not
             // touched through references while `ram` is used.
-            .map(|((gpa, len), b)| unsafe { MappedRegion::new(*gpa, NonNull::new(b.as_mut_ptr()).unwrap(), *len) })
+            .map(|((gpa, len), b)| unsafe {
+                MappedRegion::new(*gpa, NonNull::new(b.as_mut_ptr()).unwrap(), *len)
+            })
             .collect();
         let ram = GuestRam::new(&regions).unwrap();
         Rig { buffers, ram }
@@ -228,8 +244,13 @@ impl Rig {
 
     /// Where the model expects `gpa` in the VMM.
     fn vaddr(&mut self, gpa: u64) -> *mut u8 {
-        let i = REGIONS.iter().position(|(g, l)| gpa >= *g && gpa < g + l).unwrap();
-        self.buffers[i].as_mut_ptr().wrapping_add((gpa - REGIONS[i].0) as usize)
+        let i = REGIONS
+            .iter()
+            .position(|(g, l)| gpa >= *g && gpa < g + l)
+            .unwrap();
+        self.buffers[i]
+            .as_mut_ptr()
+            .wrapping_add((gpa - REGIONS[i].0) as usize)
     }
 
     /// Expected per-page (or per-span) chunks of a valid range.
@@ -237,12 +258,20 @@ impl Rig {
         let mut out = Vec::new();
         let mut at = gpa;
         while at < gpa + len {
-            let (rg, rl) = *REGIONS.iter().find(|(g, l)| at >= *g && at < g + l).unwrap();
+            let (rg, rl) = *REGIONS
+                .iter()
+                .find(|(g, l)| at >= *g && at < g + l)
+                .unwrap();
             let mut next = (rg + rl).min(gpa + len);
             if per_page {
                 next = next.min((at / PAGE_SIZE + 1) * PAGE_SIZE);
             }
-            out.push((at, self.vaddr(at), (next - at) as usize, (at - gpa) as usize));
+            out.push((
+                at,
+                self.vaddr(at),
+                (next - at) as usize,
+                (at - gpa) as usize,
+            ));
             at = next;
         }
         out
@@ -254,15 +283,24 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut rig = Rig::new();
     for op in ops {
         match op {
-            Op::RegisterAt(g, l) => prop_assert_eq!(rig.ram.register_at(g, l), model.register_at(g, l)),
+            Op::RegisterAt(g, l) => {
+                prop_assert_eq!(rig.ram.register_at(g, l), model.register_at(g, l))
+            }
             Op::Register(l) => prop_assert_eq!(rig.ram.register(l), model.register(l)),
             Op::MarkAllocated(g, l) => prop_assert_eq!(
                 rig.ram.mark_allocated(g, l),
                 model.set_ram(g, l, S::Free, S::Alloc, Error::AlreadyAllocated)
             ),
-            Op::Allocate(l, a) => prop_assert_eq!(rig.ram.allocate_aligned(l, a), model.allocate(l, a)),
-            Op::Free(g, l) => prop_assert_eq!(rig.ram.free(g, l), model.set_ram(g, l, S::Alloc, S::Free, Error::NotAllocated)),
-            Op::LargestFree => prop_assert_eq!(rig.ram.find_largest_free_region(), model.largest_free()),
+            Op::Allocate(l, a) => {
+                prop_assert_eq!(rig.ram.allocate_aligned(l, a), model.allocate(l, a))
+            }
+            Op::Free(g, l) => prop_assert_eq!(
+                rig.ram.free(g, l),
+                model.set_ram(g, l, S::Alloc, S::Free, Error::NotAllocated)
+            ),
+            Op::LargestFree => {
+                prop_assert_eq!(rig.ram.find_largest_free_region(), model.largest_free())
+            }
             Op::Read(g, l) => {
                 let mut out = vec![0xa5; l as usize];
                 let got = rig.ram.read(g, &mut out);
@@ -320,7 +358,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     seen.push((c.gpa, c.vaddr, c.len, c.offset));
                     Ok::<(), ()>(())
                 });
-                prop_assert_eq!(got.map_err(|e| format!("{e:?}")), model.check_ram(g, l).map_err(|e| format!("{:?}", guest_ram::TouchError::<()>::Ram(e))));
+                prop_assert_eq!(
+                    got.map_err(|e| format!("{e:?}")),
+                    model
+                        .check_ram(g, l)
+                        .map_err(|e| format!("{:?}", guest_ram::TouchError::<()>::Ram(e)))
+                );
                 if got.is_ok() {
                     prop_assert_eq!(seen, rig.chunks(g, l, false));
                 }
@@ -346,7 +389,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert_eq!(extents, Model::runs(&model.state));
     }
     for (i, (gpa, len)) in REGIONS.iter().enumerate() {
-        prop_assert_eq!(&rig.buffers[i][..], &model.data[*gpa as usize..(gpa + len) as usize]);
+        prop_assert_eq!(
+            &rig.buffers[i][..],
+            &model.data[*gpa as usize..(gpa + len) as usize]
+        );
     }
     Ok(())
 }

@@ -76,7 +76,10 @@ impl System {
         let b = ClientConfig::new(
             B,
             buf_b.shared(),
-            &[Window::read_only(BASE, 0x1_0000), Window::read_write(BASE + 0x8000, 0x1000)],
+            &[
+                Window::read_only(BASE, 0x1_0000),
+                Window::read_write(BASE + 0x8000, 0x1000),
+            ],
         )
         .unwrap();
         server.add_client(a).unwrap();
@@ -100,12 +103,18 @@ impl System {
     }
 }
 
-fn client<'a>(sys: &'a System, channel: usize, buffer: SharedBuffer) -> Client<Local<'a, 2, 16, 4>> {
+fn client<'a>(
+    sys: &'a System,
+    channel: usize,
+    buffer: SharedBuffer,
+) -> Client<Local<'a, 2, 16, 4>> {
     Client::new(Local::new(&sys.server, &sys.ram, channel), buffer)
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 #[test]
@@ -148,14 +157,29 @@ fn every_refusal_leaves_memory_alone() {
 
     // Read-only window.
     assert_eq!(b.write(BASE, &[1, 2, 3]), refused(Status::NoPermission));
-    assert_eq!(a.write(BASE + 0x1_8000, &[1]), refused(Status::NoPermission));
+    assert_eq!(
+        a.write(BASE + 0x1_8000, &[1]),
+        refused(Status::NoPermission)
+    );
     assert_eq!(b.fill(BASE, 16, 0), refused(Status::NoPermission));
     // Outside every window, or straddling a window's end.
-    assert_eq!(b.read(BASE + 0x1_0000, &mut [0; 8]), refused(Status::OutsideWindow));
-    assert_eq!(b.read(BASE + 0xfff0, &mut [0; 0x20]), refused(Status::OutsideWindow));
-    assert_eq!(a.read(BASE - 1, &mut [0; 2]), refused(Status::OutsideWindow));
+    assert_eq!(
+        b.read(BASE + 0x1_0000, &mut [0; 8]),
+        refused(Status::OutsideWindow)
+    );
+    assert_eq!(
+        b.read(BASE + 0xfff0, &mut [0; 0x20]),
+        refused(Status::OutsideWindow)
+    );
+    assert_eq!(
+        a.read(BASE - 1, &mut [0; 2]),
+        refused(Status::OutsideWindow)
+    );
     // In a window but not RAM.
-    assert_eq!(a.read(BASE + RAM_LEN - 4, &mut [0; 8]), refused(Status::NotRam));
+    assert_eq!(
+        a.read(BASE + RAM_LEN - 4, &mut [0; 8]),
+        refused(Status::NotRam)
+    );
     // Shapes the client library refuses before calling.
     assert_eq!(a.read(BASE, &mut []), Err(ClientError::ZeroLength));
     assert_eq!(a.read(u64::MAX, &mut [0; 2]), Err(ClientError::Overflow));
@@ -163,11 +187,19 @@ fn every_refusal_leaves_memory_alone() {
         a.readv(&[GpaRange { gpa: BASE, len: 4 }], &mut [0; 5]),
         Err(ClientError::LengthMismatch)
     );
-    assert_eq!(a.read_in_place(BASE, 4097).err(), Some(ClientError::TooLarge));
+    assert_eq!(
+        a.read_in_place(BASE, 4097).err(),
+        Some(ClientError::TooLarge)
+    );
     // A scatter-gather list with one bad segment moves nothing at all.
-    let segs = [GpaRange { gpa: BASE, len: 8 }, GpaRange { gpa: BASE + 0x1_0000, len: 8 }];
+    let segs = [
+        GpaRange { gpa: BASE, len: 8 },
+        GpaRange {
+            gpa: BASE + 0x1_0000,
+            len: 8,
+        },
+    ];
     assert_eq!(b.writev(&segs, &[7; 16]), refused(Status::NoPermission));
-    drop(b);
     assert_eq!(sys.guest(), before);
     assert_eq!(sys.server.borrow().refusals(B), Some(5));
 }
@@ -182,7 +214,11 @@ fn scatter_gather_packs_long_chains_and_splits_segments() {
     let segs: Vec<GpaRange> = (0..60u64)
         .map(|i| GpaRange {
             gpa: BASE + i * 0x300 + (i % 7),
-            len: if i % 10 == 3 { 5000 } else { 1 + (i * 37) % 200 },
+            len: if i % 10 == 3 {
+                5000
+            } else {
+                1 + (i * 37) % 200
+            },
         })
         .filter(|s| s.gpa + s.len <= BASE + 0x1_8000)
         .collect();
@@ -217,7 +253,10 @@ fn in_place_read_fill_and_info() {
     a.fill(BASE + 0x100, 0x3000, 0x5a).unwrap();
     let guest = sys.guest();
     assert!(guest[0x100..0x3100].iter().all(|b| *b == 0x5a));
-    assert!(guest[..0x100].iter().chain(&guest[0x3100..]).all(|b| *b == 0));
+    assert!(guest[..0x100]
+        .iter()
+        .chain(&guest[0x3100..])
+        .all(|b| *b == 0));
     let view = a.read_in_place(BASE + 0xf0, 0x20).unwrap();
     assert_eq!(&view[..0x10], &[0; 0x10]);
     assert_eq!(&view[0x10..], &[0x5a; 0x10]);
@@ -227,7 +266,10 @@ fn in_place_read_fill_and_info() {
     assert_eq!(info.max_segments as usize, protocol::MAX_SEGMENTS);
     assert_eq!(
         &info.windows[..],
-        &[Window::read_write(BASE, 0x1_8000), Window::read_only(BASE + 0x1_8000, 0x8000)]
+        &[
+            Window::read_write(BASE, 0x1_8000),
+            Window::read_only(BASE + 0x1_8000, 0x8000)
+        ]
     );
 }
 
@@ -235,7 +277,7 @@ fn in_place_read_fill_and_info() {
 #[test]
 fn raw_messages_get_precise_statuses() {
     let sys = System::new();
-    let mut raw = |channel: usize, label: u64, words: usize, msg: &[u64]| {
+    let raw = |channel: usize, label: u64, words: usize, msg: &[u64]| {
         let mut regs = [0xdead_beef_u64; MSG_WORDS];
         regs[..msg.len()].copy_from_slice(msg);
         let mut t = Local::new(&sys.server, &sys.ram, channel);
@@ -244,26 +286,45 @@ fn raw_messages_get_precise_statuses() {
         (reply.status, reply.bytes)
     };
     let mut msg = [0u64; MSG_WORDS];
-    let (label, words) = protocol::encode_copy(Op::Read, &[Segment::new(BASE, 64, 0)], &mut msg).unwrap();
+    let (label, words) =
+        protocol::encode_copy(Op::Read, &[Segment::new(BASE, 64, 0)], &mut msg).unwrap();
     assert_eq!(raw(A, label, words, &msg[..words]), (Status::Ok, 64));
-    assert_eq!(raw(UNKNOWN, label, words, &msg[..words]), (Status::UnknownClient, 0));
+    assert_eq!(
+        raw(UNKNOWN, label, words, &msg[..words]),
+        (Status::UnknownClient, 0)
+    );
     assert_eq!(raw(A, 0, words, &msg[..words]), (Status::UnknownOp, 0));
-    assert_eq!(raw(A, u64::MAX, words, &msg[..words]), (Status::UnknownOp, 0));
-    assert_eq!(raw(A, label, words + 1, &msg[..words]), (Status::Malformed, 0));
+    assert_eq!(
+        raw(A, u64::MAX, words, &msg[..words]),
+        (Status::UnknownOp, 0)
+    );
+    assert_eq!(
+        raw(A, label, words + 1, &msg[..words]),
+        (Status::Malformed, 0)
+    );
     assert_eq!(raw(A, label, 500, &msg[..words]), (Status::Malformed, 0));
     assert_eq!(raw(A, label, 0, &[]), (Status::Malformed, 0));
     // Buffer ranges.
-    let (label, words) = protocol::encode_copy(Op::Read, &[Segment::new(BASE, 64, 4096 - 63)], &mut msg).unwrap();
-    assert_eq!(raw(A, label, words, &msg[..words]), (Status::OutsideBuffer, 0));
-    let (label, words) = protocol::encode_copy(Op::Read, &[Segment::new(BASE, 64, u64::MAX - 10)], &mut msg).unwrap();
+    let (label, words) =
+        protocol::encode_copy(Op::Read, &[Segment::new(BASE, 64, 4096 - 63)], &mut msg).unwrap();
+    assert_eq!(
+        raw(A, label, words, &msg[..words]),
+        (Status::OutsideBuffer, 0)
+    );
+    let (label, words) =
+        protocol::encode_copy(Op::Read, &[Segment::new(BASE, 64, u64::MAX - 10)], &mut msg)
+            .unwrap();
     assert_eq!(raw(A, label, words, &msg[..words]), (Status::Overflow, 0));
     // Guest ranges.
-    let (label, words) = protocol::encode_copy(Op::Read, &[Segment::new(u64::MAX, 2, 0)], &mut msg).unwrap();
+    let (label, words) =
+        protocol::encode_copy(Op::Read, &[Segment::new(u64::MAX, 2, 0)], &mut msg).unwrap();
     assert_eq!(raw(A, label, words, &msg[..words]), (Status::Overflow, 0));
-    let (label, words) = protocol::encode_copy(Op::Write, &[Segment::new(BASE, 0, 0)], &mut msg).unwrap();
+    let (label, words) =
+        protocol::encode_copy(Op::Write, &[Segment::new(BASE, 0, 0)], &mut msg).unwrap();
     assert_eq!(raw(A, label, words, &msg[..words]), (Status::ZeroLength, 0));
     // A segment count the message cannot hold.
-    let (label, _) = protocol::encode_copy(Op::ReadV, &[Segment::new(BASE, 1, 0)], &mut msg).unwrap();
+    let (label, _) =
+        protocol::encode_copy(Op::ReadV, &[Segment::new(BASE, 1, 0)], &mut msg).unwrap();
     msg[0] = u64::from_le_bytes([1, 0, 0, 0, 40, 0, 0, 0]);
     assert_eq!(raw(A, label, MSG_WORDS, &msg), (Status::TooManySegments, 0));
     // Two segments totalling more than u64 cannot pass the window check, so
@@ -278,13 +339,35 @@ fn client_table_is_checked_at_start_up() {
     let buffer = m.shared();
     let mut server: Server<1> = Server::new();
     let cfg = |ch, w: &[Window]| ClientConfig::new(ch, buffer, w).unwrap();
-    assert_eq!(server.add_client(cfg(1, &[Window::read_only(0, 0)])), Err(ConfigError::BadWindow));
-    assert_eq!(server.add_client(cfg(1, &[Window::read_only(u64::MAX, 2)])), Err(ConfigError::BadWindow));
-    let none = Window { gpa: 0, len: 1, read: false, write: false };
-    assert_eq!(server.add_client(cfg(1, &[none])), Err(ConfigError::BadWindow));
-    server.add_client(cfg(1, &[Window::read_only(0, 1)])).unwrap();
-    assert_eq!(server.add_client(cfg(1, &[])), Err(ConfigError::DuplicateChannel));
-    assert_eq!(server.add_client(cfg(2, &[])), Err(ConfigError::TooManyClients));
+    assert_eq!(
+        server.add_client(cfg(1, &[Window::read_only(0, 0)])),
+        Err(ConfigError::BadWindow)
+    );
+    assert_eq!(
+        server.add_client(cfg(1, &[Window::read_only(u64::MAX, 2)])),
+        Err(ConfigError::BadWindow)
+    );
+    let none = Window {
+        gpa: 0,
+        len: 1,
+        read: false,
+        write: false,
+    };
+    assert_eq!(
+        server.add_client(cfg(1, &[none])),
+        Err(ConfigError::BadWindow)
+    );
+    server
+        .add_client(cfg(1, &[Window::read_only(0, 1)]))
+        .unwrap();
+    assert_eq!(
+        server.add_client(cfg(1, &[])),
+        Err(ConfigError::DuplicateChannel)
+    );
+    assert_eq!(
+        server.add_client(cfg(2, &[])),
+        Err(ConfigError::TooManyClients)
+    );
     assert_eq!(
         ClientConfig::new(3, buffer, &[Window::read_only(0, 1); 9]).err(),
         Some(ConfigError::TooManyWindows)

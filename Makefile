@@ -1,0 +1,170 @@
+# guest-ram: host tests, benchmarks, and the Microkit system image.
+#
+#   make test                                  host checks (no SDK needed)
+#   make MICROKIT_SDK=/path/to/sdk             build the image for MICROKIT_BOARD
+#   make MICROKIT_SDK=/path/to/sdk qemu-test   boot it in QEMU, check the self-test
+#
+# Variables (all may be overridden):
+#   MICROKIT_SDK     Microkit SDK directory (image targets only)
+#   MICROKIT_BOARD   a board with a file in board-configs/ (default qemu_virt_aarch64)
+#   MICROKIT_CONFIG  debug | release | benchmark (default debug)
+#   BUILD_DIR        where the image goes (default build/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG))
+#   CARGO, RUSTC     the cargo and rustc to use; SEL4_RUSTC, the rustc for
+#                    seL4 targets, must have the Rust library source (it
+#                    defaults to the first of $(RUSTC), rustc, /usr/bin/rustc
+#                    that has it); RUSTFLAGS is passed through
+#   LD_LLD           the linker for PDs (default: first of ld.lld, ld.lld-22, rust-lld)
+#   QEMU_TIMEOUT     seconds qemu-test waits for the self-test (default 60)
+
+MICROKIT_BOARD ?= qemu_virt_aarch64
+MICROKIT_CONFIG ?= debug
+BUILD_DIR ?= build/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
+CARGO ?= cargo
+QEMU_TIMEOUT ?= 60
+
+# --- toolchain discovery -------------------------------------------------
+
+# A rustc whose sysroot carries the library source that -Z build-std needs
+# (rustup's rust-src component, or Debian's rustc-web + rust-web-src).
+has_src = $(shell d=$$($(1) --print sysroot 2>/dev/null) && test -f "$$d/lib/rustlib/src/rust/library/core/Cargo.toml" && echo $(1))
+SEL4_RUSTC ?= $(firstword $(foreach r,$(RUSTC) rustc /usr/bin/rustc,$(call has_src,$(r))))
+LD_LLD ?= $(firstword $(foreach l,ld.lld ld.lld-22 rust-lld,$(shell command -v $(l) 2>/dev/null)))
+
+# The no_std targets the library must build for.
+CROSS_TARGETS := aarch64-unknown-none riscv64gc-unknown-none-elf x86_64-unknown-none
+
+.PHONY: all test fmt-check clippy host-test doc cross-check bench fuzz \
+        image run qemu-test clean help check-sdk check-board check-toolchain
+
+all: image
+
+help:
+	@sed -n '1,/^$$/p' Makefile
+
+# --- host side: what CI runs ---------------------------------------------
+
+test: fmt-check clippy host-test doc cross-check
+	@echo "make test: all checks passed"
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+	# pds/ is checked file by file: its workspace needs the SDK-side git dependency.
+	rustfmt --check --edition 2021 $(wildcard pds/*/src/*.rs)
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+host-test:
+	$(CARGO) test --workspace
+
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+cross-check:
+ifeq ($(SEL4_RUSTC),)
+	@echo "cross-check: SKIPPED: no rustc with the Rust library source (rust-src);"
+	@echo "  install rustup's rust-src, or Debian's rustc-web and rust-web-src, or set SEL4_RUSTC"
+else
+	@for t in $(CROSS_TARGETS); do \
+	    echo "cross-check: guest-ram for $$t (no_std, $(SEL4_RUSTC))"; \
+	    RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 $(CARGO) build -q -p guest-ram --release \
+	        --target $$t -Z build-std=core --target-dir target/cross || exit 1; \
+	done
+endif
+
+bench:
+	$(CARGO) bench -p guest-ram
+
+# A long fuzz run (needs cargo-fuzz and a nightly toolchain): FUZZ_SECONDS=600 make fuzz
+FUZZ_SECONDS ?= 60
+fuzz:
+	cd guest-ram && $(CARGO) +nightly fuzz run server -- -max_total_time=$(FUZZ_SECONDS)
+
+# --- the Microkit system -------------------------------------------------
+
+BOARD_FILE := board-configs/$(MICROKIT_BOARD).mk
+ifneq ($(wildcard $(BOARD_FILE)),)
+include $(BOARD_FILE)
+endif
+
+SDK_BOARD_DIR := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
+IMAGE_FILE := $(BUILD_DIR)/loader.img
+REPORT_FILE := $(BUILD_DIR)/report.txt
+SYSTEM_FILE := $(BUILD_DIR)/guest-ram.system
+PDS := vmm selftest guest-view
+PD_ELFS := $(addprefix $(BUILD_DIR)/,$(addsuffix .elf,$(PDS)))
+
+check-sdk:
+ifeq ($(strip $(MICROKIT_SDK)),)
+	$(error MICROKIT_SDK is not set: point it at a Microkit SDK (releases at https://github.com/seL4/microkit/releases, or build one from source with its build_sdk.py))
+endif
+	@test -x $(MICROKIT_SDK)/bin/microkit || { echo "error: $(MICROKIT_SDK)/bin/microkit not found: MICROKIT_SDK is not a Microkit SDK"; exit 1; }
+	@test -d $(SDK_BOARD_DIR) || { echo "error: the SDK has no $(MICROKIT_BOARD)/$(MICROKIT_CONFIG) (it has: $$(ls $(MICROKIT_SDK)/board | tr '\n' ' '))"; exit 1; }
+
+check-board:
+	@test -f $(BOARD_FILE) || { echo "error: unknown board '$(MICROKIT_BOARD)': no $(BOARD_FILE) (known: $$(ls board-configs | sed 's/\.mk$$//' | tr '\n' ' '))"; exit 1; }
+
+check-toolchain:
+	@test -n "$(SEL4_RUSTC)" || { echo "error: no rustc with the Rust library source for -Z build-std: install rustup's rust-src, or Debian's rustc-web and rust-web-src, or set SEL4_RUSTC"; exit 1; }
+	@test -n "$(LD_LLD)" || { echo "error: no linker for the PDs: install lld (ld.lld) or set LD_LLD"; exit 1; }
+
+$(BUILD_DIR):
+	mkdir -p $@
+
+# One Cargo invocation builds every PD; the microkit tool finds them by name.
+PD_RUSTFLAGS := -C linker=$(LD_LLD) -C linker-flavor=gnu-lld $(BOARD_RUSTFLAGS) $(RUSTFLAGS)
+
+$(PD_ELFS) &: check-sdk check-board check-toolchain $(BUILD_DIR) FORCE
+	cd pds && \
+	RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 \
+	RUSTFLAGS="$(PD_RUSTFLAGS)" \
+	SEL4_INCLUDE_DIRS=$(abspath $(SDK_BOARD_DIR)/include) \
+	GUEST_RAM_GPA=$(GUEST_RAM_GPA) GUEST_RAM_SIZE=$(GUEST_RAM_SIZE) \
+	    $(CARGO) build --release \
+	        -Z build-std=core,alloc,compiler_builtins \
+	        -Z build-std-features=compiler-builtins-mem \
+	        --target $(RUST_TARGET) \
+	        --target-dir $(abspath $(BUILD_DIR))/target
+	for pd in $(PDS); do cp $(BUILD_DIR)/target/$(RUST_TARGET)/release/$$pd $(BUILD_DIR)/$$pd.elf; done
+
+FORCE:
+
+# system.xml is the one system description; the board file fills in what
+# differs per board (guest RAM address, size and page size).
+$(SYSTEM_FILE): system.xml $(BOARD_FILE) | $(BUILD_DIR)
+	sed -e 's/@GUEST_RAM_GPA@/$(GUEST_RAM_GPA)/g' \
+	    -e 's/@GUEST_RAM_SIZE@/$(GUEST_RAM_SIZE)/g' \
+	    -e 's/@GUEST_RAM_PAGE_SIZE@/$(GUEST_RAM_PAGE_SIZE)/g' $< > $@
+
+image: $(IMAGE_FILE)
+
+$(IMAGE_FILE): $(SYSTEM_FILE) $(PD_ELFS)
+	$(MICROKIT_SDK)/bin/microkit $(SYSTEM_FILE) \
+	    --search-path $(BUILD_DIR) \
+	    --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
+	    -o $(IMAGE_FILE) -r $(REPORT_FILE)
+	@echo "image: $(IMAGE_FILE) (report: $(REPORT_FILE))"
+
+run: $(IMAGE_FILE)
+ifeq ($(strip $(QEMU_CMD)),)
+	$(error $(MICROKIT_BOARD) is not a QEMU board: load $(IMAGE_FILE) onto the board as its documentation says)
+endif
+	$(QEMU_CMD)
+
+# Boots under a timeout and passes only on the self-test's all-passed line.
+SELFTEST_PASSED := ^guest-ram: selftest ([0-9]+)/\1 passed
+qemu-test: $(IMAGE_FILE)
+ifeq ($(strip $(QEMU_CMD)),)
+	$(error $(MICROKIT_BOARD) is not a QEMU board)
+endif
+	@log=$(BUILD_DIR)/qemu.log; rm -f $$log; \
+	$(QEMU_CMD) < /dev/null > $$log 2>&1 & qemu=$$!; \
+	result=1; for i in $$(seq $(QEMU_TIMEOUT)); do \
+	    if grep -qE '$(SELFTEST_PASSED)' $$log; then result=0; break; fi; \
+	    if grep -q '^guest-ram: selftest' $$log || ! kill -0 $$qemu 2>/dev/null; then break; fi; \
+	    sleep 1; \
+	done; kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; cat $$log; \
+	if [ $$result = 0 ]; then echo "qemu-test: PASSED"; else echo "qemu-test: FAILED (see $$log)"; fi; exit $$result
+
+clean:
+	rm -rf build target pds/target

@@ -1,0 +1,11 @@
+# QEMU virt, AArch64 (Cortex-A53), the default board.
+ARCH := aarch64
+RUST_TARGET := aarch64-unknown-none
+BOARD_RUSTFLAGS :=
+# Guest RAM as the guest sees it: QEMU virt puts RAM at 1 GiB.
+GUEST_RAM_GPA := 0x40000000
+GUEST_RAM_SIZE := 0x1000000
+GUEST_RAM_PAGE_SIZE := 0x1000
+QEMU_CMD := qemu-system-aarch64 -machine virt,virtualization=on -cpu cortex-a53 -m size=2G \
+    -serial mon:stdio -nographic \
+    -device loader,file=$(IMAGE_FILE),addr=0x70000000,cpu-num=0
