@@ -112,7 +112,7 @@ $(BUILD_DIR):
 	mkdir -p $@
 
 # One Cargo invocation builds every PD; the microkit tool finds them by name.
-PD_RUSTFLAGS := -C linker=$(LD_LLD) -C linker-flavor=gnu-lld $(BOARD_RUSTFLAGS) $(RUSTFLAGS)
+PD_RUSTFLAGS := -C linker=$(LD_LLD) $(BOARD_RUSTFLAGS) $(RUSTFLAGS)
 
 $(PD_ELFS) &: check-sdk check-board check-toolchain $(BUILD_DIR) FORCE
 	cd pds && \
@@ -161,7 +161,7 @@ endif
 	$(QEMU_CMD) < /dev/null > $$log 2>&1 & qemu=$$!; \
 	result=1; for i in $$(seq $(QEMU_TIMEOUT)); do \
 	    if grep -qE '$(SELFTEST_PASSED)' $$log; then result=0; break; fi; \
-	    if grep -q '^guest-ram: selftest' $$log || ! kill -0 $$qemu 2>/dev/null; then break; fi; \
+	    if grep -qE '^guest-ram: selftest [0-9]+/[0-9]+ ' $$log || ! kill -0 $$qemu 2>/dev/null; then break; fi; \
 	    sleep 1; \
 	done; kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; cat $$log; \
 	if [ $$result = 0 ]; then echo "qemu-test: PASSED"; else echo "qemu-test: FAILED (see $$log)"; fi; exit $$result

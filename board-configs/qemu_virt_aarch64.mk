@@ -6,6 +6,6 @@ BOARD_RUSTFLAGS :=
 GUEST_RAM_GPA := 0x40000000
 GUEST_RAM_SIZE := 0x1000000
 GUEST_RAM_PAGE_SIZE := 0x1000
-QEMU_CMD := qemu-system-aarch64 -machine virt,virtualization=on -cpu cortex-a53 -m size=2G \
+QEMU_CMD = qemu-system-aarch64 -machine virt,virtualization=on -cpu cortex-a53 -m size=2G \
     -serial mon:stdio -nographic \
     -device loader,file=$(IMAGE_FILE),addr=0x70000000,cpu-num=0

@@ -47,7 +47,11 @@ pub fn run(data: &[u8]) {
     // are only read through references after `handle` returns.
     let (region, buf0, buf1) = unsafe {
         (
-            MappedRegion::new(GPA, NonNull::new(rig.guest.as_mut_ptr()).unwrap(), RAM as u64),
+            MappedRegion::new(
+                GPA,
+                NonNull::new(rig.guest.as_mut_ptr()).unwrap(),
+                RAM as u64,
+            ),
             SharedBuffer::new(NonNull::new(rig.buffers[0].as_mut_ptr()).unwrap(), 512),
             SharedBuffer::new(NonNull::new(rig.buffers[1].as_mut_ptr()).unwrap(), 100),
         )
@@ -59,20 +63,34 @@ pub fn run(data: &[u8]) {
     ram.mark_allocated(GPA, 0x1000).unwrap();
     let writable = [(GPA + 0x1000, GPA + 0x2000)];
     let server = RefCell::new(Server::<2>::new());
-    let windows0 = [Window::read_write(GPA + 0x1000, 0x1000), Window::read_only(GPA, 0x4000)];
+    let windows0 = [
+        Window::read_write(GPA + 0x1000, 0x1000),
+        Window::read_only(GPA, 0x4000),
+    ];
     let windows1 = [Window::read_only(GPA + 0x2000, 0x2000)];
-    server.borrow_mut().add_client(ClientConfig::new(1, buf0, &windows0).unwrap()).unwrap();
-    server.borrow_mut().add_client(ClientConfig::new(2, buf1, &windows1).unwrap()).unwrap();
+    server
+        .borrow_mut()
+        .add_client(ClientConfig::new(1, buf0, &windows0).unwrap())
+        .unwrap();
+    server
+        .borrow_mut()
+        .add_client(ClientConfig::new(2, buf1, &windows1).unwrap())
+        .unwrap();
 
     let guest_before = rig.guest.clone();
     let buffers_before = rig.buffers.clone();
-    let (reply_label, reply_words) = server.borrow_mut().handle(&ram, channel, label, words, &mut regs);
+    let (reply_label, reply_words) = server
+        .borrow_mut()
+        .handle(&ram, channel, label, words, &mut regs);
     assert!(reply_words <= MSG_WORDS);
     let reply = protocol::decode_reply(reply_label, &regs[..reply_words]).expect("reply decodes");
     if reply.status != Status::Ok {
         assert_eq!(reply.bytes, 0);
         assert_eq!(rig.guest, guest_before, "refused request changed guest RAM");
-        assert_eq!(rig.buffers, buffers_before, "refused request changed a buffer");
+        assert_eq!(
+            rig.buffers, buffers_before,
+            "refused request changed a buffer"
+        );
         return;
     }
     // Accepted: only client 1 may write, only inside its RW window.
@@ -80,10 +98,16 @@ pub fn run(data: &[u8]) {
         let gpa = GPA + i as u64;
         if now != was {
             assert_eq!(channel, 1, "a read-only client changed guest RAM");
-            assert!(writable.iter().any(|(s, e)| (*s..*e).contains(&gpa)), "write outside window at {gpa:#x}");
+            assert!(
+                writable.iter().any(|(s, e)| (*s..*e).contains(&gpa)),
+                "write outside window at {gpa:#x}"
+            );
         }
     }
     // Only the caller's buffer may change.
     let other = if channel == 1 { 1 } else { 0 };
-    assert_eq!(rig.buffers[other], buffers_before[other], "another client's buffer changed");
+    assert_eq!(
+        rig.buffers[other], buffers_before[other],
+        "another client's buffer changed"
+    );
 }

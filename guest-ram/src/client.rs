@@ -114,6 +114,17 @@ impl<T: Transport> Client<T> {
         }
     }
 
+    /// Sends a raw, already encoded request (`msg` words with `label`) and
+    /// returns the decoded reply. For testing a server's refusals; normal
+    /// code uses the typed calls.
+    pub fn call_raw(&mut self, label: u64, msg: &[u64]) -> Result<protocol::Reply, ClientError> {
+        let words = msg.len().min(MSG_WORDS);
+        self.msg[..words].copy_from_slice(&msg[..words]);
+        let (label, words) = self.transport.call(label, words, &mut self.msg);
+        let reply = self.msg.get(..words).ok_or(ClientError::BadReply)?;
+        protocol::decode_reply(label, reply).ok_or(ClientError::BadReply)
+    }
+
     /// Asks the VMM for this client's buffer size and windows.
     pub fn info(&mut self) -> Result<Info, ClientError> {
         let (label, words) = protocol::encode_info(&mut self.msg);

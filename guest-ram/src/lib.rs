@@ -26,6 +26,7 @@ mod ram;
 
 pub mod client;
 pub mod protocol;
+pub mod selftest;
 pub mod server;
 
 pub use backing::{GpaRange, MappedRegion, SharedBuffer};

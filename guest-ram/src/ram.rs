@@ -328,12 +328,7 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
     /// `[gpa, gpa + len)` (one per backing region it crosses), in order.
     /// The whole range is validated before the first call; the first
     /// callback error stops the walk and is returned.
-    pub fn touch_spans<F, X>(
-        &self,
-        gpa: u64,
-        len: u64,
-        callback: F,
-    ) -> Result<(), TouchError<X>>
+    pub fn touch_spans<F, X>(&self, gpa: u64, len: u64, callback: F) -> Result<(), TouchError<X>>
     where
         F: FnMut(Chunk) -> Result<(), X>,
     {

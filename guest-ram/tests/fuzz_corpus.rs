@@ -44,9 +44,19 @@ fn well_formed_and_mutated_requests() {
     let mut msg = [0u64; MSG_WORDS];
     for _ in 0..3000 {
         let op = [Op::Read, Op::Write, Op::ReadV, Op::WriteV][(next() % 4) as usize];
-        let count = if matches!(op, Op::Read | Op::Write) { 1 } else { 1 + next() % 5 };
+        let count = if matches!(op, Op::Read | Op::Write) {
+            1
+        } else {
+            1 + next() % 5
+        };
         let segs: Vec<Segment> = (0..count)
-            .map(|_| Segment::new(harness::GPA + next() % 0x4800, 1 + next() % 300, next() % 520))
+            .map(|_| {
+                Segment::new(
+                    harness::GPA + next() % 0x4800,
+                    1 + next() % 300,
+                    next() % 520,
+                )
+            })
             .collect();
         let (label, words) = protocol::encode_copy(op, &segs, &mut msg).unwrap();
         let mut data = input((next() % 3) as u8, label, &msg[..words]);

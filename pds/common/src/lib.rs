@@ -1,0 +1,93 @@
+//! What the demo system's PDs share: the layout that `system.xml` and the
+//! board file fix, a `log` logger on the debug console, and the PPC
+//! transport for `guest_ram::client`. Glue only; the logic is in `guest-ram`.
+#![no_std]
+
+use guest_ram::client::Transport;
+use guest_ram::protocol::MSG_WORDS;
+use guest_ram::selftest::Layout;
+use sel4_microkit::{debug_println, with_msg_regs, with_msg_regs_mut, Channel, MessageInfo};
+
+/// Parses the board file's hex constants at compile time.
+const fn hex(s: &str) -> u64 {
+    let b = s.as_bytes();
+    let mut i = if b.len() > 2 && b[0] == b'0' && (b[1] == b'x' || b[1] == b'X') {
+        2
+    } else {
+        0
+    };
+    let mut v: u64 = 0;
+    while i < b.len() {
+        let d = match b[i] {
+            c @ b'0'..=b'9' => c - b'0',
+            c @ b'a'..=b'f' => c - b'a' + 10,
+            c @ b'A'..=b'F' => c - b'A' + 10,
+            _ => panic!("not a hex number"),
+        };
+        v = v * 16 + d as u64;
+        i += 1;
+    }
+    v
+}
+
+/// Guest RAM as the guest sees it (board file: `GUEST_RAM_GPA`, `GUEST_RAM_SIZE`).
+pub const LAYOUT: Layout = Layout {
+    gpa: hex(match option_env!("GUEST_RAM_GPA") {
+        Some(s) => s,
+        None => "0x40000000",
+    }),
+    size: hex(match option_env!("GUEST_RAM_SIZE") {
+        Some(s) => s,
+        None => "0x1000000",
+    }),
+};
+
+/// Size of each client's shared buffer (`system.xml`).
+pub const BUFFER_SIZE: usize = 0x1000;
+
+/// Channel ids, each from the named PD's end (`system.xml`).
+pub mod channels {
+    /// VMM → self-test client.
+    pub const VMM_SELFTEST: usize = 1;
+    /// VMM → guest-view client.
+    pub const VMM_GUEST_VIEW: usize = 2;
+    /// Client → VMM (both clients).
+    pub const CLIENT_VMM: usize = 0;
+    /// Self-test → guest view.
+    pub const SELFTEST_GUEST_VIEW: usize = 1;
+}
+
+/// A `log` logger on the seL4 debug console.
+struct Console;
+
+impl log::Log for Console {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        debug_println!("{}: {}", record.level(), record.args());
+    }
+    fn flush(&self) {}
+}
+
+static CONSOLE: Console = Console;
+
+/// Sends `log` records to the debug console.
+pub fn init_logging(level: log::LevelFilter) {
+    let _ = log::set_logger(&CONSOLE);
+    log::set_max_level(level);
+}
+
+/// The copy-service transport: one `pp_call` on a channel.
+pub struct Ppc(pub Channel);
+
+impl Transport for Ppc {
+    fn call(&mut self, label: u64, words: usize, msg: &mut [u64; MSG_WORDS]) -> (u64, usize) {
+        let words = words.min(MSG_WORDS);
+        with_msg_regs_mut(|regs| regs[..words].copy_from_slice(&msg[..words]));
+        let reply = self.0.pp_call(MessageInfo::new(label, words));
+        let reply_words = reply.count().min(MSG_WORDS);
+        with_msg_regs(|regs| msg[..reply_words].copy_from_slice(&regs[..reply_words]));
+        (reply.label(), reply_words)
+    }
+}
