@@ -1,0 +1,10 @@
+# NXP i.MX8M Mini EVK (Cortex-A53). No QEMU: load loader.img with U-Boot as the Microkit manual says.
+ARCH := aarch64
+RUST_TARGET := aarch64-unknown-none
+BOARD_RUSTFLAGS :=
+# The guest's view of its RAM; any free range of the guest-physical map.
+GUEST_RAM_GPA := 0x40000000
+GUEST_RAM_SIZE := 0x1000000
+# 2 MiB pages would also do on AArch64 when the region is 2 MiB aligned.
+GUEST_RAM_PAGE_SIZE := 0x1000
+QEMU_CMD =
