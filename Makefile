@@ -73,9 +73,10 @@ else
 endif
 
 bench:
-	$(CARGO) bench -p guest-ram
+	$(CARGO) bench -p guest-ram -- $(BENCH_ARGS)
 
 # A long fuzz run (needs cargo-fuzz and a nightly toolchain): FUZZ_SECONDS=600 make fuzz
+BENCH_ARGS ?=
 FUZZ_SECONDS ?= 60
 fuzz:
 	cd guest-ram && $(CARGO) +nightly fuzz run server -- -max_total_time=$(FUZZ_SECONDS)

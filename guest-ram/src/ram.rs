@@ -467,15 +467,7 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
         buffer: &SharedBuffer,
         offset: u64,
     ) -> Result<(), Error> {
-        let end = self.check_ram(gpa, len)?;
-        let base = buffer.range_ptr(offset, len)?;
-        self.for_each_span(gpa, end, |span| {
-            // SAFETY: the guest span is backed (as in `read`) and
-            // `base + span.offset .. + span.len` lies inside the buffer range
-            // checked by `range_ptr`.
-            unsafe { mem::copy_between(span.vaddr, base.wrapping_add(span.offset), span.len) };
-        });
-        Ok(())
+        self.copy_buffer(gpa, len, buffer, offset, false)
     }
 
     /// Copies `len` bytes of `buffer` at `offset` into guest RAM at `gpa`.
@@ -487,11 +479,31 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
         buffer: &SharedBuffer,
         offset: u64,
     ) -> Result<(), Error> {
+        self.copy_buffer(gpa, len, buffer, offset, true)
+    }
+
+    /// Guest RAM ↔ shared buffer, in the direction `to_guest` says.
+    fn copy_buffer(
+        &self,
+        gpa: u64,
+        len: u64,
+        buffer: &SharedBuffer,
+        offset: u64,
+        to_guest: bool,
+    ) -> Result<(), Error> {
         let end = self.check_ram(gpa, len)?;
         let base = buffer.range_ptr(offset, len)?;
         self.for_each_span(gpa, end, |span| {
-            // SAFETY: as in `read_to_buffer`.
-            unsafe { mem::copy_between(base.wrapping_add(span.offset), span.vaddr, span.len) };
+            let in_buffer = base.wrapping_add(span.offset);
+            let (src, dst) = if to_guest {
+                (in_buffer, span.vaddr)
+            } else {
+                (span.vaddr, in_buffer)
+            };
+            // SAFETY: the guest span is backed (as in `read`) and
+            // `base + span.offset .. + span.len` lies inside the buffer range
+            // checked by `range_ptr`.
+            unsafe { mem::copy_between(src, dst, span.len) };
         });
         Ok(())
     }
