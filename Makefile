@@ -86,6 +86,8 @@ fuzz:
 BOARD_FILE := board-configs/$(MICROKIT_BOARD).mk
 ifneq ($(wildcard $(BOARD_FILE)),)
 include $(BOARD_FILE)
+else ifneq ($(filter all image run qemu-test,$(or $(MAKECMDGOALS),all)),)
+$(error unknown board '$(MICROKIT_BOARD)': no $(BOARD_FILE); known boards: $(patsubst board-configs/%.mk,%,$(wildcard board-configs/*.mk)))
 endif
 
 SDK_BOARD_DIR := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
