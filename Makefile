@@ -90,6 +90,17 @@ else ifneq ($(filter all image run qemu-test,$(or $(MAKECMDGOALS),all)),)
 $(error unknown board '$(MICROKIT_BOARD)': no $(BOARD_FILE); known boards: $(patsubst board-configs/%.mk,%,$(wildcard board-configs/*.mk)))
 endif
 
+# The PDs build for rustc's built-in bare-metal target of the board's ARCH.
+ifeq ($(ARCH),aarch64)
+RUST_TARGET := aarch64-unknown-none
+else ifeq ($(ARCH),riscv64)
+RUST_TARGET := riscv64gc-unknown-none-elf
+else ifeq ($(ARCH),x86_64)
+RUST_TARGET := x86_64-unknown-none
+# That target defaults to PIE; Microkit PDs are linked static.
+ARCH_RUSTFLAGS := -C relocation-model=static
+endif
+
 SDK_BOARD_DIR := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
 IMAGE_FILE := $(BUILD_DIR)/loader.img
 REPORT_FILE := $(BUILD_DIR)/report.txt
@@ -115,7 +126,7 @@ $(BUILD_DIR):
 	mkdir -p $@
 
 # One Cargo invocation builds every PD; the microkit tool finds them by name.
-PD_RUSTFLAGS := -C linker=$(LD_LLD) $(BOARD_RUSTFLAGS) $(RUSTFLAGS)
+PD_RUSTFLAGS := -C linker=$(LD_LLD) $(ARCH_RUSTFLAGS) $(RUSTFLAGS)
 
 $(PD_ELFS) &: check-sdk check-board check-toolchain $(BUILD_DIR) FORCE
 	cd pds && \

@@ -1,7 +1,5 @@
 # NXP i.MX8M Mini EVK (Cortex-A53). No QEMU: load loader.img with U-Boot as the Microkit manual says.
 ARCH := aarch64
-RUST_TARGET := aarch64-unknown-none
-BOARD_RUSTFLAGS :=
 # The guest's view of its RAM; any free range of the guest-physical map.
 GUEST_RAM_GPA := 0x40000000
 GUEST_RAM_SIZE := 0x1000000

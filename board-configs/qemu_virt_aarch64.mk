@@ -1,7 +1,5 @@
 # QEMU virt, AArch64 (Cortex-A53), the default board.
 ARCH := aarch64
-RUST_TARGET := aarch64-unknown-none
-BOARD_RUSTFLAGS :=
 # Guest RAM as the guest sees it: QEMU virt puts RAM at 1 GiB.
 GUEST_RAM_GPA := 0x40000000
 GUEST_RAM_SIZE := 0x1000000

@@ -1,9 +1,6 @@
 # Generic x86-64 (QEMU q35/pc or a PC). The tool also writes sel4_32.elf,
 # the 32-bit kernel QEMU's multiboot loader starts.
 ARCH := x86_64
-RUST_TARGET := x86_64-unknown-none
-# The built-in target defaults to PIE; Microkit PDs are linked static.
-BOARD_RUSTFLAGS := -C relocation-model=static
 GUEST_RAM_GPA := 0x40000000
 GUEST_RAM_SIZE := 0x1000000
 GUEST_RAM_PAGE_SIZE := 0x1000
