@@ -103,14 +103,24 @@ impl<T: Transport> Client<T> {
         &self.buffer
     }
 
-    fn call(&mut self, label: u64, words: usize) -> Result<u64, ClientError> {
+    /// One exchange: the reply, decoded, and its word count in `self.msg`.
+    fn exchange(
+        &mut self,
+        label: u64,
+        words: usize,
+    ) -> Result<(protocol::Reply, usize), ClientError> {
         let (label, words) = self.transport.call(label, words, &mut self.msg);
-        let reply =
-            protocol::decode_reply(label, self.msg.get(..words).ok_or(ClientError::BadReply)?)
-                .ok_or(ClientError::BadReply)?;
-        match reply.status {
-            Status::Ok => Ok(reply.bytes),
-            status => Err(ClientError::Refused(status)),
+        let msg = self.msg.get(..words).ok_or(ClientError::BadReply)?;
+        let reply = protocol::decode_reply(label, msg).ok_or(ClientError::BadReply)?;
+        Ok((reply, words))
+    }
+
+    /// An exchange that must succeed: the bytes moved and the reply's word
+    /// count.
+    fn call(&mut self, label: u64, words: usize) -> Result<(u64, usize), ClientError> {
+        match self.exchange(label, words)? {
+            (reply, words) if reply.status == Status::Ok => Ok((reply.bytes, words)),
+            (reply, _) => Err(ClientError::Refused(reply.status)),
         }
     }
 
@@ -120,21 +130,15 @@ impl<T: Transport> Client<T> {
     pub fn call_raw(&mut self, label: u64, msg: &[u64]) -> Result<protocol::Reply, ClientError> {
         let words = msg.len().min(MSG_WORDS);
         self.msg[..words].copy_from_slice(&msg[..words]);
-        let (label, words) = self.transport.call(label, words, &mut self.msg);
-        let reply = self.msg.get(..words).ok_or(ClientError::BadReply)?;
-        protocol::decode_reply(label, reply).ok_or(ClientError::BadReply)
+        Ok(self.exchange(label, words)?.0)
     }
 
     /// Asks the VMM for this client's buffer size and windows.
     pub fn info(&mut self) -> Result<Info, ClientError> {
         let (label, words) = protocol::encode_info(&mut self.msg);
-        let (label, words) = self.transport.call(label, words, &mut self.msg);
-        let msg = self.msg.get(..words).ok_or(ClientError::BadReply)?;
-        let reply = protocol::decode_reply(label, msg).ok_or(ClientError::BadReply)?;
-        if reply.status != Status::Ok {
-            return Err(ClientError::Refused(reply.status));
-        }
-        let (body, descs) = protocol::decode_info(msg).ok_or(ClientError::BadReply)?;
+        let (_, words) = self.call(label, words)?;
+        let (body, descs) =
+            protocol::decode_info(&self.msg[..words]).ok_or(ClientError::BadReply)?;
         let windows = descs
             .iter()
             .map(|d| Window {
@@ -205,7 +209,7 @@ impl<T: Transport> Client<T> {
     pub fn fill(&mut self, gpa: u64, len: u64, byte: u8) -> Result<(), ClientError> {
         GpaRange { gpa, len }.end().map_err(shape_error)?;
         let (label, words) = protocol::encode_fill(gpa, len, byte, &mut self.msg);
-        match self.call(label, words)? {
+        match self.call(label, words)?.0 {
             n if n == len => Ok(()),
             _ => Err(ClientError::BadReply),
         }
@@ -281,7 +285,7 @@ impl<T: Transport> Client<T> {
         }
         let (label, words) =
             protocol::encode_copy(op, batch, &mut self.msg).map_err(ClientError::Refused)?;
-        if self.call(label, words)? != bytes {
+        if self.call(label, words)?.0 != bytes {
             return Err(ClientError::BadReply);
         }
         if !write {

@@ -390,7 +390,6 @@ pub fn encode_copy(
 
 /// Encodes an `Info` request.
 pub fn encode_info(msg: &mut [u64; MSG_WORDS]) -> (u64, usize) {
-    msg[0] = 0;
     msg[..1]
         .as_mut_bytes()
         .copy_from_slice(Header::new(0).as_bytes());
