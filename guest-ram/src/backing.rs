@@ -190,6 +190,38 @@ impl SharedBuffer {
         Ok(())
     }
 
+    /// Copies `len` bytes from `src` at `src_offset` into this buffer at
+    /// `offset`: the one copy between two mappings (a RAM disk and a shared
+    /// buffer, say) that needs no bounce through a slice. Both ranges are
+    /// checked before any byte moves.
+    ///
+    /// ```
+    /// # use core::ptr::NonNull;
+    /// # use guest_ram::SharedBuffer;
+    /// let (mut a, mut b) = ([1u8; 8], [0u8; 8]);
+    /// let src = unsafe { SharedBuffer::new(NonNull::new(a.as_mut_ptr()).unwrap(), 8) };
+    /// let dst = unsafe { SharedBuffer::new(NonNull::new(b.as_mut_ptr()).unwrap(), 8) };
+    /// dst.copy_from(2, &src, 0, 4).unwrap();
+    /// let mut out = [0u8; 8];
+    /// dst.read(0, &mut out).unwrap();
+    /// assert_eq!(out, [0, 0, 1, 1, 1, 1, 0, 0]);
+    /// assert!(dst.copy_from(6, &src, 0, 4).is_err());
+    /// ```
+    pub fn copy_from(
+        &self,
+        offset: usize,
+        src: &SharedBuffer,
+        src_offset: usize,
+        len: usize,
+    ) -> Result<(), Error> {
+        let from = src.range_ptr(src_offset as u64, len as u64)?;
+        let to = self.range_ptr(offset as u64, len as u64)?;
+        // SAFETY: `range_ptr` checked both ranges against their mappings,
+        // which the buffers' constructors promised; `copy` allows overlap.
+        unsafe { mem::copy_between(from, to, len) };
+        Ok(())
+    }
+
     /// A shared view of the first `len` bytes.
     ///
     /// # Safety

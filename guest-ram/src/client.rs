@@ -205,6 +205,52 @@ impl<T: Transport> Client<T> {
         unsafe { self.buffer.slice(len) }.map_err(|_| ClientError::TooLarge)
     }
 
+    /// Gathers the guest ranges `segments` into the shared buffer, packed
+    /// from offset 0, and returns the byte count: the zero-bounce half of a
+    /// device model that moves data between the buffer and its own memory
+    /// (see [`SharedBuffer::copy_from`]). The total must fit the buffer.
+    pub fn readv_in_place(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
+        self.in_place(false, segments)
+    }
+
+    /// Scatters the start of the shared buffer, which the caller has filled
+    /// (see [`buffer`](Self::buffer)), over the guest ranges `segments`: one
+    /// copy (buffer → guest) in all, the mirror of
+    /// [`readv_in_place`](Self::readv_in_place). Returns the byte count.
+    pub fn writev_in_place(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
+        self.in_place(true, segments)
+    }
+
+    /// In-place transfers: segment `i` sits at the buffer offset where
+    /// segment `i - 1` ended, across as many calls as the segment count
+    /// needs.
+    fn in_place(&mut self, write: bool, segments: &[GpaRange]) -> Result<usize, ClientError> {
+        let mut total: u64 = 0;
+        for s in segments {
+            s.end().map_err(shape_error)?;
+            total = total.checked_add(s.len).ok_or(ClientError::Overflow)?;
+        }
+        if segments.is_empty() {
+            return Err(ClientError::ZeroLength);
+        }
+        if total > self.buffer.len() as u64 {
+            return Err(ClientError::TooLarge);
+        }
+        let mut offset = 0;
+        for batch in segments.chunks(MAX_SEGMENTS) {
+            let mut wire: heapless::Vec<Segment, MAX_SEGMENTS> = heapless::Vec::new();
+            let mut bytes = 0;
+            for s in batch {
+                // Cannot fail: `chunks(MAX_SEGMENTS)`.
+                let _ = wire.push(Segment::new(s.gpa, s.len, offset + bytes));
+                bytes += s.len;
+            }
+            self.flush(write, &wire, bytes, 0, &mut |_, _, _| Ok(()))?;
+            offset += bytes;
+        }
+        Ok(total as usize)
+    }
+
     /// Sets `len` bytes of guest RAM at `gpa` to `byte`, with no buffer use.
     pub fn fill(&mut self, gpa: u64, len: u64, byte: u8) -> Result<(), ClientError> {
         GpaRange { gpa, len }.end().map_err(shape_error)?;

@@ -297,6 +297,12 @@ fn serve<const B: usize, const E: usize>(
                 // reported rather than panicked on.
                 done.map_err(internal)?;
             }
+            if write {
+                // A client's writes reach the guest in the order it made
+                // them, across calls too (a virtqueue's used elements before
+                // its used index): a full barrier before the reply.
+                core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+            }
             Ok(protocol::encode_reply(Status::Ok, total, regs))
         }
     }

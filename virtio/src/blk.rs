@@ -1,0 +1,467 @@
+//! A virtio-blk backend (virtio 1.2, §5.2): serves one split virtqueue
+//! through a [`GuestDma`] from a [`Disk`].
+//!
+//! In the demo system the [`GuestDma`] is guest-ram's copy client
+//! ([`Client`]) in a driver PD that never maps guest RAM, and the disk a
+//! memory region of that PD. Data moves between the disk and the client's
+//! shared buffer with one copy, and between the buffer and guest RAM with
+//! one more (the VMM's); nothing bounces through a local slice.
+//!
+//! Per notification ([`BlkBackend::process`]), in calls to the copy
+//! service: the available index (1), the descriptor table and available
+//! ring (1, a snapshot that is then walked locally), per request the header
+//! (1) and the data with the status byte (1 per buffer-full), and at the
+//! end the used elements (1) and the used index (1).
+//!
+//! What a request does wrong fails that request with
+//! [`status::IOERR`] (or [`status::UNSUPP`]), and the queue goes on: a
+//! buffer the driver PD may not touch, a sector past the end, a length that
+//! overflows or is not whole sectors, a header that is too short. What
+//! breaks the ring itself (a descriptor loop, an index out of range, an
+//! available index that jumps) is a [`QueueError`]: the device reports
+//! `DEVICE_NEEDS_RESET` and serves nothing until the driver resets it.
+
+use core::fmt;
+
+use guest_ram::client::{Client, ClientError, Transport};
+use guest_ram::{GpaRange, SharedBuffer};
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use crate::queue::{self, Chain, Desc, Layout, QueueError, UsedElem, MAX_CHAIN};
+
+/// Bytes per sector: virtio-blk addresses in 512-byte units, whatever the
+/// disk's block size.
+pub const SECTOR: u64 = 512;
+
+/// Request types (`virtio_blk_req.type`).
+pub mod req {
+    /// Read from the disk into the guest.
+    pub const IN: u32 = 0;
+    /// Write the guest's data to the disk.
+    pub const OUT: u32 = 1;
+    /// Make earlier writes durable.
+    pub const FLUSH: u32 = 4;
+    /// The device's id string (20 bytes).
+    pub const GET_ID: u32 = 8;
+}
+
+/// Request status bytes.
+pub mod status {
+    /// Done.
+    pub const OK: u8 = 0;
+    /// Failed.
+    pub const IOERR: u8 = 1;
+    /// Request type not supported.
+    pub const UNSUPP: u8 = 2;
+}
+
+/// The id string `GET_ID` returns.
+pub const DEVICE_ID: &[u8; 20] = b"guest-ram ramdisk\0\0\0";
+
+/// The request header at the start of a chain's readable bytes.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct ReqHeader {
+    /// [`req`].
+    pub kind: U32,
+    /// Reserved (was `ioprio`).
+    pub reserved: U32,
+    /// First 512-byte sector.
+    pub sector: U64,
+}
+
+/// Header size.
+pub const HEADER_LEN: u64 = core::mem::size_of::<ReqHeader>() as u64;
+
+/// Guest-RAM access for a device model: small reads and writes, and
+/// in-place gather/scatter through a staging buffer.
+pub trait GuestDma {
+    /// Why an access was refused.
+    type Error: fmt::Display;
+    /// Reads guest RAM at `gpa` into `dst`.
+    fn read(&mut self, gpa: u64, dst: &mut [u8]) -> Result<(), Self::Error>;
+    /// Gathers `segments` into `dst`.
+    fn readv(&mut self, segments: &[GpaRange], dst: &mut [u8]) -> Result<(), Self::Error>;
+    /// Writes `src` into guest RAM at `gpa`.
+    fn write(&mut self, gpa: u64, src: &[u8]) -> Result<(), Self::Error>;
+    /// Scatters `src` over `segments`.
+    fn writev(&mut self, segments: &[GpaRange], src: &[u8]) -> Result<(), Self::Error>;
+    /// The staging buffer.
+    fn staging(&self) -> &SharedBuffer;
+    /// Gathers `segments` into the staging buffer from offset 0.
+    fn gather(&mut self, segments: &[GpaRange]) -> Result<usize, Self::Error>;
+    /// Scatters the start of the staging buffer over `segments`.
+    fn scatter(&mut self, segments: &[GpaRange]) -> Result<usize, Self::Error>;
+}
+
+impl<T: Transport> GuestDma for Client<T> {
+    type Error = ClientError;
+    fn read(&mut self, gpa: u64, dst: &mut [u8]) -> Result<(), ClientError> {
+        Client::read(self, gpa, dst)
+    }
+    fn readv(&mut self, segments: &[GpaRange], dst: &mut [u8]) -> Result<(), ClientError> {
+        Client::readv(self, segments, dst)
+    }
+    fn write(&mut self, gpa: u64, src: &[u8]) -> Result<(), ClientError> {
+        Client::write(self, gpa, src)
+    }
+    fn writev(&mut self, segments: &[GpaRange], src: &[u8]) -> Result<(), ClientError> {
+        Client::writev(self, segments, src)
+    }
+    fn staging(&self) -> &SharedBuffer {
+        self.buffer()
+    }
+    fn gather(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
+        self.readv_in_place(segments)
+    }
+    fn scatter(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
+        self.writev_in_place(segments)
+    }
+}
+
+/// A disk: bytes moved between it and a staging buffer.
+pub trait Disk {
+    /// Size in bytes.
+    fn len(&self) -> u64;
+    /// Whether the disk has no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Copies `len` bytes at `offset` into `dst` at `dst_offset`.
+    fn load(&mut self, offset: u64, dst: &SharedBuffer, dst_offset: usize, len: usize) -> bool;
+    /// Copies `len` bytes of `src` at `src_offset` to the disk at `offset`.
+    fn store(&mut self, offset: u64, src: &SharedBuffer, src_offset: usize, len: usize) -> bool;
+    /// Makes earlier stores durable.
+    fn flush(&mut self) -> bool {
+        true
+    }
+}
+
+/// A disk in memory: a mapped region of the backend PD.
+pub struct RamDisk {
+    memory: SharedBuffer,
+}
+
+impl RamDisk {
+    /// A disk over `memory`.
+    pub fn new(memory: SharedBuffer) -> Self {
+        RamDisk { memory }
+    }
+}
+
+impl Disk for RamDisk {
+    fn len(&self) -> u64 {
+        self.memory.len() as u64
+    }
+    fn load(&mut self, offset: u64, dst: &SharedBuffer, dst_offset: usize, len: usize) -> bool {
+        usize::try_from(offset)
+            .is_ok_and(|offset| dst.copy_from(dst_offset, &self.memory, offset, len).is_ok())
+    }
+    fn store(&mut self, offset: u64, src: &SharedBuffer, src_offset: usize, len: usize) -> bool {
+        usize::try_from(offset)
+            .is_ok_and(|offset| self.memory.copy_from(offset, src, src_offset, len).is_ok())
+    }
+}
+
+/// Counters, for logs and measurements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests completed (any status).
+    pub requests: u64,
+    /// Requests completed with a status other than OK.
+    pub failed: u64,
+    /// Data bytes moved to or from the disk.
+    pub bytes: u64,
+}
+
+/// The backend state of one virtio-blk queue.
+#[derive(Clone, Debug, Default)]
+pub struct BlkBackend {
+    last_avail: u16,
+    used_idx: u16,
+    broken: bool,
+    stats: Stats,
+}
+
+/// Segments per staged data chunk: a request's buffers, at most the queue.
+type Segments = heapless::Vec<GpaRange, MAX_CHAIN>;
+
+/// Bytes of the largest descriptor table, the snapshot's size.
+const TABLE_BYTES: usize = 16 * MAX_CHAIN;
+
+impl BlkBackend {
+    /// A backend for a freshly configured queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Whether a [`QueueError`] stopped the queue (until [`new`](Self::new)).
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Serves every request the driver has made available since the last
+    /// call and returns how many it completed. An `Err` means the ring is
+    /// broken: the device must report `DEVICE_NEEDS_RESET`, and later calls
+    /// do nothing until the backend is replaced by a new one.
+    pub fn process<M: GuestDma, D: Disk>(
+        &mut self,
+        layout: &Layout,
+        dma: &mut M,
+        disk: &mut D,
+    ) -> Result<u16, QueueError> {
+        if self.broken {
+            return Ok(0);
+        }
+        let result = self.process_inner(layout, dma, disk);
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
+    }
+
+    fn process_inner<M: GuestDma, D: Disk>(
+        &mut self,
+        layout: &Layout,
+        dma: &mut M,
+        disk: &mut D,
+    ) -> Result<u16, QueueError> {
+        let size = layout.size();
+        let mut idx = [0u8; 2];
+        dma.read(layout.avail_idx_gpa(), &mut idx)
+            .map_err(|_| QueueError::RingAccess)?;
+        let avail_idx = u16::from_le_bytes(idx);
+        let pending = avail_idx.wrapping_sub(self.last_avail);
+        if pending == 0 {
+            return Ok(0);
+        }
+        if pending > size {
+            return Err(QueueError::AvailIndexJump);
+        }
+
+        // One snapshot of the descriptor table and the available ring,
+        // taken after the index (the driver publishes entries before the
+        // index), walked locally from here on.
+        let mut snapshot = [0u8; TABLE_BYTES + 2 * MAX_CHAIN];
+        let table_len = 16 * usize::from(size);
+        let ring_len = 2 * usize::from(size);
+        dma.readv(
+            &[layout.desc_table(), layout.avail_ring()],
+            &mut snapshot[..table_len + ring_len],
+        )
+        .map_err(|_| QueueError::RingAccess)?;
+        let table =
+            <[Desc]>::ref_from_bytes(&snapshot[..table_len]).map_err(|_| QueueError::RingAccess)?;
+        let ring = &snapshot[table_len..table_len + ring_len];
+
+        let mut used: heapless::Vec<UsedElem, MAX_CHAIN> = heapless::Vec::new();
+        for k in 0..pending {
+            let slot = usize::from(self.last_avail.wrapping_add(k) % size);
+            let head = u16::from_le_bytes([ring[2 * slot], ring[2 * slot + 1]]);
+            let chain = queue::walk(table, size, head).map_err(QueueError::Chain)?;
+            let (code, written) = self.serve(&chain, dma, disk);
+            self.stats.requests += 1;
+            self.stats.failed += u64::from(code != status::OK);
+            // Cannot fail: `pending <= size <= MAX_CHAIN`.
+            let _ = used.push(UsedElem {
+                id: u32::from(head).into(),
+                len: written.into(),
+            });
+        }
+
+        // The used elements (at most two runs, the ring may wrap), then the
+        // index that publishes them; the copy server orders the two calls.
+        let first = usize::from(self.used_idx % size);
+        let run = used.len().min(usize::from(size) - first);
+        let (a, b) = used.split_at(run);
+        dma.write(layout.used_elem_gpa(self.used_idx), a.as_bytes())
+            .map_err(|_| QueueError::RingAccess)?;
+        if !b.is_empty() {
+            dma.write(layout.used_elem_gpa(0), b.as_bytes())
+                .map_err(|_| QueueError::RingAccess)?;
+        }
+        self.used_idx = self.used_idx.wrapping_add(pending);
+        self.last_avail = avail_idx;
+        dma.write(layout.used_idx_gpa(), &self.used_idx.to_le_bytes())
+            .map_err(|_| QueueError::RingAccess)?;
+        Ok(pending)
+    }
+
+    /// Serves one request. Returns the status byte and the used length
+    /// (bytes written to the chain's writable buffers).
+    fn serve<M: GuestDma, D: Disk>(
+        &mut self,
+        chain: &Chain,
+        dma: &mut M,
+        disk: &mut D,
+    ) -> (u8, u32) {
+        // The status byte is the last writable byte; without one there is
+        // nothing to report into.
+        let Some(status_gpa) = last_byte(chain.writable()) else {
+            return (status::IOERR, 0);
+        };
+        let (code, data) = match self.execute(chain, dma, disk) {
+            Ok(done) => done,
+            Err(code) => (code, Done::Nothing),
+        };
+        let data_len = match data {
+            // The data and the status went out together.
+            Done::WithStatus(n) => return (code, n.saturating_add(1)),
+            Done::Data(n) => n,
+            Done::Nothing => 0,
+        };
+        match dma.write(status_gpa, &[code]) {
+            Ok(()) => (code, data_len.saturating_add(1)),
+            Err(_) => (status::IOERR, data_len),
+        }
+    }
+
+    fn execute<M: GuestDma, D: Disk>(
+        &mut self,
+        chain: &Chain,
+        dma: &mut M,
+        disk: &mut D,
+    ) -> Result<(u8, Done), u8> {
+        if chain.readable_len() < HEADER_LEN {
+            return Err(status::IOERR);
+        }
+        let mut header = <ReqHeader as FromZeros>::new_zeroed();
+        let mut parts: heapless::Vec<GpaRange, 16> = heapless::Vec::new();
+        queue::sub_ranges(chain.readable(), 0, HEADER_LEN, &mut parts)
+            .map_err(|_| status::IOERR)?;
+        dma.readv(&parts, header.as_mut_bytes())
+            .map_err(|_| status::IOERR)?;
+        let writable_data = chain.writable_len() - 1;
+        match header.kind.get() {
+            req::IN => {
+                let len = writable_data;
+                let offset = disk_range(header.sector.get(), len, disk)?;
+                let n = self.disk_to_guest(chain.writable(), offset, len, dma, disk)?;
+                Ok((status::OK, Done::WithStatus(n)))
+            }
+            req::OUT => {
+                let len = chain.readable_len() - HEADER_LEN;
+                let offset = disk_range(header.sector.get(), len, disk)?;
+                self.guest_to_disk(chain.readable(), offset, len, dma, disk)?;
+                Ok((status::OK, Done::Nothing))
+            }
+            req::FLUSH => {
+                if disk.flush() {
+                    Ok((status::OK, Done::Nothing))
+                } else {
+                    Err(status::IOERR)
+                }
+            }
+            req::GET_ID => {
+                let n = writable_data.min(DEVICE_ID.len() as u64);
+                let mut out: heapless::Vec<GpaRange, 32> = heapless::Vec::new();
+                queue::sub_ranges(chain.writable(), 0, n, &mut out).map_err(|_| status::IOERR)?;
+                dma.writev(&out, &DEVICE_ID[..n as usize])
+                    .map_err(|_| status::IOERR)?;
+                Ok((status::OK, Done::Data(n as u32)))
+            }
+            _ => Err(status::UNSUPP),
+        }
+    }
+
+    /// `IN`: disk → staging buffer → guest, a buffer-full at a time. The
+    /// status byte (`OK`) rides with the last chunk when it fits, which
+    /// saves a call per request. Returns the data bytes written.
+    fn disk_to_guest<M: GuestDma, D: Disk>(
+        &mut self,
+        writable: &[GpaRange],
+        offset: u64,
+        len: u64,
+        dma: &mut M,
+        disk: &mut D,
+    ) -> Result<u32, u8> {
+        let capacity = dma.staging().len() as u64;
+        let total = len + 1;
+        let mut done = 0;
+        while done < total {
+            let n = (total - done).min(capacity);
+            let data = n.min(len - done.min(len));
+            let mut segments = Segments::new();
+            queue::sub_ranges(writable, done, n, &mut segments).map_err(|_| status::IOERR)?;
+            let staging = *dma.staging();
+            if data > 0 && !disk.load(offset + done, &staging, 0, data as usize) {
+                return Err(status::IOERR);
+            }
+            if data < n {
+                staging
+                    .write(data as usize, &[status::OK])
+                    .map_err(|_| status::IOERR)?;
+            }
+            dma.scatter(&segments).map_err(|_| status::IOERR)?;
+            done += n;
+            self.stats.bytes += data;
+        }
+        u32::try_from(len).map_err(|_| status::IOERR)
+    }
+
+    /// `OUT`: guest → staging buffer → disk, a buffer-full at a time.
+    fn guest_to_disk<M: GuestDma, D: Disk>(
+        &mut self,
+        readable: &[GpaRange],
+        offset: u64,
+        len: u64,
+        dma: &mut M,
+        disk: &mut D,
+    ) -> Result<(), u8> {
+        let capacity = dma.staging().len() as u64;
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(capacity);
+            let mut segments = Segments::new();
+            queue::sub_ranges(readable, HEADER_LEN + done, n, &mut segments)
+                .map_err(|_| status::IOERR)?;
+            dma.gather(&segments).map_err(|_| status::IOERR)?;
+            let staging = *dma.staging();
+            if !disk.store(offset + done, &staging, 0, n as usize) {
+                return Err(status::IOERR);
+            }
+            done += n;
+            self.stats.bytes += n;
+        }
+        Ok(())
+    }
+}
+
+/// What a request wrote besides the status.
+enum Done {
+    /// Nothing.
+    Nothing,
+    /// `n` data bytes; the status is still to be written.
+    Data(u32),
+    /// `n` data bytes and the status, written together.
+    WithStatus(u32),
+}
+
+/// The disk byte offset of `sector`, if `len` bytes from there are whole
+/// sectors inside the disk (and the request is at most 4 GiB, the most a
+/// used element can report).
+fn disk_range<D: Disk>(sector: u64, len: u64, disk: &D) -> Result<u64, u8> {
+    if len % SECTOR != 0 || len >= u64::from(u32::MAX) {
+        return Err(status::IOERR);
+    }
+    let offset = sector.checked_mul(SECTOR).ok_or(status::IOERR)?;
+    let end = offset.checked_add(len).ok_or(status::IOERR)?;
+    if end > disk.len() {
+        return Err(status::IOERR);
+    }
+    Ok(offset)
+}
+
+/// The gpa of the last byte of `segments`.
+fn last_byte(segments: &[GpaRange]) -> Option<u64> {
+    let last = segments.last()?;
+    last.gpa.checked_add(last.len - 1)
+}

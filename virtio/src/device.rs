@@ -1,0 +1,207 @@
+//! The two halves of a virtio-blk device split across PDs, as library code
+//! so that the host tests run exactly what the PDs run:
+//!
+//! - [`BlkFrontend`], in the VMM: the virtio-mmio register file behind a
+//!   trapped guest window. It publishes queue changes to the shared page
+//!   and tells the glue when to signal the backend.
+//! - [`BlkService`], in the driver PD: on each signal, reads the queue
+//!   state, serves the queue through guest-ram's copy service, and reports
+//!   back in the shared page.
+//!
+//! ```text
+//! guest --MMIO fault--> VMM: BlkFrontend::access --Notify--> signal
+//!   --> blk PD: BlkService::notified --PPC copies--> VMM: guest_ram::Server
+//!   --> guest RAM;  blk PD --signal--> VMM: BlkFrontend::backend_signalled
+//! ```
+
+use guest_ram::SharedBuffer;
+
+use crate::blk::{BlkBackend, Disk, GuestDma, Stats};
+use crate::mmio::{Access, BlkConfig, Effect, MmioDevice};
+use crate::shared::{self, BackendState, QueueState};
+
+/// Logs the first 8 of a kind one by one, then every power-of-two-th, so a
+/// misbehaving guest cannot flood the console.
+fn should_log(n: u32) -> bool {
+    n <= 8 || n.is_power_of_two()
+}
+
+/// What the VMM glue must do after an access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing.
+    None,
+    /// Signal the backend PD.
+    SignalBackend,
+}
+
+/// The VMM's half of a virtio-blk device.
+pub struct BlkFrontend {
+    device: MmioDevice<BlkConfig>,
+    page: SharedBuffer,
+    generation: u32,
+    ignored: u32,
+}
+
+impl BlkFrontend {
+    /// A device of `capacity` sectors whose queue state goes to `page`.
+    pub fn new(capacity: u64, page: SharedBuffer) -> Self {
+        let mut frontend = BlkFrontend {
+            device: MmioDevice::new(BlkConfig::new(capacity)),
+            page,
+            generation: 0,
+            ignored: 0,
+        };
+        frontend.publish();
+        frontend
+    }
+
+    /// The register file.
+    pub fn device(&self) -> &MmioDevice<BlkConfig> {
+        &self.device
+    }
+
+    /// Accesses the guest made that the device ignored.
+    pub fn ignored(&self) -> u32 {
+        self.ignored
+    }
+
+    fn publish(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        let q = self.device.queue(0).copied().unwrap_or_default();
+        let state = QueueState::new(self.generation, q.ready, q.size, q.desc, q.avail, q.used);
+        if shared::publish_queue(&self.page, &state).is_err() {
+            log::error!("virtio-blk: shared page too small for the queue state");
+        }
+    }
+
+    /// One trapped guest access at `offset` into the window: a load returns
+    /// the value for the guest's register.
+    pub fn access(&mut self, offset: u64, width: u8, write: Option<u64>) -> (u64, Action) {
+        let access = match write {
+            Some(value) => self.device.write(offset, width, value),
+            None => self.device.read(offset, width),
+        };
+        match access {
+            Access::Done(value, effect) => (value, self.act(effect)),
+            Access::Ignored(why) => {
+                self.ignored = self.ignored.saturating_add(1);
+                if should_log(self.ignored) {
+                    let kind = if write.is_some() { "write" } else { "read" };
+                    log::warn!(
+                        "virtio-blk: guest {kind} of {width} bytes at +{offset:#x} ignored: {why} (#{})",
+                        self.ignored
+                    );
+                }
+                (0, Action::None)
+            }
+        }
+    }
+
+    fn act(&mut self, effect: Effect) -> Action {
+        match effect {
+            Effect::None => Action::None,
+            Effect::Notify(_) => Action::SignalBackend,
+            Effect::QueuesChanged => {
+                self.publish();
+                Action::SignalBackend
+            }
+        }
+    }
+
+    /// The backend signalled: it used buffers, or the queue broke.
+    pub fn backend_signalled(&mut self) {
+        let Ok(state) = shared::read_backend(&self.page) else {
+            return;
+        };
+        if state.generation.get() != self.generation {
+            // About a queue configuration the guest has since replaced.
+            return;
+        }
+        if state.needs_reset.get() != 0 {
+            if self.device.status() & crate::mmio::status::DEVICE_NEEDS_RESET == 0 {
+                log::warn!("virtio-blk: queue broken by the guest; device needs reset");
+            }
+            self.device.needs_reset();
+        } else {
+            self.device.used_buffers();
+        }
+    }
+}
+
+/// The driver PD's half: a [`BlkBackend`] per queue generation.
+pub struct BlkService<D> {
+    page: SharedBuffer,
+    disk: D,
+    generation: u32,
+    backend: BlkBackend,
+    total: Stats,
+}
+
+impl<D: Disk> BlkService<D> {
+    /// A service for the queue published in `page`, serving `disk`.
+    pub fn new(page: SharedBuffer, disk: D) -> Self {
+        BlkService {
+            page,
+            disk,
+            generation: 0,
+            backend: BlkBackend::new(),
+            total: Stats::default(),
+        }
+    }
+
+    /// Counters over all generations.
+    pub fn stats(&self) -> Stats {
+        let now = self.backend.stats();
+        Stats {
+            requests: self.total.requests + now.requests,
+            failed: self.total.failed + now.failed,
+            bytes: self.total.bytes + now.bytes,
+        }
+    }
+
+    /// The disk.
+    pub fn disk(&mut self) -> &mut D {
+        &mut self.disk
+    }
+
+    /// The VMM signalled: serve what the queue has. Returns whether to
+    /// signal the VMM back (something was used, or the queue broke).
+    pub fn notified<M: GuestDma>(&mut self, dma: &mut M) -> bool {
+        let Ok(state) = shared::read_queue(&self.page) else {
+            return false;
+        };
+        if state.generation.get() != self.generation {
+            let old = core::mem::take(&mut self.backend).stats();
+            self.total.requests += old.requests;
+            self.total.failed += old.failed;
+            self.total.bytes += old.bytes;
+            self.generation = state.generation.get();
+        }
+        let layout = match state.layout() {
+            None => return false,
+            Some(Ok(layout)) => layout,
+            Some(Err(e)) => {
+                log::warn!("virtio-blk: published queue is invalid: {e}");
+                return self.report(true);
+            }
+        };
+        match self.backend.process(&layout, dma, &mut self.disk) {
+            Ok(0) => false,
+            Ok(_) => self.report(false),
+            Err(e) => {
+                log::warn!("virtio-blk: queue error, device needs reset: {e}");
+                self.report(true)
+            }
+        }
+    }
+
+    fn report(&mut self, needs_reset: bool) -> bool {
+        let state = BackendState {
+            generation: self.generation.into(),
+            needs_reset: u32::from(needs_reset || self.backend.is_broken()).into(),
+            served: self.backend.stats().requests.into(),
+        };
+        shared::publish_backend(&self.page, &state).is_ok()
+    }
+}
