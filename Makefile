@@ -14,13 +14,17 @@
 #                    defaults to the first of $(RUSTC), rustc, /usr/bin/rustc
 #                    that has it); RUSTFLAGS is passed through
 #   LD_LLD           the linker for PDs (default: first of ld.lld, ld.lld-22, rust-lld)
-#   QEMU_TIMEOUT     seconds qemu-test waits for the self-test (default 60)
+#   QEMU_TIMEOUT     seconds qemu-test waits for the test lines (default 120)
+#   GUEST_IMAGE      raw AArch64 image the VMM loads at the start of guest RAM
+#                    (VM boards; default: the guest in guests/virtio-blk)
+#   OBJCOPY          for the guest's raw image (default: first of llvm-objcopy,
+#                    llvm-objcopy-22, aarch64-linux-gnu-objcopy)
 
 MICROKIT_BOARD ?= qemu_virt_aarch64
 MICROKIT_CONFIG ?= debug
 BUILD_DIR ?= build/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
 CARGO ?= cargo
-QEMU_TIMEOUT ?= 60
+QEMU_TIMEOUT ?= 120
 
 # --- toolchain discovery -------------------------------------------------
 
@@ -29,6 +33,7 @@ QEMU_TIMEOUT ?= 60
 has_src = $(shell d=$$($(1) --print sysroot 2>/dev/null) && test -f "$$d/lib/rustlib/src/rust/library/core/Cargo.toml" && echo $(1))
 SEL4_RUSTC ?= $(firstword $(foreach r,$(RUSTC) rustc /usr/bin/rustc,$(call has_src,$(r))))
 LD_LLD ?= $(firstword $(foreach l,ld.lld ld.lld-22 rust-lld,$(shell command -v $(l) 2>/dev/null)))
+OBJCOPY ?= $(firstword $(foreach o,llvm-objcopy llvm-objcopy-22 aarch64-linux-gnu-objcopy,$(shell command -v $(o) 2>/dev/null)))
 
 # The no_std targets the library must build for.
 CROSS_TARGETS := aarch64-unknown-none riscv64gc-unknown-none-elf x86_64-unknown-none
@@ -105,8 +110,15 @@ SDK_BOARD_DIR := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
 IMAGE_FILE := $(BUILD_DIR)/loader.img
 REPORT_FILE := $(BUILD_DIR)/report.txt
 SYSTEM_FILE := $(BUILD_DIR)/guest-ram.system
-PDS := vmm selftest guest-view
+PDS := vmm selftest guest-view $(if $(filter yes,$(VM)),blk)
 PD_ELFS := $(addprefix $(BUILD_DIR)/,$(addsuffix .elf,$(PDS)))
+PD_FEATURES := $(if $(filter yes,$(VM)),--features vmm/vm)
+
+# The guest (VM boards): bare-metal AArch64 at EL1, soft-float (its MMU
+# and FP are off), linked at the start of guest RAM, loaded as a raw image.
+GUEST_TARGET := aarch64-unknown-none-softfloat
+GUEST_BIN := $(BUILD_DIR)/virtio-blk-guest.bin
+GUEST_IMAGE ?= $(GUEST_BIN)
 
 check-sdk:
 ifeq ($(strip $(MICROKIT_SDK)),)
@@ -134,7 +146,7 @@ $(PD_ELFS) &: check-sdk check-board check-toolchain $(BUILD_DIR) FORCE
 	RUSTFLAGS="$(PD_RUSTFLAGS)" \
 	SEL4_INCLUDE_DIRS=$(abspath $(SDK_BOARD_DIR)/include) \
 	GUEST_RAM_GPA=$(GUEST_RAM_GPA) GUEST_RAM_SIZE=$(GUEST_RAM_SIZE) \
-	    $(CARGO) build --release \
+	    $(CARGO) build --release $(PD_FEATURES) \
 	        -Z build-std=core,alloc,compiler_builtins \
 	        -Z build-std-features=compiler-builtins-mem \
 	        --target $(RUST_TARGET) \
@@ -143,16 +155,29 @@ $(PD_ELFS) &: check-sdk check-board check-toolchain $(BUILD_DIR) FORCE
 
 FORCE:
 
+$(GUEST_BIN): check-toolchain $(BUILD_DIR) FORCE
+	@test -n "$(OBJCOPY)" || { echo "error: no objcopy for the guest image: install llvm or binutils-aarch64-linux-gnu, or set OBJCOPY"; exit 1; }
+	RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C linker=$(LD_LLD)" \
+	GUEST_RAM_GPA=$(GUEST_RAM_GPA) \
+	    $(CARGO) build --release -p virtio-blk-guest --features bare-metal \
+	        --target $(GUEST_TARGET) \
+	        -Z build-std=core -Z build-std-features=compiler-builtins-mem \
+	        --target-dir $(abspath $(BUILD_DIR))/guest-target
+	$(OBJCOPY) -O binary $(BUILD_DIR)/guest-target/$(GUEST_TARGET)/release/virtio-blk-guest $@
+
 # system.xml is the one system description; the board file fills in what
-# differs per board (guest RAM address, size and page size).
-$(SYSTEM_FILE): system.xml $(BOARD_FILE) | $(BUILD_DIR)
+# differs per board (guest RAM address, size and page size) and whether it
+# gets the VM (boards without VM := yes lose the "VM: begin/end" parts).
+$(SYSTEM_FILE): system.xml $(BOARD_FILE) FORCE | $(BUILD_DIR)
 	sed -e 's/@GUEST_RAM_GPA@/$(GUEST_RAM_GPA)/g' \
 	    -e 's/@GUEST_RAM_SIZE@/$(GUEST_RAM_SIZE)/g' \
-	    -e 's/@GUEST_RAM_PAGE_SIZE@/$(GUEST_RAM_PAGE_SIZE)/g' $< > $@
+	    -e 's/@GUEST_RAM_PAGE_SIZE@/$(GUEST_RAM_PAGE_SIZE)/g' \
+	    -e 's|@GUEST_IMAGE@|$(abspath $(GUEST_IMAGE))|g' \
+	    $(if $(filter yes,$(VM)),,-e '/VM: begin/,/VM: end/d') $< > $@
 
 image: $(IMAGE_FILE)
 
-$(IMAGE_FILE): $(SYSTEM_FILE) $(PD_ELFS)
+$(IMAGE_FILE): $(SYSTEM_FILE) $(PD_ELFS) $(if $(filter yes,$(VM)),$(GUEST_IMAGE))
 	$(MICROKIT_SDK)/bin/microkit $(SYSTEM_FILE) \
 	    --search-path $(BUILD_DIR) \
 	    --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
@@ -165,8 +190,13 @@ ifeq ($(strip $(QEMU_CMD)),)
 endif
 	$(QEMU_CMD)
 
-# Boots under a timeout and passes only on the self-test's all-passed line.
-SELFTEST_PASSED := ^guest-ram: selftest ([0-9]+)/\1 passed
+# Boots under a timeout and passes only when every test summary the board
+# runs says N/N passed: the self-test, and on VM boards the guest's
+# virtio-blk suite. A failing summary, or the VMM stopping the guest, ends
+# the wait at once.
+SUMMARY := ^(guest-ram: selftest|guest: virtio-blk) [0-9]+/[0-9]+ passed
+PASSED := ^(guest-ram: selftest|guest: virtio-blk) ([0-9]+)/\2 passed
+SUITES := $(if $(filter yes,$(VM)),2,1)
 qemu-test: $(IMAGE_FILE)
 ifeq ($(strip $(QEMU_CMD)),)
 	$(error $(MICROKIT_BOARD) is not a QEMU board)
@@ -174,8 +204,9 @@ endif
 	@log=$(BUILD_DIR)/qemu.log; rm -f $$log; \
 	$(QEMU_CMD) < /dev/null > $$log 2>&1 & qemu=$$!; \
 	result=1; for i in $$(seq $(QEMU_TIMEOUT)); do \
-	    if grep -qE '$(SELFTEST_PASSED)' $$log; then result=0; break; fi; \
-	    if grep -qE '^guest-ram: selftest [0-9]+/[0-9]+ ' $$log || ! kill -0 $$qemu 2>/dev/null; then break; fi; \
+	    if [ "$$(grep -cE '$(PASSED)' $$log)" -ge $(SUITES) ]; then result=0; break; fi; \
+	    if grep -E '$(SUMMARY)' $$log | grep -qvE '$(PASSED)'; then break; fi; \
+	    if grep -qE 'vmm: (stopping the guest|guest exited with code [1-9])' $$log || ! kill -0 $$qemu 2>/dev/null; then break; fi; \
 	    sleep 1; \
 	done; kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; cat $$log; \
 	if [ $$result = 0 ]; then echo "qemu-test: PASSED"; else echo "qemu-test: FAILED (see $$log)"; fi; exit $$result

@@ -98,6 +98,11 @@ impl<T: Transport> Client<T> {
         }
     }
 
+    /// The transport (to read its counters, say).
+    pub fn transport(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
     /// The shared buffer.
     pub fn buffer(&self) -> &SharedBuffer {
         &self.buffer

@@ -130,9 +130,24 @@ pub fn decode(x: &[u64; 8]) -> Result<Hypercall, HvcError> {
     }
 }
 
-/// The bytes of `text` that a VMM may print as-is: printable ASCII, with
-/// anything else shown as `?`, so that a guest cannot send escape sequences
-/// to the console.
+/// Guest bytes shown as text: printable ASCII as is, anything else as `?`
+/// (see [`sanitize`]).
+///
+/// ```
+/// use vcpu_fault::hvc::Text;
+/// assert_eq!(format!("{}", Text(b"ok\x1b[2J")), "ok?[2J");
+/// ```
+pub struct Text<'a>(pub &'a [u8]);
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| fmt::Write::write_char(f, sanitize(*b)))
+    }
+}
+
+/// The character a VMM prints for a guest byte: printable ASCII as is,
+/// anything else as `?`, so that a guest cannot send escape sequences to
+/// the console.
 pub fn sanitize(byte: u8) -> char {
     if byte.is_ascii_graphic() || byte == b' ' {
         char::from(byte)

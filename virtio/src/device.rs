@@ -15,6 +15,7 @@
 //! ```
 
 use guest_ram::SharedBuffer;
+use vcpu_fault::esr::MmioAccess;
 
 use crate::blk::{BlkBackend, Disk, GuestDma, Stats};
 use crate::mmio::{Access, BlkConfig, Effect, MmioDevice};
@@ -95,6 +96,47 @@ impl BlkFrontend {
                 }
                 (0, Action::None)
             }
+        }
+    }
+
+    /// Emulates a decoded guest load or store, if it falls inside the
+    /// device window at `window_gpa`. `register_value` is the transfer
+    /// register's contents (used by stores). Returns the value a load puts
+    /// in its register (`None` for stores and the zero register) and what
+    /// the glue must do; `None` if the access is not this device's.
+    ///
+    /// ```
+    /// # use core::ptr::NonNull;
+    /// # use guest_ram::SharedBuffer;
+    /// use vcpu_fault::esr::decode_data_abort;
+    /// use virtio::device::BlkFrontend;
+    /// # let mut page = [0u8; 4096];
+    /// # let page = unsafe { SharedBuffer::new(NonNull::new(page.as_mut_ptr()).unwrap(), 4096) };
+    /// let mut blk = BlkFrontend::new(2048, page);
+    /// // `ldr w5, [x0]` at the window's start: the magic value.
+    /// let esr = (0x24 << 26) | (1 << 25) | (1 << 24) | (2 << 22) | (5 << 16);
+    /// let load = decode_data_abort(esr, 0x0a00_0000).unwrap();
+    /// let (value, _) = blk.emulate(0x0a00_0000, &load, 0).unwrap();
+    /// assert_eq!(value, Some(0x7472_6976));
+    /// ```
+    pub fn emulate(
+        &mut self,
+        window_gpa: u64,
+        access: &MmioAccess,
+        register_value: u64,
+    ) -> Option<(Option<u64>, Action)> {
+        let offset = access
+            .gpa
+            .checked_sub(window_gpa)
+            .filter(|offset| *offset < crate::mmio::WINDOW_SIZE)?;
+        if access.write {
+            let value = access.store_value(register_value);
+            let (_, action) = self.access(offset, access.width, Some(value));
+            Some((None, action))
+        } else {
+            let (value, action) = self.access(offset, access.width, None);
+            let load = access.writes_register().then(|| access.load_value(value));
+            Some((load, action))
         }
     }
 

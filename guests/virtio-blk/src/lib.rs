@@ -57,8 +57,9 @@ mod at {
     pub const BACK: u64 = 0x20_0000;
 }
 
-/// Size of the DMA area the suite needs: two 1 MiB buffers and the queue.
-pub const DMA_LEN: u64 = 0x40_0000;
+/// Size of the DMA area the suite needs: the queue, then two 1 MiB
+/// buffers (at 64 KiB and at 2 MiB).
+pub const DMA_LEN: u64 = at::BACK + (1 << 20);
 
 /// One buffer of a request: gpa, length, device-writable.
 #[derive(Clone, Copy, Debug)]
@@ -496,8 +497,9 @@ pub fn run<P: Platform>(p: &mut P, setup: Setup) -> Summary {
 
     // A descriptor loop breaks the ring: DEVICE_NEEDS_RESET, and after a
     // reset the device works again.
+    // Two device-readable descriptors pointing at each other.
     let header = blk.buf(0, 0, 16, false);
-    let data = blk.buf(1, 0, 512, true);
+    let data = blk.buf(0, 16, 512, false);
     let looped = blk.submit_linked(&[header, data], &[1, 0]);
     check(
         &mut blk,

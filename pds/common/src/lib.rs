@@ -45,12 +45,34 @@ pub const LAYOUT: Layout = Layout {
 /// Size of each client's shared buffer (`system.xml`).
 pub const BUFFER_SIZE: usize = 0x1000;
 
+/// Size of the blk PD's shared buffer (`system.xml`: `blk_buffer`).
+pub const BLK_BUFFER_SIZE: usize = 0x10000;
+
+/// Size of the blk PD's RAM disk (`system.xml`: `blk_disk`).
+pub const DISK_SIZE: usize = 0x10_0000;
+
+/// The shared VMM/blk page (`system.xml`: `blk_device`).
+pub const DEVICE_PAGE_SIZE: usize = 0x1000;
+
+/// Guest-physical address of the virtio-blk device's MMIO window, which
+/// `system.xml` leaves unmapped so that every access faults to the VMM.
+pub const VIRTIO_BLK_GPA: u64 = 0x0a00_0000;
+
+/// Bytes of guest RAM the VMM sets aside as the guest's DMA area: the only
+/// part of guest RAM the blk PD's window covers (like a restricted DMA pool
+/// behind an IOMMU). The guest learns it in x0/x1.
+pub const DMA_LEN: u64 = 0x30_0000;
+
 /// Channel ids, each from the named PD's end (`system.xml`).
 pub mod channels {
     /// VMM → self-test client.
     pub const VMM_SELFTEST: usize = 1;
     /// VMM → guest-view client.
     pub const VMM_GUEST_VIEW: usize = 2;
+    /// VMM → blk driver PD (copy calls, and signals both ways).
+    pub const VMM_BLK: usize = 3;
+    /// blk driver PD → VMM.
+    pub const BLK_VMM: usize = 0;
     /// Client → VMM (both clients).
     pub const CLIENT_VMM: usize = 0;
     /// Self-test → guest view.
@@ -76,6 +98,40 @@ static CONSOLE: Console = Console;
 pub fn init_logging(level: log::LevelFilter) {
     let _ = log::set_logger(&CONSOLE);
     log::set_max_level(level);
+}
+
+/// The generic timer's counter and its frequency, readable from a PD on
+/// AArch64 (Microkit exports the physical counter to user level).
+#[cfg(target_arch = "aarch64")]
+pub fn counter() -> (u64, u64) {
+    let (ticks, hz): (u64, u64);
+    // SAFETY: reads two system registers; no memory is touched.
+    unsafe {
+        core::arch::asm!("isb", "mrs {}, cntpct_el0", "mrs {}, cntfrq_el0",
+                         out(reg) ticks, out(reg) hz, options(nostack));
+    }
+    (ticks, hz)
+}
+
+/// No counter is read on other architectures.
+#[cfg(not(target_arch = "aarch64"))]
+pub fn counter() -> (u64, u64) {
+    (0, 1)
+}
+
+/// A [`Ppc`] that counts its calls, for measurements.
+pub struct CountingPpc {
+    /// The transport.
+    pub ppc: Ppc,
+    /// Calls made.
+    pub calls: u64,
+}
+
+impl Transport for CountingPpc {
+    fn call(&mut self, label: u64, words: usize, msg: &mut [u64; MSG_WORDS]) -> (u64, usize) {
+        self.calls += 1;
+        self.ppc.call(label, words, msg)
+    }
 }
 
 /// The copy-service transport: one `pp_call` on a channel.

@@ -1,27 +1,30 @@
 //! The VMM PD: owns guest RAM (pre-mapped by `system.xml`), keeps its
-//! bookkeeping, and serves copies to client PDs over PPC. Glue only: the
-//! bookkeeping is `GuestRam`, the request handling `Server::handle`.
+//! bookkeeping, serves copies to client PDs over PPC, and on boards with a
+//! virtual machine (feature `vm`) runs the guest. Glue only: the
+//! bookkeeping is `GuestRam`, the request handling `Server::handle`, the
+//! guest's device `virtio::device`.
 #![no_std]
 #![no_main]
+
+#[cfg(feature = "vm")]
+mod vm;
 
 use common::{channels, BUFFER_SIZE, LAYOUT};
 use guest_ram::server::{ClientConfig, Server};
 use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
 use sel4_microkit::{
-    memory_region_symbol, protection_domain, with_msg_regs_mut, Channel, Handler, Infallible,
-    MessageInfo,
+    memory_region_symbol, protection_domain, with_msg_regs_mut, Channel, ChannelSet, Child,
+    Handler, Infallible, MessageInfo,
 };
 
 /// One backing region; up to 64 RAM extents.
 type Ram = GuestRam<1, 64>;
 
-const KERNEL_SIZE: u64 = 2 << 20;
-const DTB_SIZE: u64 = 64 << 10;
-const INITRD_SIZE: u64 = 1 << 20;
-
 struct Vmm {
     ram: Ram,
-    server: Server<2>,
+    server: Server<3>,
+    #[cfg(feature = "vm")]
+    vm: Option<vm::Vm>,
 }
 
 #[protection_domain]
@@ -47,35 +50,8 @@ fn init() -> Vmm {
         )
     };
     let mut ram = Ram::new(&[region]).expect("guest RAM backing");
-
-    // What a VMM does before it starts a guest: declare RAM, place the
-    // kernel where the guest expects it, find room for the rest.
     ram.register_at(LAYOUT.gpa, LAYOUT.ram_len())
         .expect("register guest RAM");
-    ram.mark_allocated(LAYOUT.gpa, KERNEL_SIZE)
-        .expect("kernel image");
-    let dtb = ram.allocate_aligned(DTB_SIZE, 0x1000).expect("device tree");
-    let initrd = ram.allocate_aligned(INITRD_SIZE, 2 << 20).expect("initrd");
-    log::info!(
-        "guest-ram: kernel at {:#x}, dtb at {dtb:#x}, initrd at {initrd:#x}",
-        LAYOUT.gpa
-    );
-    for extent in ram.extents() {
-        let r = extent.range;
-        let state = if extent.allocated {
-            "allocated"
-        } else {
-            "free"
-        };
-        log::info!("guest-ram: {:#x}..{:#x} {state}", r.gpa, r.gpa + r.len);
-    }
-    if let Ok(largest) = ram.find_largest_free_region() {
-        log::info!(
-            "guest-ram: largest free region {:#x} ({} KiB)",
-            largest.gpa,
-            largest.len >> 10
-        );
-    }
 
     let mut server = Server::new();
     let clients = [
@@ -95,8 +71,93 @@ fn init() -> Vmm {
             .add_client(client.expect("client windows"))
             .expect("client table");
     }
-    log::info!("guest-ram: serving 2 clients");
-    Vmm { ram, server }
+
+    #[cfg(feature = "vm")]
+    let vm = start_vm(&mut ram, &mut server);
+    #[cfg(not(feature = "vm"))]
+    place_images(&mut ram);
+
+    for extent in ram.extents() {
+        let r = extent.range;
+        let state = if extent.allocated {
+            "allocated"
+        } else {
+            "free"
+        };
+        log::info!("guest-ram: {:#x}..{:#x} {state}", r.gpa, r.gpa + r.len);
+    }
+    if let Ok(largest) = ram.find_largest_free_region() {
+        log::info!(
+            "guest-ram: largest free region {:#x} ({} KiB)",
+            largest.gpa,
+            largest.len >> 10
+        );
+    }
+    Vmm {
+        ram,
+        server,
+        #[cfg(feature = "vm")]
+        vm,
+    }
+}
+
+/// Without a VM: what a VMM does before it starts a Linux guest, as a
+/// demonstration of the bookkeeping: place the kernel where the guest
+/// expects it, find room for the rest.
+#[cfg(not(feature = "vm"))]
+fn place_images(ram: &mut Ram) {
+    const KERNEL_SIZE: u64 = 2 << 20;
+    const DTB_SIZE: u64 = 64 << 10;
+    const INITRD_SIZE: u64 = 1 << 20;
+    ram.mark_allocated(LAYOUT.gpa, KERNEL_SIZE)
+        .expect("kernel image");
+    let dtb = ram.allocate_aligned(DTB_SIZE, 0x1000).expect("device tree");
+    let initrd = ram.allocate_aligned(INITRD_SIZE, 2 << 20).expect("initrd");
+    log::info!(
+        "guest-ram: kernel at {:#x}, dtb at {dtb:#x}, initrd at {initrd:#x}",
+        LAYOUT.gpa
+    );
+}
+
+/// With a VM: load and start the guest, and add the blk PD as a client
+/// whose window is the guest's DMA area.
+#[cfg(feature = "vm")]
+fn start_vm(ram: &mut Ram, server: &mut Server<3>) -> Option<vm::Vm> {
+    use guest_ram::server::Window;
+    // SAFETY: as above; `guest_image_size` is the image region's size,
+    // which the microkit tool writes (`setvar_size`).
+    let (blk_buffer, page, image) = unsafe {
+        (
+            SharedBuffer::new(
+                memory_region_symbol!(blk_buffer_vaddr: *mut u8),
+                common::BLK_BUFFER_SIZE,
+            ),
+            SharedBuffer::new(
+                memory_region_symbol!(blk_device_vaddr: *mut u8),
+                common::DEVICE_PAGE_SIZE,
+            ),
+            SharedBuffer::new(
+                memory_region_symbol!(guest_image_vaddr: *mut u8),
+                *sel4_microkit::var!(guest_image_size: usize = 0),
+            ),
+        )
+    };
+    let blk = Channel::new(channels::VMM_BLK);
+    match vm::Vm::start(ram, &image, page, blk) {
+        Ok((vm, dma)) => {
+            let window = [Window::read_write(dma, common::DMA_LEN)];
+            let client = ClientConfig::new(channels::VMM_BLK, blk_buffer, &window);
+            server
+                .add_client(client.expect("blk window"))
+                .expect("client table");
+            log::info!("guest-ram: serving 3 clients; guest started");
+            Some(vm)
+        }
+        Err(why) => {
+            log::error!("vmm: guest not started: {why}");
+            None
+        }
+    }
 }
 
 impl Handler for Vmm {
@@ -117,5 +178,30 @@ impl Handler for Vmm {
             )
         });
         Ok(MessageInfo::new(label, words))
+    }
+
+    fn notified(&mut self, set: ChannelSet) -> Result<(), Self::Error> {
+        #[cfg(feature = "vm")]
+        if let (true, Some(vm)) = (
+            set.contains(Channel::new(channels::VMM_BLK)),
+            self.vm.as_mut(),
+        ) {
+            vm.backend_signalled();
+        }
+        let _ = set;
+        Ok(())
+    }
+
+    fn fault(
+        &mut self,
+        child: Child,
+        msg_info: MessageInfo,
+    ) -> Result<Option<MessageInfo>, Self::Error> {
+        #[cfg(feature = "vm")]
+        if let Some(vm) = self.vm.as_mut() {
+            return Ok(vm.fault(&self.ram, child, msg_info));
+        }
+        log::error!("vmm: fault from child {} with no VM: {msg_info:?}", child.index());
+        Ok(None)
     }
 }
