@@ -37,6 +37,7 @@ OBJCOPY ?= $(firstword $(foreach o,llvm-objcopy llvm-objcopy-22 aarch64-linux-gn
 
 # The no_std targets the library must build for.
 CROSS_TARGETS := aarch64-unknown-none riscv64gc-unknown-none-elf x86_64-unknown-none
+GUEST_TARGET := aarch64-unknown-none-softfloat
 
 .PHONY: all test fmt-check clippy host-test doc cross-check bench fuzz \
         image run qemu-test clean help check-sdk check-board check-toolchain
@@ -71,20 +72,36 @@ ifeq ($(SEL4_RUSTC),)
 	@echo "  install rustup's rust-src, or Debian's rustc-web and rust-web-src, or set SEL4_RUSTC"
 else
 	@for t in $(CROSS_TARGETS); do \
-	    echo "cross-check: guest-ram for $$t (no_std, $(SEL4_RUSTC))"; \
-	    RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 $(CARGO) build -q -p guest-ram --release \
-	        --target $$t -Z build-std=core --target-dir target/cross || exit 1; \
+	    echo "cross-check: guest-ram, virtio, vcpu-fault for $$t (no_std, $(SEL4_RUSTC))"; \
+	    RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 $(CARGO) build -q -p guest-ram -p virtio -p vcpu-fault \
+	        --release --target $$t -Z build-std=core --target-dir target/cross || exit 1; \
 	done
+ifeq ($(LD_LLD),)
+	@echo "cross-check: guest program SKIPPED: no ld.lld (install lld, or set LD_LLD)"
+else
+	@echo "cross-check: the virtio-blk guest for $(GUEST_TARGET) (links at 0x40000000)"
+	@RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C linker=$(LD_LLD)" \
+	    $(CARGO) build -q --release -p virtio-blk-guest --features bare-metal \
+	        --target $(GUEST_TARGET) -Z build-std=core -Z build-std-features=compiler-builtins-mem \
+	        --target-dir target/cross
+endif
 endif
 
 bench:
 	$(CARGO) bench -p guest-ram -- $(BENCH_ARGS)
 
-# A long fuzz run (needs cargo-fuzz and a nightly toolchain): FUZZ_SECONDS=600 make fuzz
+# Long fuzz runs (need cargo-fuzz and a nightly toolchain), one target after
+# another: FUZZ_SECONDS=600 make fuzz. Each target's corpus is replayed by
+# `make test`.
 BENCH_ARGS ?=
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := guest-ram:server virtio:mmio virtio:blk vcpu-fault:esr
 fuzz:
-	cd guest-ram && $(CARGO) +nightly fuzz run server -- -max_total_time=$(FUZZ_SECONDS)
+	@for t in $(FUZZ_TARGETS); do \
+	    dir=$${t%%:*}; target=$${t#*:}; echo "fuzz: $$dir $$target ($(FUZZ_SECONDS) s)"; \
+	    (cd $$dir && $(CARGO) +nightly fuzz run $$target fuzz/corpus/$$target -- \
+	        -max_total_time=$(FUZZ_SECONDS)) || exit 1; \
+	done
 
 # --- the Microkit system -------------------------------------------------
 
@@ -116,7 +133,6 @@ PD_FEATURES := $(if $(filter yes,$(VM)),--features vmm/vm)
 
 # The guest (VM boards): bare-metal AArch64 at EL1, soft-float (its MMU
 # and FP are off), linked at the start of guest RAM, loaded as a raw image.
-GUEST_TARGET := aarch64-unknown-none-softfloat
 GUEST_BIN := $(BUILD_DIR)/virtio-blk-guest.bin
 GUEST_IMAGE ?= $(GUEST_BIN)
 
@@ -167,7 +183,7 @@ $(GUEST_BIN): check-toolchain $(BUILD_DIR) FORCE
 
 # system.xml is the one system description; the board file fills in what
 # differs per board (guest RAM address, size and page size) and whether it
-# gets the VM (boards without VM := yes lose the "VM: begin/end" parts).
+# gets the VM (boards without VM := yes lose the VM parts).
 $(SYSTEM_FILE): system.xml $(BOARD_FILE) FORCE | $(BUILD_DIR)
 	sed -e 's/@GUEST_RAM_GPA@/$(GUEST_RAM_GPA)/g' \
 	    -e 's/@GUEST_RAM_SIZE@/$(GUEST_RAM_SIZE)/g' \

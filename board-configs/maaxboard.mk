@@ -1,7 +1,7 @@
 # Avnet MaaXBoard (NXP i.MX8MQ, Cortex-A53). No QEMU: load loader.img with U-Boot as the Microkit manual says.
 ARCH := aarch64
 # seL4 is a hypervisor here: the system gets the guest VM, its virtio-blk
-# device and the blk driver PD (the "VM: begin/end" parts of system.xml).
+# device and the blk driver PD (the VM parts of system.xml).
 VM := yes
 # The guest's view of its RAM; any free range of the guest-physical map.
 GUEST_RAM_GPA := 0x40000000

@@ -1,7 +1,7 @@
 # QEMU virt, AArch64 (Cortex-A53), the default board.
 ARCH := aarch64
 # seL4 is a hypervisor here: the system gets the guest VM, its virtio-blk
-# device and the blk driver PD (the "VM: begin/end" parts of system.xml).
+# device and the blk driver PD (the VM parts of system.xml).
 VM := yes
 # Guest RAM as the guest sees it: QEMU virt puts RAM at 1 GiB.
 GUEST_RAM_GPA := 0x40000000

@@ -141,7 +141,9 @@ pub struct Text<'a>(pub &'a [u8]);
 
 impl fmt::Display for Text<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| fmt::Write::write_char(f, sanitize(*b)))
+        self.0
+            .iter()
+            .try_for_each(|b| fmt::Write::write_char(f, sanitize(*b)))
     }
 }
 

@@ -280,7 +280,7 @@ impl Access {
 }
 
 /// One virtio-mmio device: the transport state plus a [`DeviceType`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MmioDevice<D> {
     device: D,
     status: u32,

@@ -259,6 +259,11 @@ impl Chain {
 
 /// Walks the chain starting at `head` through `table` (a snapshot of a
 /// queue of `size` entries). `O(chain length)`, at most `size` steps.
+///
+/// Each descriptor is checked as it is reached (indirect flag, then
+/// readable-after-writable), and a loop is reported when the walk would
+/// take more steps than the queue has entries, so every input has one
+/// answer: the first fault along the chain.
 pub fn walk(table: &[Desc], size: u16, head: u16) -> Result<Chain, ChainError> {
     let size = usize::from(size).min(table.len());
     if usize::from(head) >= size {
@@ -335,7 +340,8 @@ pub fn sub_ranges<const N: usize>(
         }
         let n = (s.len - skip).min(left);
         let gpa = s.gpa.checked_add(skip).ok_or(SubRangeError)?;
-        out.push(GpaRange { gpa, len: n }).map_err(|_| SubRangeError)?;
+        out.push(GpaRange { gpa, len: n })
+            .map_err(|_| SubRangeError)?;
         left -= n;
         skip = 0;
     }

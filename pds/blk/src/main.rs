@@ -9,7 +9,7 @@ use common::{channels, counter, CountingPpc, Ppc, BLK_BUFFER_SIZE, DEVICE_PAGE_S
 use guest_ram::client::Client;
 use guest_ram::SharedBuffer;
 use sel4_microkit::{
-    memory_region_symbol, protection_domain, ChannelSet, Channel, Handler, Infallible,
+    memory_region_symbol, protection_domain, Channel, ChannelSet, Handler, Infallible,
 };
 use virtio::blk::RamDisk;
 use virtio::device::BlkService;
@@ -27,8 +27,14 @@ fn init() -> Blk {
     // PD's whole life, and nothing in this PD takes references into them.
     let (buffer, page, disk) = unsafe {
         (
-            SharedBuffer::new(memory_region_symbol!(buffer_vaddr: *mut u8), BLK_BUFFER_SIZE),
-            SharedBuffer::new(memory_region_symbol!(device_vaddr: *mut u8), DEVICE_PAGE_SIZE),
+            SharedBuffer::new(
+                memory_region_symbol!(buffer_vaddr: *mut u8),
+                BLK_BUFFER_SIZE,
+            ),
+            SharedBuffer::new(
+                memory_region_symbol!(device_vaddr: *mut u8),
+                DEVICE_PAGE_SIZE,
+            ),
             SharedBuffer::new(memory_region_symbol!(disk_vaddr: *mut u8), DISK_SIZE),
         )
     };
@@ -47,7 +53,13 @@ fn init() -> Blk {
     let vmm = Channel::new(channels::BLK_VMM);
     Blk {
         vmm,
-        client: Client::new(CountingPpc { ppc: Ppc(vmm), calls: 0 }, buffer),
+        client: Client::new(
+            CountingPpc {
+                ppc: Ppc(vmm),
+                calls: 0,
+            },
+            buffer,
+        ),
         service: BlkService::new(page, RamDisk::new(disk)),
     }
 }

@@ -201,7 +201,10 @@ impl Handler for Vmm {
         if let Some(vm) = self.vm.as_mut() {
             return Ok(vm.fault(&self.ram, child, msg_info));
         }
-        log::error!("vmm: fault from child {} with no VM: {msg_info:?}", child.index());
+        log::error!(
+            "vmm: fault from child {} with no VM: {msg_info:?}",
+            child.index()
+        );
         Ok(None)
     }
 }

@@ -118,10 +118,18 @@ impl Vm {
                     .tcb_read_all_registers(false)
                     .map_err(|_| "TCB_ReadRegisters failed")?;
                 let register = usize::from(access.register);
-                let value = if register < 31 { *regs.gpr(register) } else { 0 };
+                let value = if register < 31 {
+                    *regs.gpr(register)
+                } else {
+                    0
+                };
                 let Some((load, action)) = self.frontend.emulate(VIRTIO_BLK_GPA, &access, value)
                 else {
-                    log::error!("vmm: guest access to unmapped gpa {:#x} (pc {:#x})", f.addr(), f.ip());
+                    log::error!(
+                        "vmm: guest access to unmapped gpa {:#x} (pc {:#x})",
+                        f.addr(),
+                        f.ip()
+                    );
                     return Err("access outside RAM and every device");
                 };
                 if let (Some(load), true) = (load, register < 31) {
