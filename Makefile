@@ -39,7 +39,7 @@ OBJCOPY ?= $(firstword $(foreach o,llvm-objcopy llvm-objcopy-22 aarch64-linux-gn
 CROSS_TARGETS := aarch64-unknown-none riscv64gc-unknown-none-elf x86_64-unknown-none
 GUEST_TARGET := aarch64-unknown-none-softfloat
 
-.PHONY: all test fmt-check clippy host-test doc cross-check bench fuzz \
+.PHONY: all test fmt-check clippy host-test doc cross-check no-panic bench fuzz \
         image run qemu-test clean help check-sdk check-board check-toolchain
 
 all: image
@@ -49,7 +49,7 @@ help:
 
 # --- host side: what CI runs ---------------------------------------------
 
-test: fmt-check clippy host-test doc cross-check
+test: fmt-check clippy host-test doc cross-check no-panic
 	@echo "make test: all checks passed"
 
 fmt-check:
@@ -85,6 +85,30 @@ else
 	        --target $(GUEST_TARGET) -Z build-std=core -Z build-std-features=compiler-builtins-mem \
 	        --target-dir target/cross
 endif
+endif
+
+# "Never panics", proven by the linker: no-panic-check calls everything a
+# client or a guest drives, optimised with panic = "abort", and its panic
+# handler references an undefined symbol. If any panic path survives the
+# optimiser, the link fails naming guest_ram_panic_is_reachable.
+no-panic:
+ifeq ($(and $(SEL4_RUSTC),$(LD_LLD)),)
+	@echo "no-panic: SKIPPED: needs a rustc with the library source and ld.lld (see cross-check)"
+else
+	@echo "no-panic: linking no-panic-check for aarch64-unknown-none (panic handler undefined)"
+	@RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C linker=$(LD_LLD)" \
+	    $(CARGO) build -q --profile nopanic -p no-panic-check --features bare-metal \
+	        --target aarch64-unknown-none -Z build-std=core \
+	        -Z build-std-features=compiler-builtins-mem --target-dir target/nopanic \
+	    && echo "no-panic: linked: no panic is reachable"
+	@echo "no-panic: the canary (one reachable panic) must fail to link"
+	@if RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C linker=$(LD_LLD)" \
+	    $(CARGO) build -q --profile nopanic -p no-panic-check --features bare-metal,canary \
+	        --target aarch64-unknown-none -Z build-std=core \
+	        -Z build-std-features=compiler-builtins-mem --target-dir target/nopanic 2>&1 \
+	    | grep -q 'undefined symbol: guest_ram_panic_is_reachable'; \
+	then echo "no-panic: canary failed to link, as it must"; \
+	else echo "no-panic: the canary linked: the check proves nothing"; exit 1; fi
 endif
 
 bench:

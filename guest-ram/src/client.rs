@@ -144,15 +144,16 @@ impl<T: Transport> Client<T> {
         let (_, words) = self.call(label, words)?;
         let (body, descs) =
             protocol::decode_info(&self.msg[..words]).ok_or(ClientError::BadReply)?;
-        let windows = descs
-            .iter()
-            .map(|d| Window {
+        let mut windows = heapless::Vec::new();
+        for d in descs.iter() {
+            // `descs` holds at most MAX_WINDOWS, as `windows` does.
+            let _ = windows.push(Window {
                 gpa: d.gpa.get(),
                 len: d.len.get(),
                 read: d.perms.get() & protocol::PERM_READ != 0,
                 write: d.perms.get() & protocol::PERM_WRITE != 0,
-            })
-            .collect();
+            });
+        }
         Ok(Info {
             buffer_len: body.buffer_len.get(),
             max_segments: body.max_segments.get(),
@@ -178,7 +179,11 @@ impl<T: Transport> Client<T> {
     /// the buffer and the message into each call.
     pub fn readv(&mut self, segments: &[GpaRange], dst: &mut [u8]) -> Result<(), ClientError> {
         self.transfer(false, segments, dst.len(), |buffer, at, len| {
-            buffer.read(0, &mut dst[at..at + len])
+            let part = at
+                .checked_add(len)
+                .and_then(|end| dst.get_mut(at..end))
+                .ok_or(crate::Error::OutsideBuffer)?;
+            buffer.read(0, part)
         })
     }
 
@@ -186,7 +191,11 @@ impl<T: Transport> Client<T> {
     /// [`readv`](Self::readv).
     pub fn writev(&mut self, segments: &[GpaRange], src: &[u8]) -> Result<(), ClientError> {
         self.transfer(true, segments, src.len(), |buffer, at, len| {
-            buffer.write(0, &src[at..at + len])
+            let part = at
+                .checked_add(len)
+                .and_then(|end| src.get(at..end))
+                .ok_or(crate::Error::OutsideBuffer)?;
+            buffer.write(0, part)
         })
     }
 

@@ -139,23 +139,45 @@ impl<const N: usize> Extents<N> {
     }
 
     /// Replaces `list[i..j]` with `pieces`, in place.
+    ///
+    /// `i <= j <= len` holds by construction; it is checked anyway, so that
+    /// the optimiser can drop every slice bound check (the no-panic link
+    /// check proves it does), and a broken invariant is an error.
     fn splice(&mut self, i: usize, j: usize, pieces: &[Extent]) -> Result<(), Error> {
         let old_len = self.list.len();
+        if i > j || j > old_len {
+            debug_assert!(false, "splice {i}..{j} of {old_len}");
+            return Err(Error::CapacityExceeded);
+        }
         let new_len = old_len - (j - i) + pieces.len();
         if new_len > N {
             return Err(Error::CapacityExceeded);
         }
-        if new_len > old_len {
-            for _ in old_len..new_len {
-                // Cannot fail: new_len <= N was checked above.
-                let _ = self.list.push(Extent::default());
-            }
-            self.list.copy_within(j..old_len, i + pieces.len());
-        } else {
-            self.list.copy_within(j..old_len, i + pieces.len());
-            self.list.truncate(new_len);
+        while self.list.len() < new_len {
+            // Cannot fail: new_len <= N was checked above.
+            let _ = self.list.push(Extent::default());
         }
-        self.list[i..i + pieces.len()].copy_from_slice(pieces);
+        // Move the tail `[j, old_len)` to start at `dest`, then write the
+        // pieces at `i`: element moves through checked accesses (a broken
+        // invariant is an error, not a panic), in the direction that does
+        // not overwrite what is still to be moved.
+        let moved = old_len - j;
+        let dest = i + pieces.len();
+        let list = self.list.as_mut_slice();
+        let mut step = |k: usize| -> Result<(), Error> {
+            let e = *list.get(j + k).ok_or(Error::CapacityExceeded)?;
+            *list.get_mut(dest + k).ok_or(Error::CapacityExceeded)? = e;
+            Ok(())
+        };
+        if dest > j {
+            (0..moved).rev().try_for_each(&mut step)?;
+        } else if dest < j {
+            (0..moved).try_for_each(&mut step)?;
+        }
+        for (k, piece) in pieces.iter().enumerate() {
+            *list.get_mut(i + k).ok_or(Error::CapacityExceeded)? = *piece;
+        }
+        self.list.truncate(new_len);
         Ok(())
     }
 

@@ -119,10 +119,21 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
                     return Err(Error::BackingOverlap);
                 }
             }
+            // Sorted insertion; `heapless::Vec::insert` would bring a
+            // (never taken) panic path that the optimiser keeps.
             let at = backing.partition_point(|r| r.gpa() < region.gpa());
-            backing
-                .insert(at, *region)
-                .map_err(|_| Error::CapacityExceeded)?;
+            backing.push(*region).map_err(|_| Error::CapacityExceeded)?;
+            let slots = backing.as_mut_slice();
+            for k in (at + 1..slots.len()).rev() {
+                if let Some(&prev) = slots.get(k - 1) {
+                    if let Some(slot) = slots.get_mut(k) {
+                        *slot = prev;
+                    }
+                }
+            }
+            if let Some(slot) = slots.get_mut(at) {
+                *slot = *region;
+            }
         }
         for r in backing.iter() {
             log::debug!(
@@ -166,7 +177,9 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
             return false;
         };
         loop {
-            let region = &self.backing[i];
+            let Some(region) = self.backing.get(i) else {
+                return false;
+            };
             if region.end() >= end {
                 return true;
             }
@@ -397,7 +410,13 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
         let mut i = self.backing.partition_point(|r| r.end() <= gpa);
         let mut at = gpa;
         while at < end {
-            let region = &self.backing[i];
+            // The range was checked to be RAM, hence backed, so a region
+            // always exists here; stopping short is the panic-free answer
+            // to a broken invariant.
+            let Some(region) = self.backing.get(i) else {
+                debug_assert!(false, "RAM not backed at {at:#x}");
+                break;
+            };
             let span_end = region.end().min(end);
             f(Chunk {
                 gpa: at,

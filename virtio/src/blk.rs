@@ -253,19 +253,21 @@ impl BlkBackend {
         let mut snapshot = [0u8; TABLE_BYTES + 2 * MAX_CHAIN];
         let table_len = 16 * usize::from(size);
         let ring_len = 2 * usize::from(size);
-        dma.readv(
-            &[layout.desc_table(), layout.avail_ring()],
-            &mut snapshot[..table_len + ring_len],
-        )
-        .map_err(|_| QueueError::RingAccess)?;
-        let table =
-            <[Desc]>::ref_from_bytes(&snapshot[..table_len]).map_err(|_| QueueError::RingAccess)?;
-        let ring = &snapshot[table_len..table_len + ring_len];
+        let bytes = snapshot
+            .get_mut(..table_len + ring_len)
+            .ok_or(QueueError::BadSize)?;
+        dma.readv(&[layout.desc_table(), layout.avail_ring()], bytes)
+            .map_err(|_| QueueError::RingAccess)?;
+        let (table_bytes, ring) = bytes.split_at(table_len.min(bytes.len()));
+        let table = <[Desc]>::ref_from_bytes(table_bytes).map_err(|_| QueueError::RingAccess)?;
 
         let mut used: heapless::Vec<UsedElem, MAX_CHAIN> = heapless::Vec::new();
         for k in 0..pending {
             let slot = usize::from(self.last_avail.wrapping_add(k) % size);
-            let head = u16::from_le_bytes([ring[2 * slot], ring[2 * slot + 1]]);
+            let head = match ring.get(2 * slot..2 * slot + 2) {
+                Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]),
+                _ => return Err(QueueError::RingAccess),
+            };
             let chain = queue::walk(table, size, head).map_err(QueueError::Chain)?;
             let (code, written) = self.serve(&chain, dma, disk);
             self.stats.requests += 1;

@@ -190,9 +190,10 @@ impl DeviceType for BlkConfig {
     fn config_read(&self, offset: u64, width: u8) -> Option<u64> {
         let bytes = self.bytes();
         let start = usize::try_from(offset).ok()?;
-        let field = bytes.get(start..start.checked_add(usize::from(width))?)?;
+        let width = usize::from(width);
+        let field = bytes.get(start..start.checked_add(width)?)?;
         let mut word = [0u8; 8];
-        word[..field.len()].copy_from_slice(field);
+        word.get_mut(..width)?.copy_from_slice(field);
         Some(u64::from_le_bytes(word))
     }
 }
@@ -382,9 +383,11 @@ impl<D: DeviceType> MmioDevice<D> {
     /// A guest read of `width` bytes at `offset` into the window.
     pub fn read(&self, offset: u64, width: u8) -> Access {
         if offset >= reg::CONFIG {
+            if !config_width_ok(offset, width) {
+                return Access::Ignored(Ignored::BadWidth);
+            }
             return match self.device.config_read(offset - reg::CONFIG, width) {
-                Some(v) if config_width_ok(offset, width) => Access::Done(v, Effect::None),
-                Some(_) => Access::Ignored(Ignored::BadWidth),
+                Some(v) => Access::Done(v, Effect::None),
                 None => Access::Ignored(Ignored::Undefined),
             };
         }

@@ -237,12 +237,12 @@ pub struct Chain {
 impl Chain {
     /// The device-readable buffers, in order.
     pub fn readable(&self) -> &[GpaRange] {
-        &self.segments[..self.readable]
+        self.segments.get(..self.readable).unwrap_or(&[])
     }
 
     /// The device-writable buffers, in order.
     pub fn writable(&self) -> &[GpaRange] {
-        &self.segments[self.readable..]
+        self.segments.get(self.readable..).unwrap_or(&[])
     }
 
     /// Total device-readable bytes (saturating: a hostile chain can claim
@@ -272,7 +272,9 @@ pub fn walk(table: &[Desc], size: u16, head: u16) -> Result<Chain, ChainError> {
     let mut chain = Chain::default();
     let mut index = usize::from(head);
     for _ in 0..size {
-        let desc = table[index];
+        let Some(&desc) = table.get(index) else {
+            return Err(ChainError::NextOutOfRange);
+        };
         let flags = desc.flags.get();
         if flags & flags::INDIRECT != 0 {
             return Err(ChainError::Indirect);

@@ -1,0 +1,128 @@
+//! The "never panics" promise, checked by the linker (the technique of
+//! Hubris's userlib): this program calls every entry point that a client
+//! PD or a guest drives, with inputs the optimiser cannot see
+//! (`black_box`), and its panic handler calls a function that does not
+//! exist. Built with optimisation and `panic = "abort"`, it links only if
+//! the optimiser removed every path to a panic; otherwise ld.lld fails
+//! with `undefined symbol: guest_ram_panic_is_reachable` and names the
+//! caller.
+//!
+//! It is never run: the addresses it hands out are made up.
+#![no_std]
+#![no_main]
+
+use core::hint::black_box;
+use core::ptr::NonNull;
+
+use guest_ram::client::{Client, Transport};
+use guest_ram::protocol::MSG_WORDS;
+use guest_ram::server::{ClientConfig, Server, Window};
+use guest_ram::{GpaRange, GuestRam, MappedRegion, SharedBuffer};
+use vcpu_fault::{esr, hvc};
+use virtio::blk::RamDisk;
+use virtio::device::{BlkFrontend, BlkService};
+
+extern "C" {
+    /// Deliberately undefined: referencing it is the failure.
+    fn guest_ram_panic_is_reachable() -> !;
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    // SAFETY: never called in a program that links.
+    unsafe { guest_ram_panic_is_reachable() }
+}
+
+fn word() -> u64 {
+    black_box(0)
+}
+
+fn buffer(len: usize) -> SharedBuffer {
+    // SAFETY: never run (see the module docs).
+    unsafe { SharedBuffer::new(black_box(NonNull::dangling()), black_box(len)) }
+}
+
+/// A transport whose replies the optimiser cannot predict: a hostile VMM.
+struct Opaque;
+
+impl Transport for Opaque {
+    fn call(&mut self, _: u64, _: usize, msg: &mut [u64; MSG_WORDS]) -> (u64, usize) {
+        for w in msg.iter_mut() {
+            *w = word();
+        }
+        (word(), word() as usize)
+    }
+}
+
+#[no_mangle]
+extern "C" fn _start() -> ! {
+    // SAFETY: never run (see the module docs).
+    let regions: [MappedRegion; 2] = core::array::from_fn(|_| unsafe {
+        MappedRegion::new(word(), black_box(NonNull::dangling()), word())
+    });
+    let Ok(mut ram) = GuestRam::<2, 64>::new(&regions) else {
+        loop {}
+    };
+    // The bookkeeping a VMM drives.
+    let _ = black_box(ram.register_at(word(), word()));
+    let _ = black_box(ram.register(word()));
+    let _ = black_box(ram.mark_allocated(word(), word()));
+    let _ = black_box(ram.allocate_aligned(word(), word()));
+    let _ = black_box(ram.free(word(), word()));
+    let _ = black_box(ram.find_largest_free_region());
+    let _ = black_box(ram.translate(word(), word()));
+    let _ = black_box(ram.touch(word(), word(), |c| {
+        black_box(c.len);
+        black_box(Ok::<(), ()>(()))
+    }));
+
+    // The copy service, with a hostile client's registers.
+    let mut server = Server::<2>::new();
+    let windows = [Window::read_write(word(), word())];
+    if let Ok(config) = ClientConfig::new(word() as usize, buffer(word() as usize), &windows) {
+        let _ = server.add_client(config);
+    }
+    let mut regs = [0u64; MSG_WORDS];
+    for r in regs.iter_mut() {
+        *r = word();
+    }
+    let reply = server.handle(&ram, word() as usize, word(), word() as usize, &mut regs);
+    black_box((reply, regs));
+
+    // A guest's faults and register accesses.
+    if let Ok(access) = esr::decode_data_abort(word(), word()) {
+        black_box((access.load_value(word()), access.store_value(word())));
+    }
+    let x: [u64; 8] = core::array::from_fn(|_| word());
+    let _ = black_box(hvc::decode(&x));
+    let mut frontend = BlkFrontend::new(word(), buffer(word() as usize));
+    black_box(frontend.access(word(), word() as u8, Some(word())));
+    black_box(frontend.access(word(), word() as u8, None));
+    if let Ok(access) = esr::decode_data_abort(word(), word()) {
+        black_box(frontend.emulate(word(), &access, word()));
+    }
+    frontend.backend_signalled();
+
+    // The blk PD: the guest's rings through a client whose VMM lies.
+    let mut client = Client::new(Opaque, buffer(word() as usize));
+    let mut dst = [0u8; 64];
+    let _ = black_box(client.read(word(), &mut dst));
+    let _ = black_box(client.write(word(), &dst));
+    let segments = [GpaRange {
+        gpa: word(),
+        len: word(),
+    }; 3];
+    let _ = black_box(client.readv(&segments, &mut dst));
+    let _ = black_box(client.readv_in_place(&segments));
+    let _ = black_box(client.info());
+    let mut service = BlkService::new(
+        buffer(word() as usize),
+        RamDisk::new(buffer(word() as usize)),
+    );
+    black_box(service.notified(&mut client));
+    #[cfg(feature = "canary")]
+    if word() == 1 {
+        panic!("canary");
+    }
+    loop {}
+}
