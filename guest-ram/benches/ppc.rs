@@ -7,7 +7,8 @@ use core::ptr::NonNull;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use guest_ram::client::Client;
-use guest_ram::server::{ClientConfig, Local, Server, Window};
+use guest_ram::server::{ClientConfig, Server, Window};
+use guest_ram::transport::Local;
 use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
 
 const GPA: u64 = 0x4000_0000;

@@ -1,8 +1,42 @@
-//! Descriptions of memory that is mapped into the VMM PD at build time.
+//! Descriptions of memory that is mapped into the VMM PD at build time,
+//! with the access the mapping allows in their type ([`ReadOnly`] or
+//! [`ReadWrite`]), so that a read-only mapping cannot be written through.
 
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 
 use crate::{mem, Error};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// How a mapping may be accessed: [`ReadOnly`] or [`ReadWrite`] (the way
+/// Tock's `ReadOnlyProcessBuffer`/`ReadWriteProcessBuffer` and rust-sel4's
+/// `SharedMemoryRef<_, _, ReadOnly>` put it in the type).
+pub trait Access: sealed::Sealed + Copy + core::fmt::Debug + Eq {}
+
+/// The mapping may only be read (`perms="r"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadOnly;
+
+/// The mapping may be read and written (`perms="rw"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadWrite;
+
+impl sealed::Sealed for ReadOnly {}
+impl sealed::Sealed for ReadWrite {}
+impl Access for ReadOnly {}
+impl Access for ReadWrite {}
+
+/// Which way a copy moves bytes, for callers that choose at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Guest RAM → buffer (a read of the guest).
+    FromGuest,
+    /// Buffer → guest RAM (a write of the guest).
+    ToGuest,
+}
 
 /// A half-open range of guest-physical addresses, `[gpa, gpa + len)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,21 +70,27 @@ impl GpaRange {
 ///
 /// In a Microkit system this is a `<memory_region>` of `system.xml`, mapped
 /// into the VMM PD with `setvar_vaddr` (the VMM learns `vaddr` from that
-/// variable) and into the guest at `gpa`.
+/// variable) and into the guest at `gpa`. [`GuestRam`](crate::GuestRam)
+/// takes read-write regions; a PD that maps guest RAM read-only (as a
+/// device that only inspects the guest would) describes it with
+/// [`new_read_only`](MappedRegion::new_read_only) and can only
+/// [`read`](MappedRegion::read) it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MappedRegion {
+pub struct MappedRegion<A: Access = ReadWrite> {
     gpa: u64,
     vaddr: NonNull<u8>,
     len: u64,
+    access: PhantomData<A>,
 }
 
 // SAFETY: a `MappedRegion` is an address range of a static mapping, not
 // owned data; which thread uses it does not matter. All access goes through
 // `mem`, which never creates references into it.
-unsafe impl Send for MappedRegion {}
+unsafe impl<A: Access> Send for MappedRegion<A> {}
 
-impl MappedRegion {
-    /// Describes `len` bytes mapped at `vaddr` that the guest sees at `gpa`.
+impl MappedRegion<ReadWrite> {
+    /// Describes `len` bytes mapped read-write at `vaddr` that the guest
+    /// sees at `gpa`.
     ///
     /// Shape checks (zero length, overflow of `gpa + len` or
     /// `vaddr + len`, `len > isize::MAX`) happen when the region is handed to
@@ -58,12 +98,66 @@ impl MappedRegion {
     ///
     /// # Safety
     /// `vaddr..vaddr + len` must be mapped readable and writable in this
-    /// address space for as long as any [`GuestRam`](crate::GuestRam) built
-    /// from this region exists, and nothing may hold a Rust reference into
-    /// it. Microkit mappings declared in `system.xml` satisfy this for the
-    /// life of the PD.
+    /// address space for as long as this value (or a copy, or a
+    /// [`GuestRam`](crate::GuestRam) built from it) is used, and nothing may
+    /// hold a Rust reference into it. Microkit mappings declared in
+    /// `system.xml` with `perms="rw"` satisfy this for the life of the PD.
     pub const unsafe fn new(gpa: u64, vaddr: NonNull<u8>, len: u64) -> Self {
-        Self { gpa, vaddr, len }
+        Self {
+            gpa,
+            vaddr,
+            len,
+            access: PhantomData,
+        }
+    }
+}
+
+impl MappedRegion<ReadOnly> {
+    /// Describes `len` bytes mapped read-only at `vaddr` that the guest sees
+    /// at `gpa`.
+    ///
+    /// # Safety
+    /// `vaddr..vaddr + len` must be mapped readable for as long as this
+    /// value (or a copy) is used, `vaddr + len` must not overflow, and
+    /// nothing may hold a Rust reference into it (`perms="r"` mappings in
+    /// `system.xml` satisfy this for the life of the PD).
+    pub const unsafe fn new_read_only(gpa: u64, vaddr: NonNull<u8>, len: u64) -> Self {
+        Self {
+            gpa,
+            vaddr,
+            len,
+            access: PhantomData,
+        }
+    }
+}
+
+impl<A: Access> MappedRegion<A> {
+    /// Copies the bytes at `gpa` into `dst`; the whole range must lie in
+    /// the region.
+    ///
+    /// ```
+    /// # use core::ptr::NonNull;
+    /// use guest_ram::{Error, MappedRegion};
+    /// let mut memory = [7u8; 16];
+    /// let view = unsafe {
+    ///     MappedRegion::new_read_only(0x1000, NonNull::new(memory.as_mut_ptr()).unwrap(), 16)
+    /// };
+    /// let mut out = [0u8; 4];
+    /// view.read(0x100c, &mut out).unwrap();
+    /// assert_eq!(out, [7; 4]);
+    /// assert_eq!(view.read(0x100e, &mut out), Err(Error::NotBacked));
+    /// ```
+    pub fn read(&self, gpa: u64, dst: &mut [u8]) -> Result<(), Error> {
+        let len = u64::try_from(dst.len()).map_err(|_| Error::Overflow)?;
+        let end = gpa.checked_add(len).ok_or(Error::Overflow)?;
+        let region_end = self.gpa.checked_add(self.len).ok_or(Error::Overflow)?;
+        if gpa < self.gpa || end > region_end {
+            return Err(Error::NotBacked);
+        }
+        // SAFETY: `[gpa, end)` lies inside the region, whose mapping the
+        // constructor's caller promised readable.
+        unsafe { mem::copy_out(mem::at(self.vaddr, gpa - self.gpa), dst) };
+        Ok(())
     }
 
     /// First guest-physical address.
@@ -86,7 +180,9 @@ impl MappedRegion {
     pub const fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
 
+impl MappedRegion<ReadWrite> {
     /// The exclusive gpa end, after checking the region's shape.
     pub(crate) fn checked_end(&self) -> Result<u64, Error> {
         let end = GpaRange {
@@ -121,33 +217,77 @@ impl MappedRegion {
     }
 }
 
-/// A buffer shared between the VMM PD and one client PD, mapped into the
-/// current PD at `vaddr`. It is the staging area for copies to and from
-/// guest RAM.
+/// A buffer shared between the VMM PD and one client PD (or any other
+/// mapping a PD copies through: a RAM disk, a device page), mapped into the
+/// current PD at `vaddr`, with its access in the type. It is the staging
+/// area for copies to and from guest RAM.
 ///
 /// Both sides may write it, so the crate never hands out a reference into it
 /// except through [`Client::read_in_place`](crate::client::Client::read_in_place),
 /// which documents why that one is sound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SharedBuffer {
+pub struct SharedBuffer<A: Access = ReadWrite> {
     vaddr: NonNull<u8>,
     len: usize,
+    access: PhantomData<A>,
 }
 
 // SAFETY: as for `MappedRegion`: an address range of a static mapping.
-unsafe impl Send for SharedBuffer {}
+unsafe impl<A: Access> Send for SharedBuffer<A> {}
 
-impl SharedBuffer {
-    /// Describes `len` bytes mapped at `vaddr`.
+impl SharedBuffer<ReadWrite> {
+    /// Describes `len` bytes mapped read-write at `vaddr`.
     ///
     /// # Safety
     /// `vaddr..vaddr + len` must be mapped readable and writable for as long
     /// as this value (or a copy) is used, `vaddr + len` must not overflow,
     /// `len <= isize::MAX`, and nothing may hold a Rust reference into it.
     pub const unsafe fn new(vaddr: NonNull<u8>, len: usize) -> Self {
-        Self { vaddr, len }
+        Self {
+            vaddr,
+            len,
+            access: PhantomData,
+        }
     }
+}
 
+impl SharedBuffer<ReadOnly> {
+    /// Describes `len` bytes mapped read-only at `vaddr`: it can be read and
+    /// copied from, never written. Writing does not compile:
+    ///
+    /// ```compile_fail
+    /// # use core::ptr::NonNull;
+    /// # use guest_ram::SharedBuffer;
+    /// let mut page = [0u8; 16];
+    /// let ro = unsafe { SharedBuffer::new_read_only(NonNull::new(page.as_mut_ptr()).unwrap(), 16) };
+    /// ro.write(0, &[1]).unwrap(); // no `write` on SharedBuffer<ReadOnly>
+    /// ```
+    ///
+    /// and neither does reading guest RAM into it:
+    ///
+    /// ```compile_fail
+    /// # use core::ptr::NonNull;
+    /// # use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
+    /// # let mut page = [0u8; 16];
+    /// # let ro = unsafe { SharedBuffer::new_read_only(NonNull::new(page.as_mut_ptr()).unwrap(), 16) };
+    /// # let mut mem = [0u8; 16];
+    /// # let region = unsafe { MappedRegion::new(0, NonNull::new(mem.as_mut_ptr()).unwrap(), 16) };
+    /// let ram = GuestRam::<1, 4>::new(&[region]).unwrap();
+    /// ram.read_to_buffer(0, 4, &ro, 0).unwrap(); // expects SharedBuffer<ReadWrite>
+    /// ```
+    ///
+    /// # Safety
+    /// As for [`SharedBuffer::new`], but the mapping need only be readable.
+    pub const unsafe fn new_read_only(vaddr: NonNull<u8>, len: usize) -> Self {
+        Self {
+            vaddr,
+            len,
+            access: PhantomData,
+        }
+    }
+}
+
+impl<A: Access> SharedBuffer<A> {
     /// Length in bytes.
     pub const fn len(&self) -> usize {
         self.len
@@ -181,7 +321,9 @@ impl SharedBuffer {
         unsafe { mem::copy_out(src, dst) };
         Ok(())
     }
+}
 
+impl SharedBuffer<ReadWrite> {
     /// Copies `src` into the buffer at `offset`.
     pub fn write(&self, offset: usize, src: &[u8]) -> Result<(), Error> {
         let dst = self.range_ptr(offset as u64, src.len() as u64)?;
@@ -207,10 +349,10 @@ impl SharedBuffer {
     /// assert_eq!(out, [0, 0, 1, 1, 1, 1, 0, 0]);
     /// assert!(dst.copy_from(6, &src, 0, 4).is_err());
     /// ```
-    pub fn copy_from(
+    pub fn copy_from<S: Access>(
         &self,
         offset: usize,
-        src: &SharedBuffer,
+        src: &SharedBuffer<S>,
         src_offset: usize,
         len: usize,
     ) -> Result<(), Error> {

@@ -2,7 +2,7 @@
 //! transfers larger than the shared buffer, and scatter-gather packing.
 //!
 //! [`Client`] is generic over a [`Transport`], so the same code runs over a
-//! real PPC in a PD and over [`server::Local`](crate::server::Local) in host
+//! real PPC in a PD and over [`transport::Local`](crate::transport::Local) in host
 //! tests. The Microkit transport is a few lines in the PD:
 //!
 //! ```ignore
@@ -20,17 +20,10 @@
 
 use core::fmt;
 
-use crate::protocol::{self, Op, Segment, Status, MAX_SEGMENTS, MAX_WINDOWS, MSG_WORDS};
-use crate::server::Window;
-use crate::{GpaRange, SharedBuffer};
+use crate::protocol::{self, Op, Segment, Status, Window, MAX_SEGMENTS, MAX_WINDOWS, MSG_WORDS};
+use crate::{Direction, GpaRange, SharedBuffer};
 
-/// One protected procedure call to the VMM.
-pub trait Transport {
-    /// Sends `msg[..words]` with `label` and waits for the reply, which
-    /// replaces the start of `msg`. Returns the reply's label and word
-    /// count.
-    fn call(&mut self, label: u64, words: usize, msg: &mut [u64; MSG_WORDS]) -> (u64, usize);
-}
+pub use crate::transport::Transport;
 
 /// Why a client call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,25 +171,35 @@ impl<T: Transport> Client<T> {
     /// say) into `dst`, one after the other, packing as many ranges as fit
     /// the buffer and the message into each call.
     pub fn readv(&mut self, segments: &[GpaRange], dst: &mut [u8]) -> Result<(), ClientError> {
-        self.transfer(false, segments, dst.len(), |buffer, at, len| {
-            let part = at
-                .checked_add(len)
-                .and_then(|end| dst.get_mut(at..end))
-                .ok_or(crate::Error::OutsideBuffer)?;
-            buffer.read(0, part)
-        })
+        self.transfer(
+            Direction::FromGuest,
+            segments,
+            dst.len(),
+            |buffer, at, len| {
+                let part = at
+                    .checked_add(len)
+                    .and_then(|end| dst.get_mut(at..end))
+                    .ok_or(crate::Error::OutsideBuffer)?;
+                buffer.read(0, part)
+            },
+        )
     }
 
     /// Scatters `src` over the guest ranges `segments`; see
     /// [`readv`](Self::readv).
     pub fn writev(&mut self, segments: &[GpaRange], src: &[u8]) -> Result<(), ClientError> {
-        self.transfer(true, segments, src.len(), |buffer, at, len| {
-            let part = at
-                .checked_add(len)
-                .and_then(|end| src.get(at..end))
-                .ok_or(crate::Error::OutsideBuffer)?;
-            buffer.write(0, part)
-        })
+        self.transfer(
+            Direction::ToGuest,
+            segments,
+            src.len(),
+            |buffer, at, len| {
+                let part = at
+                    .checked_add(len)
+                    .and_then(|end| src.get(at..end))
+                    .ok_or(crate::Error::OutsideBuffer)?;
+                buffer.write(0, part)
+            },
+        )
     }
 
     /// Reads `len` bytes at `gpa` into the shared buffer and hands back the
@@ -213,7 +216,7 @@ impl<T: Transport> Client<T> {
             gpa,
             len: len as u64,
         };
-        self.transfer(false, &[range], len, |_, _, _| Ok(()))?;
+        self.transfer(Direction::FromGuest, &[range], len, |_, _, _| Ok(()))?;
         // SAFETY: the VMM writes this buffer only while this client is in a
         // PPC, and `&mut self` is held for the slice's lifetime.
         unsafe { self.buffer.slice(len) }.map_err(|_| ClientError::TooLarge)
@@ -224,7 +227,7 @@ impl<T: Transport> Client<T> {
     /// device model that moves data between the buffer and its own memory
     /// (see [`SharedBuffer::copy_from`]). The total must fit the buffer.
     pub fn readv_in_place(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
-        self.in_place(false, segments)
+        self.in_place(Direction::FromGuest, segments)
     }
 
     /// Scatters the start of the shared buffer, which the caller has filled
@@ -232,13 +235,17 @@ impl<T: Transport> Client<T> {
     /// copy (buffer → guest) in all, the mirror of
     /// [`readv_in_place`](Self::readv_in_place). Returns the byte count.
     pub fn writev_in_place(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
-        self.in_place(true, segments)
+        self.in_place(Direction::ToGuest, segments)
     }
 
     /// In-place transfers: segment `i` sits at the buffer offset where
     /// segment `i - 1` ended, across as many calls as the segment count
     /// needs.
-    fn in_place(&mut self, write: bool, segments: &[GpaRange]) -> Result<usize, ClientError> {
+    fn in_place(
+        &mut self,
+        direction: Direction,
+        segments: &[GpaRange],
+    ) -> Result<usize, ClientError> {
         let mut total: u64 = 0;
         for s in segments {
             s.end().map_err(shape_error)?;
@@ -259,7 +266,7 @@ impl<T: Transport> Client<T> {
                 let _ = wire.push(Segment::new(s.gpa, s.len, offset + bytes));
                 bytes += s.len;
             }
-            self.flush(write, &wire, bytes, 0, &mut |_, _, _| Ok(()))?;
+            self.flush(direction, &wire, bytes, 0, &mut |_, _, _| Ok(()))?;
             offset += bytes;
         }
         Ok(total as usize)
@@ -281,7 +288,7 @@ impl<T: Transport> Client<T> {
     /// `at`: before the call for writes, after it for reads.
     fn transfer(
         &mut self,
-        write: bool,
+        direction: Direction,
         segments: &[GpaRange],
         data_len: usize,
         mut stage: impl FnMut(&SharedBuffer, usize, usize) -> Result<(), crate::Error>,
@@ -313,7 +320,7 @@ impl<T: Transport> Client<T> {
                 batch_bytes += n;
                 done += n;
                 if batch_bytes == capacity || batch.is_full() {
-                    self.flush(write, &batch, batch_bytes, data_at, &mut stage)?;
+                    self.flush(direction, &batch, batch_bytes, data_at, &mut stage)?;
                     data_at += batch_bytes as usize;
                     batch.clear();
                     batch_bytes = 0;
@@ -321,26 +328,26 @@ impl<T: Transport> Client<T> {
             }
         }
         if !batch.is_empty() {
-            self.flush(write, &batch, batch_bytes, data_at, &mut stage)?;
+            self.flush(direction, &batch, batch_bytes, data_at, &mut stage)?;
         }
         Ok(())
     }
 
     fn flush(
         &mut self,
-        write: bool,
+        direction: Direction,
         batch: &[Segment],
         bytes: u64,
         data_at: usize,
         stage: &mut impl FnMut(&SharedBuffer, usize, usize) -> Result<(), crate::Error>,
     ) -> Result<(), ClientError> {
-        let op = match (write, batch.len()) {
-            (false, 1) => Op::Read,
-            (true, 1) => Op::Write,
-            (false, _) => Op::ReadV,
-            (true, _) => Op::WriteV,
+        let op = match (direction, batch.len()) {
+            (Direction::FromGuest, 1) => Op::Read,
+            (Direction::ToGuest, 1) => Op::Write,
+            (Direction::FromGuest, _) => Op::ReadV,
+            (Direction::ToGuest, _) => Op::WriteV,
         };
-        if write {
+        if direction == Direction::ToGuest {
             stage(&self.buffer, data_at, bytes as usize).map_err(|_| ClientError::TooLarge)?;
         }
         let (label, words) =
@@ -348,7 +355,7 @@ impl<T: Transport> Client<T> {
         if self.call(label, words)?.0 != bytes {
             return Err(ClientError::BadReply);
         }
-        if !write {
+        if direction == Direction::FromGuest {
             stage(&self.buffer, data_at, bytes as usize).map_err(|_| ClientError::TooLarge)?;
         }
         Ok(())

@@ -31,8 +31,10 @@ pub enum Error {
     NotAllocated,
     /// No free range (or unregistered backed range) is large enough.
     NoSpace,
-    /// The range is RAM but crosses two backing regions that are not
-    /// contiguous in the VMM's address space, so it has no single vaddr.
+    /// The range is RAM but crosses from one backing region into another
+    /// that does not follow it directly in the VMM's address space, so it
+    /// has no single vaddr ([`GuestRam::translate`](crate::GuestRam::translate);
+    /// regions adjacent in both gpa and vaddr translate as one).
     NotContiguous,
     /// A shared-buffer range (`offset + len`) lies outside the buffer.
     OutsideBuffer,

@@ -28,7 +28,8 @@ pub mod client;
 pub mod protocol;
 pub mod selftest;
 pub mod server;
+pub mod transport;
 
-pub use backing::{GpaRange, MappedRegion, SharedBuffer};
+pub use backing::{Access, Direction, GpaRange, MappedRegion, ReadOnly, ReadWrite, SharedBuffer};
 pub use error::Error;
 pub use ram::{Chunk, GuestRam, RamExtent, TouchError, PAGE_SIZE};

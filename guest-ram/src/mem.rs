@@ -2,8 +2,12 @@
 //!
 //! Guest RAM is shared with a running guest, and a client's shared buffer is
 //! shared with the client PD: either may change at any moment, so no Rust
-//! reference (`&[u8]`, `&mut [u8]`) into that memory is ever created; that
-//! would promise the compiler that the bytes do not change under it. Copies
+//! reference (`&[u8]`, `&mut [u8]`) into guest RAM is ever created, and
+//! into a shared buffer only one, by [`shared_slice`]: the client's view of
+//! its own buffer in
+//! [`Client::read_in_place`](crate::client::Client::read_in_place), at a
+//! time when the VMM cannot write it (it writes only during the client's
+//! call, and the slice borrows the client). Copies
 //! instead go through raw pointers with [`core::ptr::copy`], which reads and
 //! writes each byte exactly once and promises nothing about the values it
 //! sees. A concurrent writer can make a copy observe a mix of old and new

@@ -42,6 +42,8 @@ use core::fmt;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+use crate::Direction;
+
 /// Protocol version carried in every request and reply.
 pub const VERSION: u16 = 1;
 
@@ -88,9 +90,13 @@ impl Op {
         })
     }
 
-    /// Whether the op changes guest RAM (needs a writable window).
-    pub fn writes_guest(self) -> bool {
-        matches!(self, Op::Write | Op::WriteV | Op::Fill)
+    /// Which way the op moves bytes: [`Direction::ToGuest`] for the ops
+    /// that change guest RAM (they need a writable window).
+    pub fn direction(self) -> Direction {
+        match self {
+            Op::Write | Op::WriteV | Op::Fill => Direction::ToGuest,
+            Op::Info | Op::Read | Op::ReadV => Direction::FromGuest,
+        }
     }
 }
 
@@ -174,6 +180,65 @@ impl fmt::Display for Status {
 }
 
 impl core::error::Error for Status {}
+
+/// A client's access rights to one range of guest-physical addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// First guest-physical address.
+    pub gpa: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// May the client read (guest → buffer)?
+    pub read: bool,
+    /// May the client write (buffer → guest, fill)?
+    pub write: bool,
+}
+
+impl Window {
+    /// A read-only window.
+    pub const fn read_only(gpa: u64, len: u64) -> Self {
+        Window {
+            gpa,
+            len,
+            read: true,
+            write: false,
+        }
+    }
+
+    /// A read-write window.
+    pub const fn read_write(gpa: u64, len: u64) -> Self {
+        Window {
+            gpa,
+            len,
+            read: true,
+            write: true,
+        }
+    }
+
+    pub(crate) fn contains(&self, gpa: u64, end: u64) -> bool {
+        // `self.gpa + self.len` was checked by `Server::add_client`.
+        self.gpa <= gpa && end <= self.gpa + self.len
+    }
+
+    pub(crate) fn permits(&self, direction: Direction) -> bool {
+        match direction {
+            Direction::ToGuest => self.write,
+            Direction::FromGuest => self.read,
+        }
+    }
+
+    pub(crate) fn desc(&self) -> WindowDesc {
+        let read = if self.read { PERM_READ } else { 0 };
+        let write = if self.write { PERM_WRITE } else { 0 };
+        let perms = read | write;
+        WindowDesc {
+            gpa: self.gpa.into(),
+            len: self.len.into(),
+            perms: perms.into(),
+            reserved: 0.into(),
+        }
+    }
+}
 
 /// First word of every request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]

@@ -2,7 +2,7 @@
 
 use core::ptr::NonNull;
 
-use crate::backing::{GpaRange, MappedRegion, SharedBuffer};
+use crate::backing::{Access, Direction, GpaRange, MappedRegion, ReadWrite, SharedBuffer};
 use crate::extents::{Extents, RangeState};
 use crate::{mem, Error};
 
@@ -106,19 +106,27 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
     /// or in vaddr ([`Error::BackingOverlap`]), more than `B` regions
     /// ([`Error::CapacityExceeded`]). `O(B²)`, once at start-up.
     pub fn new(regions: &[MappedRegion]) -> Result<Self, Error> {
-        let mut backing: heapless::Vec<MappedRegion, B> = heapless::Vec::new();
+        // Checks run in the order `Error` promises, each over all regions,
+        // so the answer does not depend on the order they come in: shape,
+        // then overlap, then capacity.
         for region in regions {
             region.checked_end()?;
         }
-        for region in regions {
+        for (k, region) in regions.iter().enumerate() {
             let (v_start, v_end) = region.vaddr_range();
-            for other in backing.iter() {
+            for other in regions.iter().skip(k + 1) {
                 let (o_start, o_end) = other.vaddr_range();
                 let gpa_overlap = region.gpa() < other.end() && other.gpa() < region.end();
                 if gpa_overlap || (v_start < o_end && o_start < v_end) {
                     return Err(Error::BackingOverlap);
                 }
             }
+        }
+        if regions.len() > B {
+            return Err(Error::CapacityExceeded);
+        }
+        let mut backing: heapless::Vec<MappedRegion, B> = heapless::Vec::new();
+        for region in regions {
             // Sorted insertion; `heapless::Vec::insert` would bring a
             // (never taken) panic path that the optimiser keeps.
             let at = backing.partition_point(|r| r.gpa() < region.gpa());
@@ -337,8 +345,10 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
         })
     }
 
-    /// Calls `callback` once per contiguous mapped span of the RAM range
-    /// `[gpa, gpa + len)` (one per backing region it crosses), in order.
+    /// Calls `callback` once per backing region that the RAM range
+    /// `[gpa, gpa + len)` crosses, with the part in that region, in order
+    /// (two regions that happen to be adjacent in vaddr too still get a
+    /// call each).
     /// The whole range is validated before the first call; the first
     /// callback error stops the walk and is returned.
     pub fn touch_spans<F, X>(&self, gpa: u64, len: u64, callback: F) -> Result<(), TouchError<X>>
@@ -349,12 +359,17 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
         self.spans(gpa, end, callback).map_err(TouchError::Callback)
     }
 
-    /// Calls `callback` once per 4 KiB page of the RAM range
-    /// `[gpa, gpa + len)` with the part of the range in that page, exactly
-    /// like libsel4vm's `vm_ram_touch` (page gpa, VMM address, size, offset
-    /// from start). The whole range is validated first (it may cross from
-    /// allocated into free RAM, which `vm_ram_touch` wrongly refused); the
-    /// first callback error stops the walk and is returned.
+    /// Calls `callback` for each 4 KiB page of the RAM range
+    /// `[gpa, gpa + len)` with the part of the range in that page, like
+    /// libsel4vm's `vm_ram_touch` (gpa, VMM address, size, offset from
+    /// start), with two differences. A chunk's `gpa` is the address of its
+    /// first byte, so the first chunk starts at `gpa` itself where
+    /// `vm_ram_touch` passes the page base. And a page that two backing
+    /// regions share (only possible with regions that are not page-aligned)
+    /// comes in two chunks, one per region, since the two parts have
+    /// different VMM addresses. The whole range is validated first (it may
+    /// cross from allocated into free RAM, which `vm_ram_touch` wrongly
+    /// refused); the first callback error stops the walk and is returned.
     ///
     /// ```
     /// # use core::ptr::NonNull;
@@ -483,45 +498,48 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
         &self,
         gpa: u64,
         len: u64,
-        buffer: &SharedBuffer,
+        buffer: &SharedBuffer<ReadWrite>,
         offset: u64,
     ) -> Result<(), Error> {
-        self.copy_buffer(gpa, len, buffer, offset, false)
+        self.copy_buffer(gpa, len, buffer, offset, Direction::FromGuest)
     }
 
-    /// Copies `len` bytes of `buffer` at `offset` into guest RAM at `gpa`.
-    /// Both ranges are checked before any byte moves.
-    pub fn write_from_buffer(
+    /// Copies `len` bytes of `buffer` (which may be a read-only mapping) at
+    /// `offset` into guest RAM at `gpa`. Both ranges are checked before any
+    /// byte moves.
+    pub fn write_from_buffer<A: Access>(
         &self,
         gpa: u64,
         len: u64,
-        buffer: &SharedBuffer,
+        buffer: &SharedBuffer<A>,
         offset: u64,
     ) -> Result<(), Error> {
-        self.copy_buffer(gpa, len, buffer, offset, true)
+        self.copy_buffer(gpa, len, buffer, offset, Direction::ToGuest)
     }
 
-    /// Guest RAM ↔ shared buffer, in the direction `to_guest` says.
-    fn copy_buffer(
+    /// Guest RAM ↔ shared buffer. Private: the public functions above fix
+    /// the direction, and only [`Direction::ToGuest`] is reachable with a
+    /// read-only buffer.
+    fn copy_buffer<A: Access>(
         &self,
         gpa: u64,
         len: u64,
-        buffer: &SharedBuffer,
+        buffer: &SharedBuffer<A>,
         offset: u64,
-        to_guest: bool,
+        direction: Direction,
     ) -> Result<(), Error> {
         let end = self.check_ram(gpa, len)?;
         let base = buffer.range_ptr(offset, len)?;
         self.for_each_span(gpa, end, |span| {
             let in_buffer = base.wrapping_add(span.offset);
-            let (src, dst) = if to_guest {
-                (in_buffer, span.vaddr)
-            } else {
-                (span.vaddr, in_buffer)
+            let (src, dst) = match direction {
+                Direction::ToGuest => (in_buffer, span.vaddr),
+                Direction::FromGuest => (span.vaddr, in_buffer),
             };
             // SAFETY: the guest span is backed (as in `read`) and
             // `base + span.offset .. + span.len` lies inside the buffer range
-            // checked by `range_ptr`.
+            // checked by `range_ptr`; a read-only buffer is only ever the
+            // source (`write_from_buffer`).
             unsafe { mem::copy_between(src, dst, span.len) };
         });
         Ok(())
@@ -537,10 +555,75 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
     pub fn translate(&self, gpa: u64, len: u64) -> Result<NonNull<u8>, Error> {
         let end = self.check_ram(gpa, len)?;
         let i = self.backing_index(gpa).ok_or(Error::NotRam)?;
-        let region = &self.backing[i];
-        if end > region.end() {
+        let first = self.backing.get(i).ok_or(Error::NotRam)?;
+        // Walk on while the range goes on into a region that follows this
+        // one in both gpa and vaddr: then the whole range has one address.
+        let mut region = first;
+        for next in self.backing.iter().skip(i + 1) {
+            if region.end() >= end {
+                break;
+            }
+            let follows_in_vaddr = region.vaddr_range().1 == next.vaddr_range().0;
+            if next.gpa() != region.end() || !follows_in_vaddr {
+                return Err(Error::NotContiguous);
+            }
+            region = next;
+        }
+        if region.end() < end {
             return Err(Error::NotContiguous);
         }
-        NonNull::new(region.ptr(gpa)).ok_or(Error::Overflow)
+        NonNull::new(first.ptr(gpa)).ok_or(Error::Overflow)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(memory: &mut [u8], gpa: u64, offset: usize, len: usize) -> MappedRegion {
+        let vaddr = NonNull::new(memory[offset..].as_mut_ptr()).unwrap();
+        // SAFETY: the tests keep `memory` alive and unborrowed meanwhile.
+        unsafe { MappedRegion::new(gpa, vaddr, len as u64) }
+    }
+
+    #[test]
+    fn new_answers_the_same_for_any_order() {
+        // B = 1; r3 overlaps r1: overlap is reported before capacity,
+        // whatever the order.
+        let mut memory = [0u8; 0x4000];
+        let r1 = region(&mut memory, 0x1000, 0, 0x1000);
+        let r2 = region(&mut memory, 0x3000, 0x1000, 0x1000);
+        let r3 = region(&mut memory, 0x1800, 0x2000, 0x1000);
+        for order in [[r1, r3, r2], [r1, r2, r3], [r3, r2, r1], [r2, r1, r3]] {
+            assert_eq!(
+                GuestRam::<1, 4>::new(&order).err(),
+                Some(Error::BackingOverlap)
+            );
+        }
+        assert_eq!(
+            GuestRam::<1, 4>::new(&[r1, r2]).err(),
+            Some(Error::CapacityExceeded)
+        );
+    }
+
+    #[test]
+    fn translate_crosses_regions_adjacent_in_gpa_and_vaddr() {
+        let mut memory = [0u8; 0x3000];
+        let a = region(&mut memory, 0x1000, 0, 0x1000);
+        let b = region(&mut memory, 0x2000, 0x1000, 0x1000);
+        // Adjacent in gpa only: c's memory is not right after b's.
+        let c = region(&mut memory, 0x3000, 0x2800, 0x800);
+        let mut ram = GuestRam::<3, 8>::new(&[c, b, a]).unwrap();
+        ram.register_at(0x1000, 0x2800).unwrap();
+        let base = ram.translate(0x1000, 0x10).unwrap().as_ptr();
+        assert_eq!(
+            ram.translate(0x1800, 0x1000).unwrap().as_ptr(),
+            base.wrapping_add(0x800)
+        );
+        assert_eq!(ram.translate(0x2800, 0x1000), Err(Error::NotContiguous));
+        assert_eq!(
+            ram.translate(0x3000, 0x800).unwrap().as_ptr(),
+            base.wrapping_add(0x2800)
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The end-to-end self-test that the demo system's `selftest` PD runs over
 //! real PPC, kept here so that it is host-tested too (`tests/selftest.rs`
-//! runs it against [`server::Local`](crate::server::Local)).
+//! runs it against [`transport::Local`](crate::transport::Local)).
 //!
 //! It expects the client table of `system.xml`'s `selftest` client, relative
 //! to guest RAM at `gpa` of `size` bytes (at least 16 MiB):

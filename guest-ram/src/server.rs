@@ -15,68 +15,9 @@
 
 use core::fmt;
 
+pub use crate::protocol::Window;
 use crate::protocol::{self, Request, Segment, Status, WindowDesc, MAX_WINDOWS, MSG_WORDS};
-use crate::{Error, GuestRam, SharedBuffer};
-
-/// A client's access rights to one range of guest-physical addresses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Window {
-    /// First guest-physical address.
-    pub gpa: u64,
-    /// Length in bytes.
-    pub len: u64,
-    /// May the client read (guest → buffer)?
-    pub read: bool,
-    /// May the client write (buffer → guest, fill)?
-    pub write: bool,
-}
-
-impl Window {
-    /// A read-only window.
-    pub const fn read_only(gpa: u64, len: u64) -> Self {
-        Window {
-            gpa,
-            len,
-            read: true,
-            write: false,
-        }
-    }
-
-    /// A read-write window.
-    pub const fn read_write(gpa: u64, len: u64) -> Self {
-        Window {
-            gpa,
-            len,
-            read: true,
-            write: true,
-        }
-    }
-
-    fn contains(&self, gpa: u64, end: u64) -> bool {
-        // `self.gpa + self.len` was checked by `Server::add_client`.
-        self.gpa <= gpa && end <= self.gpa + self.len
-    }
-
-    fn permits(&self, write: bool) -> bool {
-        if write {
-            self.write
-        } else {
-            self.read
-        }
-    }
-
-    fn desc(&self) -> WindowDesc {
-        let read = if self.read { protocol::PERM_READ } else { 0 };
-        let write = if self.write { protocol::PERM_WRITE } else { 0 };
-        let perms = read | write;
-        WindowDesc {
-            gpa: self.gpa.into(),
-            len: self.len.into(),
-            perms: perms.into(),
-            reserved: 0.into(),
-        }
-    }
-}
+use crate::{Direction, Error, GuestRam, SharedBuffer};
 
 /// One client PD: the Microkit channel it calls on, its shared buffer as
 /// mapped in the VMM, and its windows into guest RAM.
@@ -273,36 +214,38 @@ fn serve<const B: usize, const E: usize>(
         }
         Request::Fill(args) => {
             let (gpa, len) = (args.gpa.get(), args.len.get());
-            check_guest(ram, client, gpa, len, true)?;
+            check_guest(ram, client, gpa, len, Direction::ToGuest)?;
             ram.fill(gpa, len, args.byte).map_err(internal)?;
             Ok(protocol::encode_reply(Status::Ok, len, regs))
         }
         Request::Copy { op, segments } => {
-            let write = op.writes_guest();
+            let direction = op.direction();
             let mut checked: heapless::Vec<Checked, { protocol::MAX_SEGMENTS }> =
                 heapless::Vec::new();
             let mut total: u64 = 0;
             for segment in segments.iter() {
-                let c = check_segment(ram, client, segment, write)?;
+                let c = check_segment(ram, client, segment, direction)?;
                 total = total.checked_add(c.len).ok_or(Status::Overflow)?;
                 let _ = checked.push(c);
             }
             for c in checked.iter() {
-                let done = if write {
-                    ram.write_from_buffer(c.gpa, c.len, &client.buffer, c.offset)
-                } else {
-                    ram.read_to_buffer(c.gpa, c.len, &client.buffer, c.offset)
+                let done = match direction {
+                    Direction::ToGuest => {
+                        ram.write_from_buffer(c.gpa, c.len, &client.buffer, c.offset)
+                    }
+                    Direction::FromGuest => {
+                        ram.read_to_buffer(c.gpa, c.len, &client.buffer, c.offset)
+                    }
                 };
                 // Everything was checked above; a failure here is a VMM bug,
                 // reported rather than panicked on.
                 done.map_err(internal)?;
             }
-            if write {
-                // A client's writes reach the guest in the order it made
-                // them, across calls too (a virtqueue's used elements before
-                // its used index): a full barrier before the reply.
-                core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
-            }
+            // A client's accesses reach the guest in the order it made them,
+            // across calls too (a virtqueue's used elements before its used
+            // index; its available index before the entries it publishes):
+            // a full barrier before the reply.
+            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
             Ok(protocol::encode_reply(Status::Ok, total, regs))
         }
     }
@@ -319,7 +262,7 @@ fn check_guest<const B: usize, const E: usize>(
     client: &ClientConfig,
     gpa: u64,
     len: u64,
-    write: bool,
+    direction: Direction,
 ) -> Result<(), Status> {
     if len == 0 {
         return Err(Status::ZeroLength);
@@ -333,7 +276,7 @@ fn check_guest<const B: usize, const E: usize>(
     if inside.peek().is_none() {
         return Err(Status::OutsideWindow);
     }
-    if !inside.any(|w| w.permits(write)) {
+    if !inside.any(|w| w.permits(direction)) {
         return Err(Status::NoPermission);
     }
     ram.check_ram(gpa, len).map_err(|_| Status::NotRam)?;
@@ -345,63 +288,17 @@ fn check_segment<const B: usize, const E: usize>(
     ram: &GuestRam<B, E>,
     client: &ClientConfig,
     segment: &Segment,
-    write: bool,
+    direction: Direction,
 ) -> Result<Checked, Status> {
     let (gpa, len, offset) = (
         segment.gpa.get(),
         segment.len.get(),
         segment.buf_offset.get(),
     );
-    check_guest(ram, client, gpa, len, write)?;
+    check_guest(ram, client, gpa, len, direction)?;
     let buf_end = offset.checked_add(len).ok_or(Status::Overflow)?;
     if buf_end > client.buffer.len() as u64 {
         return Err(Status::OutsideBuffer);
     }
     Ok(Checked { gpa, len, offset })
-}
-
-/// A [`Transport`](crate::client::Transport) that calls a [`Server`] in the
-/// same address space, for host tests and benchmarks. Like the kernel, it
-/// copies the message words into the server's own "IPC buffer" and the reply
-/// words back, so both sides see exactly the bytes they would on seL4.
-pub struct Local<'a, const B: usize, const E: usize, const C: usize> {
-    server: &'a core::cell::RefCell<Server<C>>,
-    ram: &'a GuestRam<B, E>,
-    channel: usize,
-    ipc_buffer: [u64; MSG_WORDS],
-}
-
-impl<'a, const B: usize, const E: usize, const C: usize> Local<'a, B, E, C> {
-    /// A transport calling `server` as `channel`.
-    pub fn new(
-        server: &'a core::cell::RefCell<Server<C>>,
-        ram: &'a GuestRam<B, E>,
-        channel: usize,
-    ) -> Self {
-        Local {
-            server,
-            ram,
-            channel,
-            ipc_buffer: [0; MSG_WORDS],
-        }
-    }
-}
-
-impl<const B: usize, const E: usize, const C: usize> crate::client::Transport
-    for Local<'_, B, E, C>
-{
-    fn call(&mut self, label: u64, words: usize, msg: &mut [u64; MSG_WORDS]) -> (u64, usize) {
-        let words = words.min(MSG_WORDS);
-        self.ipc_buffer[..words].copy_from_slice(&msg[..words]);
-        let (label, reply_words) = self.server.borrow_mut().handle(
-            self.ram,
-            self.channel,
-            label,
-            words,
-            &mut self.ipc_buffer,
-        );
-        let reply_words = reply_words.min(MSG_WORDS);
-        msg[..reply_words].copy_from_slice(&self.ipc_buffer[..reply_words]);
-        (label, reply_words)
-    }
 }

@@ -6,7 +6,8 @@ use core::ptr::NonNull;
 
 use guest_ram::client::Client;
 use guest_ram::selftest::{self, Layout};
-use guest_ram::server::{ClientConfig, Local, Server};
+use guest_ram::server::{ClientConfig, Server};
+use guest_ram::transport::Local;
 use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
 
 #[test]

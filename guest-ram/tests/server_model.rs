@@ -11,7 +11,8 @@ use core::ptr::NonNull;
 
 use guest_ram::client::Transport;
 use guest_ram::protocol::{self, Op, Segment, Status, MSG_WORDS};
-use guest_ram::server::{ClientConfig, Local, Server, Window};
+use guest_ram::server::{ClientConfig, Server, Window};
+use guest_ram::transport::Local;
 use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
 use proptest::prelude::*;
 
@@ -136,7 +137,7 @@ proptest! {
                 Req::Copy { op, segs } => {
                     let s: Vec<Segment> = segs.iter().map(|(g, l, o)| Segment::new(*g, *l, *o)).collect();
                     let (label, words) = protocol::encode_copy(*op, &s, &mut msg).unwrap();
-                    let write = op.writes_guest();
+                    let write = op.direction() == guest_ram::Direction::ToGuest;
                     let want = if client == 2 {
                         Err(Status::UnknownClient)
                     } else {
@@ -185,7 +186,7 @@ proptest! {
                     }
                     // Apply to the model.
                     match &req {
-                        Req::Copy { op, segs } if op.writes_guest() => {
+                        Req::Copy { op, segs } if (op.direction() == guest_ram::Direction::ToGuest) => {
                             for (g, l, o) in segs {
                                 let (g, l, o) = ((g - GPA) as usize, *l as usize, *o as usize);
                                 model_guest[g..g + l].copy_from_slice(&buf_before[client][o..o + l]);

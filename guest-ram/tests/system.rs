@@ -1,6 +1,6 @@
 //! Host system test: one VMM server, several clients with their own shared
 //! buffers, real memory on both sides, every message through the exact
-//! message-register layout ([`server::Local`]). Every byte of guest RAM is
+//! message-register layout ([`transport::Local`]). Every byte of guest RAM is
 //! checked after each step against what should be there.
 
 use core::cell::RefCell;
@@ -8,7 +8,8 @@ use core::ptr::NonNull;
 
 use guest_ram::client::{Client, ClientError, Transport};
 use guest_ram::protocol::{self, Op, Segment, Status, MSG_WORDS};
-use guest_ram::server::{ClientConfig, ConfigError, Local, Server, Window};
+use guest_ram::server::{ClientConfig, ConfigError, Server, Window};
+use guest_ram::transport::Local;
 use guest_ram::{GpaRange, GuestRam, MappedRegion, SharedBuffer};
 
 const BASE: u64 = 0x4000_0000;

@@ -7,25 +7,26 @@
 
 use common::{channels, Ppc, BUFFER_SIZE, LAYOUT};
 use guest_ram::client::Client;
-use guest_ram::{selftest, GuestRam, MappedRegion, SharedBuffer};
+use guest_ram::{selftest, MappedRegion, ReadOnly, SharedBuffer};
 use sel4_microkit::{
     memory_region_symbol, protection_domain, with_msg_regs, Channel, Handler, Infallible,
     MessageInfo,
 };
 
 struct GuestView {
-    /// This PD's own (guest-like) mapping of guest RAM.
-    ram: GuestRam<1, 1>,
+    /// This PD's own (guest-like) mapping of guest RAM, read-only.
+    ram: MappedRegion<ReadOnly>,
     client: Client<Ppc>,
 }
 
 #[protection_domain]
 fn init() -> GuestView {
     common::init_logging(log::LevelFilter::Info);
-    // SAFETY: `system.xml` maps both regions here for the PD's whole life.
+    // SAFETY: `system.xml` maps both regions here for the PD's whole life,
+    // guest RAM read-only (`perms="r"`), the buffer read-write.
     let (region, buffer) = unsafe {
         (
-            MappedRegion::new(
+            MappedRegion::new_read_only(
                 LAYOUT.gpa,
                 memory_region_symbol!(guest_ram_vaddr: *mut u8),
                 LAYOUT.size,
@@ -38,11 +39,8 @@ fn init() -> GuestView {
         vaddr, LAYOUT.gpa,
         "system.xml must map guest RAM at its gpa here"
     );
-    let mut ram = GuestRam::new(&[region]).expect("guest mapping");
-    ram.register_at(LAYOUT.gpa, LAYOUT.size)
-        .expect("guest mapping");
     GuestView {
-        ram,
+        ram: region,
         client: Client::new(Ppc(Channel::new(channels::CLIENT_VMM)), buffer),
     }
 }

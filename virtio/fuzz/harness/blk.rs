@@ -7,7 +7,7 @@
 //! each descriptor's address folded into a 64 KiB range around guest RAM
 //! unless its top bit is set, so that both near misses and wild addresses
 //! occur. It then runs the backend twice through guest-ram's copy service
-//! (a `Client` over `server::Local`, the blk PD's window being only the
+//! (a `Client` over `transport::Local`, the blk PD's window being only the
 //! queue area) and checks that:
 //! - nothing panics, and a served batch is at most the queue size;
 //! - no byte of guest RAM outside the window changed;
@@ -17,7 +17,8 @@ use std::cell::RefCell;
 use std::ptr::NonNull;
 
 use guest_ram::client::Client;
-use guest_ram::server::{ClientConfig, Local, Server, Window};
+use guest_ram::server::{ClientConfig, Server, Window};
+use guest_ram::transport::Local;
 use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
 use virtio::blk::{BlkBackend, RamDisk};
 use virtio::queue::Layout;

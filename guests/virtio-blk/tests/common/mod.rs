@@ -6,7 +6,8 @@ use std::cell::RefCell;
 use std::ptr::NonNull;
 
 use guest_ram::client::Client;
-use guest_ram::server::{ClientConfig, Local, Server, Window};
+use guest_ram::server::{ClientConfig, Server, Window};
+use guest_ram::transport::Local;
 use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
 use virtio::blk::RamDisk;
 use virtio::device::{Action, BlkFrontend, BlkService};
