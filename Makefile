@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # guest-ram: host tests, benchmarks, and the Microkit system image.
 #
 #   make test                                  host checks (no SDK needed)
@@ -39,7 +40,7 @@ OBJCOPY ?= $(firstword $(foreach o,llvm-objcopy llvm-objcopy-22 aarch64-linux-gn
 CROSS_TARGETS := aarch64-unknown-none riscv64gc-unknown-none-elf x86_64-unknown-none
 GUEST_TARGET := aarch64-unknown-none-softfloat
 
-.PHONY: all test fmt-check clippy host-test doc cross-check no-panic bench fuzz \
+.PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri bench fuzz \
         image run qemu-test clean help check-sdk check-board check-toolchain
 
 all: image
@@ -49,7 +50,7 @@ help:
 
 # --- host side: what CI runs ---------------------------------------------
 
-test: fmt-check clippy host-test doc cross-check no-panic
+test: fmt-check clippy host-test doc cross-check no-panic miri
 	@echo "make test: all checks passed"
 
 fmt-check:
@@ -110,6 +111,24 @@ else
 	then echo "no-panic: canary failed to link, as it must"; \
 	else echo "no-panic: the canary linked: the check proves nothing"; exit 1; fi
 endif
+
+# Miri checks for undefined behaviour (the raw-pointer copies, the one
+# shared-buffer slice) where the nightly miri component is installed: the
+# unit tests, the system and self-test tests, and the corpus replays (a
+# sample under Miri, which is thousands of times slower). The proptests and
+# the 16 MiB guest tests are left out for time.
+MIRI := $(CARGO) +nightly miri
+MIRIFLAGS ?= -Zmiri-disable-isolation
+miri:
+	@if ! $(MIRI) --version >/dev/null 2>&1; then \
+	    echo "miri: SKIPPED (no nightly toolchain with the miri component: rustup +nightly component add miri rust-src)"; \
+	else \
+	    export MIRIFLAGS="$(MIRIFLAGS)"; \
+	    $(MIRI) test -q -p guest-ram --lib --test system --test selftest --test fuzz_corpus && \
+	    $(MIRI) test -q -p virtio --lib --test fuzz_corpus --test queue_model && \
+	    $(MIRI) test -q -p vcpu-fault --lib --test fuzz_corpus && \
+	    echo "miri: no undefined behaviour found"; \
+	fi
 
 bench:
 	$(CARGO) bench -p guest-ram -- $(BENCH_ARGS)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # Hardkernel ODROID-C4 (Amlogic S905X3, Cortex-A55). No QEMU: load loader.img with U-Boot as the Microkit manual says.
 ARCH := aarch64
 # seL4 is a hypervisor here: the system gets the guest VM, its virtio-blk

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # QEMU virt, AArch64 (Cortex-A53), the default board.
 ARCH := aarch64
 # seL4 is a hypervisor here: the system gets the guest VM, its virtio-blk

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # QEMU virt, RISC-V 64 (RV64GC).
 ARCH := riscv64
 GUEST_RAM_GPA := 0x40000000

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # Generic x86-64 (QEMU q35/pc or a PC). The tool also writes sel4_32.elf,
 # the 32-bit kernel QEMU's multiboot loader starts.
 ARCH := x86_64

@@ -1,6 +1,11 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! Descriptions of memory that is mapped into the VMM PD at build time,
 //! with the access the mapping allows in their type ([`ReadOnly`] or
 //! [`ReadWrite`]), so that a read-only mapping cannot be written through.
+#![allow(
+    unsafe_code,
+    reason = "unsafe constructors carry the mapping obligation; Send for address ranges; copies through mem over checked ranges"
+)]
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;

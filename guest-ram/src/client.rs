@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! The client-PD side of the copy service: typed calls, chunking of
 //! transfers larger than the shared buffer, and scatter-gather packing.
 //!
@@ -17,6 +18,10 @@
 //!     }
 //! }
 //! ```
+#![allow(
+    unsafe_code,
+    reason = "read_in_place hands out the one slice into the client's own shared buffer (see mem::shared_slice)"
+)]
 
 use core::fmt;
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! RAM bookkeeping: a sorted, fixed-capacity list of extents.
 //!
 //! This replaces libsel4vm's `realloc`'d region array that is re-sorted with

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! Guest RAM for seL4 Microkit virtual machine monitors.
 //!
 //! This is the Microkit redesign of libsel4vm's `guest_ram.h`. Guest RAM is

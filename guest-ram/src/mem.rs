@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! The only module that touches memory through raw pointers.
 //!
 //! Guest RAM is shared with a running guest, and a client's shared buffer is
@@ -25,6 +26,10 @@
 //!
 //! [`MappedRegion`]: crate::MappedRegion
 //! [`SharedBuffer`]: crate::SharedBuffer
+#![allow(
+    unsafe_code,
+    reason = "the one module that dereferences raw pointers into guest RAM and shared buffers"
+)]
 
 use core::ptr::NonNull;
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! The wire format of the guest-RAM copy service, in one place.
 //!
 //! A client PD calls the VMM PD with a protected procedure call (PPC). The

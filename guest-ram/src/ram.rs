@@ -1,4 +1,9 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! [`GuestRam`]: the `guest_ram.h` interface over pre-mapped backing.
+#![allow(
+    unsafe_code,
+    reason = "copies through mem over spans that check_ram and the backing table validated"
+)]
 
 use core::ptr::NonNull;
 

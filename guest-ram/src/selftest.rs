@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! The end-to-end self-test that the demo system's `selftest` PD runs over
 //! real PPC, kept here so that it is host-tested too (`tests/selftest.rs`
 //! runs it against [`transport::Local`](crate::transport::Local)).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! The VMM side of the copy service: checks each client request against
 //! that client's entry in a table fixed at start-up, then copies with
 //! [`GuestRam`]'s access functions.

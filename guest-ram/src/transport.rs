@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! How a client's request reaches the VMM: the [`Transport`] trait, and
 //! [`Local`], the transport that calls a [`Server`] in the same address
 //! space (host tests, benchmarks). In a PD the transport is a few lines of

@@ -1,5 +1,10 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! The demo system's self-test, run on the host against the same client
 //! table the VMM PD builds, so that a failure on seL4 points at the glue.
+#![allow(
+    unsafe_code,
+    reason = "test memory stands in for the mappings system.xml makes: the constructors' obligations are met by keeping it alive"
+)]
 
 use core::cell::RefCell;
 use core::ptr::NonNull;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! Links the bare-metal program at the guest RAM address (`GUEST_RAM_GPA`,
 //! from the board file through the Makefile).
 fn main() {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! The fault-decoding fuzz harness, shared by `cargo fuzz run esr` and the
 //! corpus-replay test (`tests/fuzz_corpus.rs`).
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! Data-abort syndromes (Arm ARM, D17.2.37 ESR_EL2, ISS encoding for a
 //! Data Abort exception).
 //!

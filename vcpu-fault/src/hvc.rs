@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! The hypercall ABI between a guest and this VMM.
 //!
 //! A guest `hvc #0` is handled by seL4 like a system call numbered by `x7`:

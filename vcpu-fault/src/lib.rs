@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! What an AArch64 vCPU's trap means to a Microkit VMM.
 //!
 //! - [`esr`]: a stage-2 data abort's syndrome (ESR_EL2, which seL4 hands

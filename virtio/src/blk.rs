@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! A virtio-blk backend (virtio 1.2, §5.2): serves one split virtqueue
 //! through a [`GuestDma`] from a [`Disk`].
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! The two halves of a virtio-blk device split across PDs, as library code
 //! so that the host tests run exactly what the PDs run:
 //!
@@ -45,10 +46,12 @@ pub struct BlkFrontend {
 }
 
 impl BlkFrontend {
-    /// A device of `capacity` sectors whose queue state goes to `page`.
-    pub fn new(capacity: u64, page: SharedBuffer) -> Self {
+    /// A device whose queue state goes to `page`. Its capacity is what
+    /// the backend reports in the page (0 until it has), read again
+    /// whenever the guest reads the configuration space.
+    pub fn new(page: SharedBuffer) -> Self {
         let mut frontend = BlkFrontend {
-            device: MmioDevice::new(BlkConfig::new(capacity)),
+            device: MmioDevice::new(BlkConfig::new(0)),
             page,
             generation: 0,
             ignored: 0,
@@ -79,6 +82,9 @@ impl BlkFrontend {
     /// One trapped guest access at `offset` into the window: a load returns
     /// the value for the guest's register.
     pub fn access(&mut self, offset: u64, width: u8, write: Option<u64>) -> (u64, Action) {
+        if write.is_none() && offset >= crate::mmio::reg::CONFIG {
+            self.refresh_capacity();
+        }
         let access = match write {
             Some(value) => self.device.write(offset, width, value),
             None => self.device.read(offset, width),
@@ -112,7 +118,7 @@ impl BlkFrontend {
     /// use virtio::device::BlkFrontend;
     /// # let mut page = [0u8; 4096];
     /// # let page = unsafe { SharedBuffer::new(NonNull::new(page.as_mut_ptr()).unwrap(), 4096) };
-    /// let mut blk = BlkFrontend::new(2048, page);
+    /// let mut blk = BlkFrontend::new(page);
     /// // `ldr w5, [x0]` at the window's start: the magic value.
     /// let esr = (0x24 << 26) | (1 << 25) | (1 << 24) | (2 << 22) | (5 << 16);
     /// let load = decode_data_abort(esr, 0x0a00_0000).unwrap();
@@ -137,6 +143,15 @@ impl BlkFrontend {
             let (value, action) = self.access(offset, access.width, None);
             let load = access.writes_register().then(|| access.load_value(value));
             Some((load, action))
+        }
+    }
+
+    fn refresh_capacity(&mut self) {
+        if let Ok(state) = shared::read_backend(&self.page) {
+            let capacity = state.capacity.get();
+            if capacity != self.device.device().capacity {
+                self.device.device_mut().capacity = capacity;
+            }
         }
     }
 
@@ -181,15 +196,18 @@ pub struct BlkService<D> {
 }
 
 impl<D: Disk> BlkService<D> {
-    /// A service for the queue published in `page`, serving `disk`.
+    /// A service for the queue published in `page`, serving `disk`; it
+    /// reports the disk's capacity in the page at once.
     pub fn new(page: SharedBuffer, disk: D) -> Self {
-        BlkService {
+        let mut service = BlkService {
             page,
             disk,
             generation: 0,
             backend: BlkBackend::new(),
             total: Stats::default(),
-        }
+        };
+        service.report(false);
+        service
     }
 
     /// Counters over all generations.
@@ -243,6 +261,7 @@ impl<D: Disk> BlkService<D> {
             generation: self.generation.into(),
             needs_reset: u32::from(needs_reset || self.backend.is_broken()).into(),
             served: self.backend.stats().requests.into(),
+            capacity: (self.disk.len() / crate::blk::SECTOR).into(),
         };
         shared::publish_backend(&self.page, &state).is_ok()
     }

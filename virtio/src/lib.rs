@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! virtio for Microkit VMMs whose guest RAM is [`guest_ram`]'s.
 //!
 //! Three layers, each host-tested, because a hostile guest controls all of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! The virtio-mmio transport, version 2 ("virtio 1.x, non-legacy"), as the
 //! VMM emulates it: a register file at a guest-physical window that is not
 //! mapped, so every guest access traps and arrives here as one
@@ -313,6 +314,14 @@ impl<D: DeviceType> MmioDevice<D> {
     /// The device type.
     pub fn device(&self) -> &D {
         &self.device
+    }
+
+    /// The device type, to update its configuration (for example a
+    /// capacity the backend reports); bumps `ConfigGeneration` so a driver
+    /// reading the configuration sees that it changed.
+    pub fn device_mut(&mut self) -> &mut D {
+        self.config_generation = self.config_generation.wrapping_add(1);
+        &mut self.device
     }
 
     /// The device status register.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! Split virtqueues (virtio 1.2, §2.7): where the parts of a queue live in
 //! guest RAM, and descriptor-chain walking.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! The page a VMM and a device backend PD share for one virtio device.
 //!
 //! The VMM owns the transport (it traps the guest's register accesses), the
@@ -95,6 +96,9 @@ pub struct BackendState {
     pub needs_reset: U32,
     /// Requests served in this generation.
     pub served: U64,
+    /// The disk's capacity in 512-byte sectors: the backend owns the disk,
+    /// so the VMM learns its size here rather than from a constant.
+    pub capacity: U64,
 }
 
 /// Where [`QueueState`] lives in the page.

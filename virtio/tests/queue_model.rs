@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! Property test: `queue::walk` against a model that finds loops with a
 //! visited set instead of a step bound. In a table of `size` entries a
 //! chain longer than `size` must revisit an entry, so the two must agree on
@@ -68,7 +69,7 @@ fn desc() -> impl Strategy<Value = Desc> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(4000))]
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 20 } else { 4000 }))]
     #[test]
     fn walk_agrees_with_the_model(
         table in proptest::collection::vec(desc(), 1..20),

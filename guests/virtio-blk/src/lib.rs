@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! A small virtio-blk driver and the test suite the demo guest runs with it.
 //!
 //! The driver is written against [`Platform`], so the same code runs in the

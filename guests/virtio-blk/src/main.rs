@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! The bare-metal guest: AArch64, EL1, loaded by the VMM at the start of
 //! guest RAM and started with
 //!
@@ -19,6 +20,10 @@
 //! It reports through hypercalls (`vcpu_fault::hvc`'s ABI, `x7 = 0`):
 //! every check as a printed line, the result as
 //! `guest: virtio-blk N/M passed`, then exit.
+#![allow(
+    unsafe_code,
+    reason = "a bare-metal guest: its entry, hypercalls and device accesses are assembly and volatile accesses to physical addresses"
+)]
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]

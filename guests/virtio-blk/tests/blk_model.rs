@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! Property test: random sequences of block requests, honest and not,
 //! through the whole path (the guest's driver, the VMM's virtio-mmio
 //! frontend, the blk PD's service, the copy server, guest RAM) against a

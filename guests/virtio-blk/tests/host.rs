@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! The guest's whole suite on the host, against the same library code the
 //! PDs run: the VMM's `BlkFrontend` (virtio-mmio) and `guest_ram::Server`,
 //! the driver PD's `BlkService` with a copy-service `Client`, a RAM disk.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! The virtio-blk driver PD: serves the guest's virtqueue from a RAM disk,
 //! moving every byte of guest memory through guest-ram's copy service. It
 //! never maps guest RAM. Glue only: the queue walking and request handling
@@ -5,11 +6,11 @@
 #![no_std]
 #![no_main]
 
-use common::{channels, counter, CountingPpc, Ppc, BLK_BUFFER_SIZE, DEVICE_PAGE_SIZE, DISK_SIZE};
+use common::{counter, CountingPpc, Ppc};
 use guest_ram::client::Client;
 use guest_ram::SharedBuffer;
 use sel4_microkit::{
-    memory_region_symbol, protection_domain, Channel, ChannelSet, Handler, Infallible,
+    memory_region_symbol, protection_domain, var, Channel, ChannelSet, Handler, Infallible,
 };
 use virtio::blk::RamDisk;
 use virtio::device::BlkService;
@@ -29,28 +30,33 @@ fn init() -> Blk {
         (
             SharedBuffer::new(
                 memory_region_symbol!(buffer_vaddr: *mut u8),
-                BLK_BUFFER_SIZE,
+                *var!(buffer_size: usize = 0),
             ),
             SharedBuffer::new(
                 memory_region_symbol!(device_vaddr: *mut u8),
-                DEVICE_PAGE_SIZE,
+                *var!(device_size: usize = 0),
             ),
-            SharedBuffer::new(memory_region_symbol!(disk_vaddr: *mut u8), DISK_SIZE),
+            SharedBuffer::new(
+                memory_region_symbol!(disk_vaddr: *mut u8),
+                *var!(disk_size: usize = 0),
+            ),
         )
     };
     // The baseline for the device path's figure: 1 MiB copied locally,
     // RAM disk → shared buffer, a buffer-full at a time.
     let (start, hz) = counter();
-    for offset in (0..DISK_SIZE).step_by(BLK_BUFFER_SIZE) {
-        let _ = buffer.copy_from(0, &disk, offset, BLK_BUFFER_SIZE);
+    let piece = buffer.len().min(disk.len()).max(1);
+    for offset in (0..disk.len()).step_by(piece) {
+        let _ = buffer.copy_from(0, &disk, offset, piece.min(disk.len() - offset));
     }
     let (end, _) = counter();
     log::info!(
-        "blk: local copy of 1 MiB: {} ticks at {hz} Hz ({} us)",
+        "blk: local copy of {} KiB: {} ticks at {hz} Hz ({} us)",
+        disk.len() >> 10,
         end - start,
         (end - start) * 1_000_000 / hz.max(1)
     );
-    let vmm = Channel::new(channels::BLK_VMM);
+    let vmm = Channel::new(*var!(vmm_channel: usize = 0));
     Blk {
         vmm,
         client: Client::new(

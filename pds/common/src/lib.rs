@@ -1,6 +1,11 @@
-//! What the demo system's PDs share: the layout that `system.xml` and the
-//! board file fix, a `log` logger on the debug console, and the PPC
-//! transport for `guest_ram::client`. Glue only; the logic is in `guest-ram`.
+// SPDX-License-Identifier: BSD-2-Clause
+//! What the demo system's PDs share: the guest RAM layout of the board
+//! file, a `log` logger on the debug console, and the PPC transport for
+//! `guest_ram::client`. Glue only; the logic is in `guest-ram`.
+//!
+//! Buffer sizes and channel ids are not here: each PD reads them from
+//! symbols that the microkit tool sets from `system.xml` (`setvar_size`,
+//! `setvar_id`), so that file is their one source.
 #![no_std]
 
 use guest_ram::client::Transport;
@@ -42,42 +47,15 @@ pub const LAYOUT: Layout = Layout {
     }),
 };
 
-/// Size of each client's shared buffer (`system.xml`).
-pub const BUFFER_SIZE: usize = 0x1000;
-
-/// Size of the blk PD's shared buffer (`system.xml`: `blk_buffer`).
-pub const BLK_BUFFER_SIZE: usize = 0x10000;
-
-/// Size of the blk PD's RAM disk (`system.xml`: `blk_disk`).
-pub const DISK_SIZE: usize = 0x10_0000;
-
-/// The shared VMM/blk page (`system.xml`: `blk_device`).
-pub const DEVICE_PAGE_SIZE: usize = 0x1000;
-
 /// Guest-physical address of the virtio-blk device's MMIO window, which
 /// `system.xml` leaves unmapped so that every access faults to the VMM.
+/// (Not in `system.xml`: it is defined by what is *not* mapped there.)
 pub const VIRTIO_BLK_GPA: u64 = 0x0a00_0000;
 
 /// Bytes of guest RAM the VMM sets aside as the guest's DMA area: the only
 /// part of guest RAM the blk PD's window covers (like a restricted DMA pool
 /// behind an IOMMU). The guest learns it in x0/x1.
 pub const DMA_LEN: u64 = 0x30_0000;
-
-/// Channel ids, each from the named PD's end (`system.xml`).
-pub mod channels {
-    /// VMM → self-test client.
-    pub const VMM_SELFTEST: usize = 1;
-    /// VMM → guest-view client.
-    pub const VMM_GUEST_VIEW: usize = 2;
-    /// VMM → blk driver PD (copy calls, and signals both ways).
-    pub const VMM_BLK: usize = 3;
-    /// blk driver PD → VMM.
-    pub const BLK_VMM: usize = 0;
-    /// Client → VMM (both clients).
-    pub const CLIENT_VMM: usize = 0;
-    /// Self-test → guest view.
-    pub const SELFTEST_GUEST_VIEW: usize = 1;
-}
 
 /// A `log` logger on the seL4 debug console.
 struct Console;

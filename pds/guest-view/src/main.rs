@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! A client PD that also sees guest RAM the way the guest does: mapped
 //! read-only at its guest-physical address. Asked by the self-test, it
 //! checks that a pattern written through the VMM is at the right gpa, both
@@ -5,11 +6,11 @@
 #![no_std]
 #![no_main]
 
-use common::{channels, Ppc, BUFFER_SIZE, LAYOUT};
+use common::{Ppc, LAYOUT};
 use guest_ram::client::Client;
 use guest_ram::{selftest, MappedRegion, ReadOnly, SharedBuffer};
 use sel4_microkit::{
-    memory_region_symbol, protection_domain, with_msg_regs, Channel, Handler, Infallible,
+    memory_region_symbol, protection_domain, var, with_msg_regs, Channel, Handler, Infallible,
     MessageInfo,
 };
 
@@ -29,9 +30,12 @@ fn init() -> GuestView {
             MappedRegion::new_read_only(
                 LAYOUT.gpa,
                 memory_region_symbol!(guest_ram_vaddr: *mut u8),
-                LAYOUT.size,
+                *var!(guest_ram_size: usize = 0) as u64,
             ),
-            SharedBuffer::new(memory_region_symbol!(buffer_vaddr: *mut u8), BUFFER_SIZE),
+            SharedBuffer::new(
+                memory_region_symbol!(buffer_vaddr: *mut u8),
+                *var!(buffer_size: usize = 0),
+            ),
         )
     };
     let vaddr = region.vaddr().as_ptr() as u64;
@@ -41,7 +45,7 @@ fn init() -> GuestView {
     );
     GuestView {
         ram: region,
-        client: Client::new(Ppc(Channel::new(channels::CLIENT_VMM)), buffer),
+        client: Client::new(Ppc(Channel::new(*var!(vmm_channel: usize = 0))), buffer),
     }
 }
 

@@ -1,13 +1,14 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! A client PD that runs `guest_ram::selftest` over real PPC and prints one
 //! summary line, `guest-ram: selftest N/M passed`.
 #![no_std]
 #![no_main]
 
-use common::{channels, Ppc, BUFFER_SIZE, LAYOUT};
+use common::{Ppc, LAYOUT};
 use guest_ram::client::Client;
 use guest_ram::{selftest, SharedBuffer};
 use sel4_microkit::{
-    debug_println, memory_region_symbol, protection_domain, with_msg_regs_mut, Channel,
+    debug_println, memory_region_symbol, protection_domain, var, with_msg_regs_mut, Channel,
     MessageInfo, NullHandler,
 };
 
@@ -15,10 +16,15 @@ use sel4_microkit::{
 fn init() -> NullHandler {
     common::init_logging(log::LevelFilter::Info);
     // SAFETY: `system.xml` maps the buffer here for the PD's whole life.
-    let buffer =
-        unsafe { SharedBuffer::new(memory_region_symbol!(buffer_vaddr: *mut u8), BUFFER_SIZE) };
-    let mut client = Client::new(Ppc(Channel::new(channels::CLIENT_VMM)), buffer);
-    let guest_view = Channel::new(channels::SELFTEST_GUEST_VIEW);
+    let buffer = unsafe {
+        SharedBuffer::new(
+            memory_region_symbol!(buffer_vaddr: *mut u8),
+            *var!(buffer_size: usize = 0),
+        )
+    };
+    let vmm = Channel::new(*var!(vmm_channel: usize = 0));
+    let mut client = Client::new(Ppc(vmm), buffer);
+    let guest_view = Channel::new(*var!(guest_view_channel: usize = 0));
     let ask_guest_view = |gpa: u64, len: u64, seed: u8| {
         with_msg_regs_mut(|regs| regs[..3].copy_from_slice(&[gpa, len, u64::from(seed)]));
         guest_view.pp_call(MessageInfo::new(0, 3)).label() == 1

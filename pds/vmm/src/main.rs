@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! The VMM PD: owns guest RAM (pre-mapped by `system.xml`), keeps its
 //! bookkeeping, serves copies to client PDs over PPC, and on boards with a
 //! virtual machine (feature `vm`) runs the guest. Glue only: the
@@ -9,16 +10,36 @@
 #[cfg(feature = "vm")]
 mod vm;
 
-use common::{channels, BUFFER_SIZE, LAYOUT};
+use common::LAYOUT;
 use guest_ram::server::{ClientConfig, Server};
 use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
 use sel4_microkit::{
-    memory_region_symbol, protection_domain, with_msg_regs_mut, Channel, ChannelSet, Child,
+    memory_region_symbol, protection_domain, var, with_msg_regs_mut, Channel, ChannelSet, Child,
     Handler, Infallible, MessageInfo,
 };
 
 /// One backing region; up to 64 RAM extents.
 type Ram = GuestRam<1, 64>;
+
+/// The size of the guest RAM mapping, from `system.xml` (`setvar_size`).
+/// The board file's `GUEST_RAM_SIZE` made both; if they ever disagree the
+/// mapping is the truth, and the VMM says so.
+fn guest_ram_size() -> u64 {
+    let mapped = *var!(guest_ram_size: usize = 0) as u64;
+    if mapped != LAYOUT.size {
+        log::warn!(
+            "vmm: guest RAM is {mapped:#x} bytes in system.xml, {:#x} in the board file",
+            LAYOUT.size
+        );
+    }
+    mapped
+}
+
+/// The VMM's end of the channel to the blk PD (`setvar_id`).
+#[cfg(feature = "vm")]
+fn blk_channel() -> usize {
+    *var!(blk_channel: usize = 0)
+}
 
 struct Vmm {
     ram: Ram,
@@ -37,15 +58,15 @@ fn init() -> Vmm {
             MappedRegion::new(
                 LAYOUT.gpa,
                 memory_region_symbol!(guest_ram_vaddr: *mut u8),
-                LAYOUT.size,
+                guest_ram_size(),
             ),
             SharedBuffer::new(
                 memory_region_symbol!(selftest_buffer_vaddr: *mut u8),
-                BUFFER_SIZE,
+                *var!(selftest_buffer_size: usize = 0),
             ),
             SharedBuffer::new(
                 memory_region_symbol!(guest_view_buffer_vaddr: *mut u8),
-                BUFFER_SIZE,
+                *var!(guest_view_buffer_size: usize = 0),
             ),
         )
     };
@@ -56,12 +77,12 @@ fn init() -> Vmm {
     let mut server = Server::new();
     let clients = [
         ClientConfig::new(
-            channels::VMM_SELFTEST,
+            *var!(selftest_channel: usize = 0),
             selftest_buffer,
             &LAYOUT.selftest_windows(),
         ),
         ClientConfig::new(
-            channels::VMM_GUEST_VIEW,
+            *var!(guest_view_channel: usize = 0),
             guest_view_buffer,
             &LAYOUT.guest_view_windows(),
         ),
@@ -130,11 +151,11 @@ fn start_vm(ram: &mut Ram, server: &mut Server<3>) -> Option<vm::Vm> {
         (
             SharedBuffer::new(
                 memory_region_symbol!(blk_buffer_vaddr: *mut u8),
-                common::BLK_BUFFER_SIZE,
+                *var!(blk_buffer_size: usize = 0),
             ),
             SharedBuffer::new(
                 memory_region_symbol!(blk_device_vaddr: *mut u8),
-                common::DEVICE_PAGE_SIZE,
+                *var!(blk_device_size: usize = 0),
             ),
             SharedBuffer::new(
                 memory_region_symbol!(guest_image_vaddr: *mut u8),
@@ -142,11 +163,11 @@ fn start_vm(ram: &mut Ram, server: &mut Server<3>) -> Option<vm::Vm> {
             ),
         )
     };
-    let blk = Channel::new(channels::VMM_BLK);
+    let blk = Channel::new(blk_channel());
     match vm::Vm::start(ram, &image, page, blk) {
         Ok((vm, dma)) => {
             let window = [Window::read_write(dma, common::DMA_LEN)];
-            let client = ClientConfig::new(channels::VMM_BLK, blk_buffer, &window);
+            let client = ClientConfig::new(blk.index(), blk_buffer, &window);
             server
                 .add_client(client.expect("blk window"))
                 .expect("client table");
@@ -182,10 +203,7 @@ impl Handler for Vmm {
 
     fn notified(&mut self, set: ChannelSet) -> Result<(), Self::Error> {
         #[cfg(feature = "vm")]
-        if let (true, Some(vm)) = (
-            set.contains(Channel::new(channels::VMM_BLK)),
-            self.vm.as_mut(),
-        ) {
+        if let (true, Some(vm)) = (set.contains(Channel::new(blk_channel())), self.vm.as_mut()) {
             vm.backend_signalled();
         }
         let _ = set;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! The guest VM: loading its image into guest RAM, starting its vCPU, and
 //! the fault handler (virtio-mmio emulation, hypercalls). Glue only: the
 //! syndrome decoding is `vcpu_fault`, the device `virtio::device`.
@@ -26,9 +27,6 @@ fn vm_tcb(id: usize) -> sel4::cap::Tcb {
 
 /// SPSR for the first instruction: EL1h, D, A, I and F masked.
 const SPSR_EL1H_MASKED: u64 = 0x3c5;
-
-/// The RAM disk's capacity in sectors (`system.xml`: `blk_disk`).
-const DISK_SECTORS: u64 = common::DISK_SIZE as u64 / 512;
 
 /// The running guest.
 pub struct Vm {
@@ -76,7 +74,7 @@ impl Vm {
             .tcb_write_all_registers(true, &mut regs)
             .map_err(|_| "starting vCPU 0 failed (TCB_WriteRegisters)")?;
         let vm = Vm {
-            frontend: BlkFrontend::new(DISK_SECTORS, page),
+            frontend: BlkFrontend::new(page),
             blk,
         };
         Ok((vm, dma))

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! Fuzzes the data-abort decoder and the hypercall decoder with arbitrary
 //! syndromes and registers. See `harness.rs`.
 #![no_main]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! Fuzzes the virtio-blk backend (queue walk, request handling) with
 //! arbitrary rings and descriptors. See `harness/blk.rs`.
 #![no_main]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! Fuzzes the virtio-mmio register file with arbitrary access sequences.
 //! See `harness/mmio.rs` for what is checked.
 #![no_main]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 //! The virtio-mmio fuzz harness, shared by `cargo fuzz run mmio` and the
 //! corpus-replay test (`tests/fuzz_corpus.rs`).
 //!
