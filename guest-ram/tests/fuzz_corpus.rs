@@ -16,7 +16,7 @@ fn corpus_replays_cleanly() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/server");
     let mut n = 0;
     // Under Miri (make miri), a sample: it is thousands of times slower.
-    let take = if cfg!(miri) { 12 } else { usize::MAX };
+    let take = if cfg!(miri) { 4 } else { usize::MAX };
     for entry in fs::read_dir(dir).unwrap().take(take) {
         harness::run(&fs::read(entry.unwrap().path()).unwrap());
         n += 1;
@@ -45,7 +45,7 @@ fn well_formed_and_mutated_requests() {
         state
     };
     let mut msg = [0u64; MSG_WORDS];
-    for _ in 0..if cfg!(miri) { 40 } else { 3000 } {
+    for _ in 0..if cfg!(miri) { 12 } else { 3000 } {
         let op = [Op::Read, Op::Write, Op::ReadV, Op::WriteV][(next() % 4) as usize];
         let count = if matches!(op, Op::Read | Op::Write) {
             1

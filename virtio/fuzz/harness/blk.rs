@@ -63,7 +63,10 @@ pub fn run(data: &[u8]) {
     guest[avail..avail + 2].copy_from_slice(&avail_idx.to_le_bytes());
     let outside_before: Vec<u8> = outside(&guest);
 
-    let mut staging = vec![0u8; 0x800];
+    let mut staging_memory = vec![0u8; 0x800];
+    // One mapping, copied to both sides (as both PDs map one region): two
+    // `&mut` borrows would invalidate each other's pointers.
+    let staging = buffer(&mut staging_memory);
     let mut disk = vec![0u8; 0x2000];
     // SAFETY: `guest` outlives `ram`, and is accessed only through it
     // until `ram`'s last use.
@@ -75,9 +78,9 @@ pub fn run(data: &[u8]) {
     let window = Window::read_write(WINDOW, WINDOW_LEN);
     server
         .borrow_mut()
-        .add_client(ClientConfig::new(1, buffer(&mut staging), &[window]).unwrap())
+        .add_client(ClientConfig::new(1, staging, &[window]).unwrap())
         .unwrap();
-    let mut client = Client::new(Local::new(&server, &ram, 1), buffer(&mut staging));
+    let mut client = Client::new(Local::new(&server, &ram, 1), staging);
     let mut disk = RamDisk::new(buffer(&mut disk));
     let mut backend = BlkBackend::new();
     let mut served: u16 = 0;

@@ -75,9 +75,13 @@ pub fn with_host<R>(
     f: impl FnOnce(&mut Host<'_>, Setup) -> R,
 ) -> (R, Vec<String>, u64) {
     let mut guest_memory = vec![0u8; RAM_LEN as usize];
-    let mut staging = vec![0u8; staging_len];
-    let mut page = vec![0u8; 4096];
+    let mut staging_memory = vec![0u8; staging_len];
+    let mut page_memory = vec![0u8; 4096];
     let mut disk = vec![0u8; 1 << 20];
+    // Each mapping is made once and copied to both sides, as both PDs map
+    // one region: two `&mut` borrows would invalidate each other.
+    let staging = buffer(&mut staging_memory);
+    let page = buffer(&mut page_memory);
     // SAFETY: `guest_memory` outlives `ram` and is only accessed through it.
     let region = unsafe {
         MappedRegion::new(
@@ -92,13 +96,13 @@ pub fn with_host<R>(
     let window = Window::read_write(DMA_GPA, DMA_LEN);
     server
         .borrow_mut()
-        .add_client(ClientConfig::new(CHANNEL, buffer(&mut staging), &[window]).unwrap())
+        .add_client(ClientConfig::new(CHANNEL, staging, &[window]).unwrap())
         .unwrap();
     let mut host = Host {
         ram: &ram,
-        frontend: BlkFrontend::new(buffer(&mut page)),
-        service: BlkService::new(buffer(&mut page), RamDisk::new(buffer(&mut disk))),
-        client: Client::new(Local::new(&server, &ram, CHANNEL), buffer(&mut staging)),
+        frontend: BlkFrontend::new(page),
+        service: BlkService::new(page, RamDisk::new(buffer(&mut disk))),
+        client: Client::new(Local::new(&server, &ram, CHANNEL), staging),
         clock: 0,
         printed: Vec::new(),
     };
