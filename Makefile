@@ -40,7 +40,7 @@ OBJCOPY ?= $(firstword $(foreach o,llvm-objcopy llvm-objcopy-22 aarch64-linux-gn
 CROSS_TARGETS := aarch64-unknown-none riscv64gc-unknown-none-elf x86_64-unknown-none
 GUEST_TARGET := aarch64-unknown-none-softfloat
 
-.PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri bench fuzz \
+.PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri bench bench-instructions fuzz \
         image run qemu-test clean help check-sdk check-board check-toolchain
 
 all: image
@@ -132,6 +132,20 @@ miri:
 
 bench:
 	$(CARGO) bench -p guest-ram -- $(BENCH_ARGS)
+
+# Instruction counts that do not depend on machine noise (valgrind's
+# callgrind, from Debian): each op run N and 2N times, the difference / N.
+INSTR_N ?= 2000
+bench-instructions:
+	@command -v valgrind >/dev/null || { echo "bench-instructions: needs valgrind (apt-get install valgrind)"; exit 1; }
+	@$(CARGO) build -q --release -p guest-ram --example instructions
+	@bin=target/release/examples/instructions; \
+	count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null $$bin $$1 $$2 2>&1 | sed -n 's/.*Collected : //p'; }; \
+	printf '%-26s %14s\n' operation "instructions"; \
+	for op in $$($$bin list); do \
+	    a=$$(count $$op $(INSTR_N)); b=$$(count $$op $$(( 2 * $(INSTR_N) ))); \
+	    printf '%-26s %14s\n' $$op $$(( (b - a) / $(INSTR_N) )); \
+	done
 
 # Long fuzz runs (need cargo-fuzz and a nightly toolchain), one target after
 # another: FUZZ_SECONDS=600 make fuzz. Each target's corpus is replayed by

@@ -4,7 +4,10 @@
 //!
 //! - read/write of 4 KiB, 64 KiB, 1 MiB vs `copy_from_slice` (target ≥ 0.9×)
 //! - touch per 4 KiB page (target ≤ 10 ns): `touch_1mib` / 256 pages
-//! - allocate + free with 64 live allocations (target ≤ 100 ns)
+//! - allocate + free with 64 live allocations (target ≤ 60 ns), and a
+//!   sweep over 16 … 4,096 live allocations (target ≤ 150 ns at 4,096) of
+//!   the tree `GuestRam` uses against the sorted table it replaced
+//!   (`bookkeeping::{Tree, Table}`, the same first-fit/free sequence)
 #![allow(
     unsafe_code,
     reason = "test memory stands in for the mappings system.xml makes: the constructors' obligations are met by keeping it alive"
@@ -100,5 +103,48 @@ fn allocator(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, copies, touch, allocator);
+/// The allocate/free sequence `GuestRam` runs, on either structure.
+macro_rules! alloc_free {
+    ($x:expr) => {{
+        let gpa = $x.first_fit(black_box(4096), 1).unwrap();
+        $x.paint(gpa, gpa + 4096, true).unwrap();
+        $x.paint(gpa, gpa + 4096, false).unwrap();
+        gpa
+    }};
+}
+
+fn sweep(c: &mut Criterion) {
+    use guest_ram::bookkeeping::{Table, Tree};
+    const CAP: usize = 2 * 4096 + 4;
+    let mut group = c.benchmark_group("alloc_free_sweep");
+    for live in [16u64, 64, 256, 1024, 4096] {
+        // `live` allocations of 4 KiB with a 4 KiB hole before each: the
+        // first fit is the first hole, the tree's worst case is its depth.
+        let mut tree: Box<Tree<CAP>> = Box::default();
+        let mut table: Box<Table<CAP>> = Box::default();
+        tree.register(GPA, GPA + (2 * live + 2) * 4096).unwrap();
+        table
+            .paint(GPA, GPA + (2 * live + 2) * 4096, Some(false))
+            .unwrap();
+        for k in 0..live {
+            let at = GPA + (2 * k + 1) * 4096;
+            tree.paint(at, at + 4096, true).unwrap();
+            table.paint(at, at + 4096, Some(true)).unwrap();
+        }
+        group.bench_with_input(BenchmarkId::new("tree", live), &live, |b, _| {
+            b.iter(|| alloc_free!(tree))
+        });
+        group.bench_with_input(BenchmarkId::new("table", live), &live, |b, _| {
+            b.iter(|| {
+                let gpa = table.first_fit(black_box(4096), 1).unwrap();
+                table.paint(gpa, gpa + 4096, Some(true)).unwrap();
+                table.paint(gpa, gpa + 4096, Some(false)).unwrap();
+                gpa
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, copies, touch, allocator, sweep);
 criterion_main!(benches);

@@ -1,32 +1,62 @@
 // SPDX-License-Identifier: BSD-2-Clause
-//! RAM bookkeeping: a sorted, fixed-capacity list of extents.
+//! RAM bookkeeping: canonical extents in a balanced tree, and the runs of
+//! registered RAM beside it.
 //!
-//! This replaces libsel4vm's `realloc`'d region array that is re-sorted with
-//! `qsort` after every change. The list is kept sorted and *canonical*:
-//! extents never overlap, and two extents that touch always differ in state
-//! (touching extents of the same state are merged). So the list is exactly
-//! the maximal runs of "free RAM" and "allocated RAM" bytes, which makes the
-//! number of entries a function of the byte-level state alone.
+//! The extents are *canonical*: they never overlap, and two that touch
+//! always differ in state (touching extents of the same state are merged),
+//! so they are exactly the maximal runs of "free RAM" and "allocated RAM"
+//! bytes and their number is a function of the byte-level state alone.
 //!
-//! Complexity, with `n` the number of extents (at most `N`):
-//! - locating an address: `O(log n)` (binary search);
-//! - querying a range covering `k` extents: `O(log n + k)`;
-//! - changing a range: `O(log n + n)` (one in-place splice, no sorting);
-//! - first-fit and largest-free searches: `O(n)`.
+//! They live in a treap (a binary search tree by address, heap-ordered by
+//! pseudo-random priorities, so balanced with high probability whatever the
+//! order of changes) in a fixed arena of `N` nodes: no allocation. Each node
+//! also holds the longest free extent in its subtree, which answers "the
+//! largest free region" at the root and lets first fit skip every subtree
+//! with no free extent long enough.
+//!
+//! The registered RAM runs (free and allocated together) are kept apart in
+//! a short sorted list that only registration changes. "Is this range
+//! RAM?", asked by every copy, is a binary search there and does not
+//! depend on how many allocations exist.
+//!
+//! Complexity, with `n` the number of extents (at most `N`), `d` the
+//! tree's depth (`O(log n)` expected) and `r` the number of RAM runs:
+//! - "is `[a, b)` RAM": `O(log r)`;
+//! - the state of a range covering `k` extents: `O(k·d)`;
+//! - changing a range covering `k` extents: `O(d + k)` (split, replace,
+//!   merge);
+//! - largest free extent: `O(d)`;
+//! - first fit of `len` bytes: `O(d)` when `align` is 1, or when the first
+//!   free extent of at least `len` bytes can hold an aligned range; each
+//!   free extent of at least `len` but less than `len + align - 1` bytes
+//!   that cannot adds `O(d)`.
 
 use crate::Error;
 
 /// One run of registered RAM in a single state, `[start, end)`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Extent {
+pub struct Extent {
+    /// First address.
     pub start: u64,
+    /// One past the last address.
     pub end: u64,
+    /// Allocated (or free).
     pub allocated: bool,
+}
+
+impl Extent {
+    fn free_len(&self) -> u64 {
+        if self.allocated {
+            0
+        } else {
+            self.end - self.start
+        }
+    }
 }
 
 /// What a range of guest-physical addresses is, as a whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RangeState {
+pub enum RangeState {
     /// Some byte is not registered RAM.
     NotAllRam,
     /// All RAM, all free.
@@ -37,170 +67,453 @@ pub(crate) enum RangeState {
     Mixed,
 }
 
-/// The canonical extent list; see the module docs.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Extents<const N: usize> {
-    list: heapless::Vec<Extent, N>,
+/// A run of registered RAM, `[start, end)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Run {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+}
+
+/// No node.
+const NIL: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    extent: Extent,
+    left: u32,
+    right: u32,
+    priority: u32,
+    /// Longest free extent in this subtree (0: none).
+    max_free: u64,
+}
+
+const EMPTY: Node = Node {
+    extent: Extent {
+        start: 0,
+        end: 0,
+        allocated: false,
+    },
+    left: NIL,
+    right: NIL,
+    priority: 0,
+    max_free: 0,
+};
+
+/// The canonical extents and RAM runs; see the module docs.
+#[derive(Clone, Debug)]
+pub struct Extents<const N: usize> {
+    nodes: [Node; N],
+    root: u32,
+    /// Head of the list of free nodes, linked through `left`.
+    free_list: u32,
+    /// Nodes `[0, fresh)` have been handed out at least once.
+    fresh: usize,
+    len: usize,
+    /// xorshift32 state for priorities (any fixed seed: the guest cannot
+    /// see or steer them).
+    seed: u32,
+    runs: heapless::Vec<Run, N>,
+}
+
+impl<const N: usize> Default for Extents<N> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl<const N: usize> Extents<N> {
+    /// No RAM.
     pub const fn new() -> Self {
         Self {
-            list: heapless::Vec::new(),
+            nodes: [EMPTY; N],
+            root: NIL,
+            free_list: NIL,
+            fresh: 0,
+            len: 0,
+            seed: 0x9e37_79b9,
+            runs: heapless::Vec::new(),
         }
     }
 
-    pub fn as_slice(&self) -> &[Extent] {
-        &self.list
+    /// Number of extents.
+    pub fn len(&self) -> usize {
+        self.len
     }
 
-    /// Index of the first extent that ends at or after `addr` (so it
-    /// contains `addr` or touches it from the left, or lies past it).
-    fn first_reaching(&self, addr: u64) -> usize {
-        self.list.partition_point(|e| e.end < addr)
+    /// Whether there is no RAM.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The registered RAM runs, in address order.
+    pub fn runs(&self) -> &[Run] {
+        &self.runs
+    }
+
+    /// The extents in address order. `O(d)` per step.
+    pub fn iter(&self) -> impl Iterator<Item = Extent> + '_ {
+        let mut at = 0u64;
+        let mut done = false;
+        core::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let e = self.first_reaching_past(at)?;
+            done = e.end == u64::MAX;
+            at = e.end;
+            Some(e)
+        })
+    }
+
+    // --- arena -----------------------------------------------------------
+
+    fn node(&self, i: u32) -> Option<&Node> {
+        self.nodes.get(i as usize)
+    }
+
+    fn max_free(&self, i: u32) -> u64 {
+        self.node(i).map_or(0, |n| n.max_free)
+    }
+
+    fn left(&self, i: u32) -> u32 {
+        self.node(i).map_or(NIL, |n| n.left)
+    }
+
+    fn set_children(&mut self, i: u32, left: u32, right: u32) {
+        let max_free = self
+            .max_free(left)
+            .max(self.max_free(right))
+            .max(self.node(i).map_or(0, |n| n.extent.free_len()));
+        if let Some(n) = self.nodes.get_mut(i as usize) {
+            n.left = left;
+            n.right = right;
+            n.max_free = max_free;
+        }
+    }
+
+    fn alloc(&mut self, extent: Extent) -> u32 {
+        let i = if self.free_list != NIL {
+            let i = self.free_list;
+            self.free_list = self.left(i);
+            i
+        } else if self.fresh < N {
+            self.fresh += 1;
+            (self.fresh - 1) as u32
+        } else {
+            return NIL;
+        };
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 17;
+        self.seed ^= self.seed << 5;
+        if let Some(n) = self.nodes.get_mut(i as usize) {
+            *n = Node {
+                extent,
+                left: NIL,
+                right: NIL,
+                priority: self.seed,
+                max_free: extent.free_len(),
+            };
+        }
+        self.len += 1;
+        i
+    }
+
+    /// Returns every node of subtree `t` to the free list.
+    fn release(&mut self, t: u32) {
+        let Some(&n) = self.node(t) else {
+            return;
+        };
+        self.release(n.left);
+        self.release(n.right);
+        if let Some(node) = self.nodes.get_mut(t as usize) {
+            node.left = self.free_list;
+        }
+        self.free_list = t;
+        self.len -= 1;
+    }
+
+    fn count(&self, t: u32) -> usize {
+        self.node(t)
+            .map_or(0, |n| 1 + self.count(n.left) + self.count(n.right))
+    }
+
+    // --- treap -----------------------------------------------------------
+
+    /// Splits subtree `t` into the extents that satisfy `before` (a prefix
+    /// in address order) and the rest.
+    fn split(&mut self, t: u32, before: &impl Fn(&Extent) -> bool) -> (u32, u32) {
+        let Some(&n) = self.node(t) else {
+            return (NIL, NIL);
+        };
+        if before(&n.extent) {
+            let (a, b) = self.split(n.right, before);
+            self.set_children(t, n.left, a);
+            (t, b)
+        } else {
+            let (a, b) = self.split(n.left, before);
+            self.set_children(t, b, n.right);
+            (a, t)
+        }
+    }
+
+    /// Joins two subtrees, every extent of `a` before every extent of `b`.
+    fn merge(&mut self, a: u32, b: u32) -> u32 {
+        match (self.node(a).copied(), self.node(b).copied()) {
+            (None, _) => b,
+            (_, None) => a,
+            (Some(x), Some(y)) => {
+                if x.priority >= y.priority {
+                    let right = self.merge(x.right, b);
+                    self.set_children(a, x.left, right);
+                    a
+                } else {
+                    let left = self.merge(a, y.left);
+                    self.set_children(b, left, y.right);
+                    b
+                }
+            }
+        }
+    }
+
+    fn leftmost(&self, mut t: u32) -> Option<Extent> {
+        let mut found = None;
+        while let Some(n) = self.node(t) {
+            found = Some(n.extent);
+            t = n.left;
+        }
+        found
+    }
+
+    fn rightmost(&self, mut t: u32) -> Option<Extent> {
+        let mut found = None;
+        while let Some(n) = self.node(t) {
+            found = Some(n.extent);
+            t = n.right;
+        }
+        found
+    }
+
+    /// The first extent that ends after `addr` (it contains `addr`, or
+    /// lies past it).
+    fn first_reaching_past(&self, addr: u64) -> Option<Extent> {
+        let mut t = self.root;
+        let mut found = None;
+        while let Some(n) = self.node(t) {
+            if n.extent.end > addr {
+                found = Some(n.extent);
+                t = n.left;
+            } else {
+                t = n.right;
+            }
+        }
+        found
+    }
+
+    // --- queries ---------------------------------------------------------
+
+    /// Whether `[start, end)` is all registered RAM. `O(log r)`.
+    pub fn is_ram(&self, start: u64, end: u64) -> bool {
+        let i = self.runs.partition_point(|r| r.end <= start);
+        self.runs
+            .get(i)
+            .is_some_and(|r| r.start <= start && end <= r.end)
+    }
+
+    /// Whether any byte of `[start, end)` is registered RAM. `O(log r)`.
+    pub fn any_ram(&self, start: u64, end: u64) -> bool {
+        let i = self.runs.partition_point(|r| r.end <= start);
+        self.runs.get(i).is_some_and(|r| r.start < end)
     }
 
     /// Classifies `[start, end)`; `start < end` is the caller's business.
     pub fn range_state(&self, start: u64, end: u64) -> RangeState {
-        let mut i = self.list.partition_point(|e| e.end <= start);
-        let mut at = start;
+        if !self.is_ram(start, end) {
+            return RangeState::NotAllRam;
+        }
         let (mut free, mut allocated) = (false, false);
+        let mut at = start;
         while at < end {
-            match self.list.get(i) {
+            match self.first_reaching_past(at) {
                 Some(e) if e.start <= at => {
                     if e.allocated {
                         allocated = true;
                     } else {
                         free = true;
                     }
+                    if free && allocated {
+                        return RangeState::Mixed;
+                    }
                     at = e.end;
-                    i += 1;
                 }
+                // Cannot happen for RAM; the honest answer if it did.
                 _ => return RangeState::NotAllRam,
             }
         }
-        match (free, allocated) {
-            (true, true) => RangeState::Mixed,
-            (true, false) => RangeState::AllFree,
-            _ => RangeState::AllAllocated,
+        if allocated {
+            RangeState::AllAllocated
+        } else {
+            RangeState::AllFree
         }
-    }
-
-    /// Whether any byte of `[start, end)` is registered RAM.
-    pub fn any_ram(&self, start: u64, end: u64) -> bool {
-        let i = self.list.partition_point(|e| e.end <= start);
-        self.list.get(i).is_some_and(|e| e.start < end)
-    }
-
-    /// Sets every byte of `[start, end)` to `state` (`None`: not RAM,
-    /// `Some(false)`: free RAM, `Some(true)`: allocated RAM), keeping the list
-    /// canonical. Fails with [`Error::CapacityExceeded`], changing nothing,
-    /// if the result needs more than `N` extents.
-    pub fn paint(&mut self, start: u64, end: u64, state: Option<bool>) -> Result<(), Error> {
-        debug_assert!(start < end);
-        // Extents [i, j) overlap or touch [start, end].
-        let i = self.first_reaching(start);
-        let j = self.list.partition_point(|e| e.start <= end);
-        let mut pieces: heapless::Vec<Extent, 3> = heapless::Vec::new();
-        let (mut new_start, mut new_end) = (start, end);
-        if i < j {
-            let first = self.list[i];
-            if first.start < start {
-                if Some(first.allocated) == state {
-                    new_start = first.start;
-                } else {
-                    let end = first.end.min(start);
-                    let _ = pieces.push(Extent { end, ..first });
-                }
-            }
-        }
-        let mut right = None;
-        if i < j {
-            let last = self.list[j - 1];
-            if last.end > end {
-                if Some(last.allocated) == state {
-                    new_end = last.end;
-                } else {
-                    let start = last.start.max(end);
-                    right = Some(Extent { start, ..last });
-                }
-            }
-        }
-        if let Some(allocated) = state {
-            let _ = pieces.push(Extent {
-                start: new_start,
-                end: new_end,
-                allocated,
-            });
-        }
-        if let Some(right) = right {
-            let _ = pieces.push(right);
-        }
-        self.splice(i, j, &pieces)
-    }
-
-    /// Replaces `list[i..j]` with `pieces`, in place.
-    ///
-    /// `i <= j <= len` holds by construction; it is checked anyway, so that
-    /// the optimiser can drop every slice bound check (the no-panic link
-    /// check proves it does), and a broken invariant is an error.
-    fn splice(&mut self, i: usize, j: usize, pieces: &[Extent]) -> Result<(), Error> {
-        let old_len = self.list.len();
-        if i > j || j > old_len {
-            debug_assert!(false, "splice {i}..{j} of {old_len}");
-            return Err(Error::CapacityExceeded);
-        }
-        let new_len = old_len - (j - i) + pieces.len();
-        if new_len > N {
-            return Err(Error::CapacityExceeded);
-        }
-        while self.list.len() < new_len {
-            // Cannot fail: new_len <= N was checked above.
-            let _ = self.list.push(Extent::default());
-        }
-        // Move the tail `[j, old_len)` to start at `dest`, then write the
-        // pieces at `i`: element moves through checked accesses (a broken
-        // invariant is an error, not a panic), in the direction that does
-        // not overwrite what is still to be moved.
-        let moved = old_len - j;
-        let dest = i + pieces.len();
-        let list = self.list.as_mut_slice();
-        let mut step = |k: usize| -> Result<(), Error> {
-            let e = *list.get(j + k).ok_or(Error::CapacityExceeded)?;
-            *list.get_mut(dest + k).ok_or(Error::CapacityExceeded)? = e;
-            Ok(())
-        };
-        if dest > j {
-            (0..moved).rev().try_for_each(&mut step)?;
-        } else if dest < j {
-            (0..moved).try_for_each(&mut step)?;
-        }
-        for (k, piece) in pieces.iter().enumerate() {
-            *list.get_mut(i + k).ok_or(Error::CapacityExceeded)? = *piece;
-        }
-        self.list.truncate(new_len);
-        Ok(())
     }
 
     /// Lowest `addr` with `addr % align == 0` such that `[addr, addr + len)`
-    /// is free RAM (first fit). `align` is a power of two.
+    /// is free RAM (first fit). `align` is a power of two, `len > 0`.
     pub fn first_fit(&self, len: u64, align: u64) -> Option<u64> {
-        self.list.iter().filter(|e| !e.allocated).find_map(|e| {
-            let addr = e.start.checked_add(align - 1)? & !(align - 1);
-            let end = addr.checked_add(len)?;
-            (end <= e.end).then_some(addr)
-        })
+        self.first_fit_in(self.root, len, align)
     }
 
-    /// The largest free extent; the lowest one among equals.
+    fn first_fit_in(&self, t: u32, len: u64, align: u64) -> Option<u64> {
+        let n = self.node(t)?;
+        if n.max_free < len {
+            return None;
+        }
+        if let Some(addr) = self.first_fit_in(n.left, len, align) {
+            return Some(addr);
+        }
+        let e = n.extent;
+        if !e.allocated {
+            let fits = e
+                .start
+                .checked_add(align - 1)
+                .map(|a| a & !(align - 1))
+                .filter(|a| a.checked_add(len).is_some_and(|end| end <= e.end));
+            if fits.is_some() {
+                return fits;
+            }
+        }
+        self.first_fit_in(n.right, len, align)
+    }
+
+    /// The largest free extent; the lowest one among equals. `O(d)`.
     pub fn largest_free(&self) -> Option<Extent> {
-        self.list
-            .iter()
-            .filter(|e| !e.allocated)
-            .fold(None, |best: Option<Extent>, e| match best {
-                Some(b) if b.end - b.start >= e.end - e.start => Some(b),
-                _ => Some(*e),
-            })
+        let best = self.max_free(self.root);
+        if best == 0 {
+            return None;
+        }
+        let mut t = self.root;
+        while let Some(n) = self.node(t) {
+            if self.max_free(n.left) == best {
+                t = n.left;
+            } else if n.extent.free_len() == best {
+                return Some(n.extent);
+            } else {
+                t = n.right;
+            }
+        }
+        None
+    }
+
+    // --- changes ---------------------------------------------------------
+
+    /// Declares `[start, end)` free RAM. The caller has checked that no
+    /// byte of it is RAM yet. Fails with [`Error::CapacityExceeded`],
+    /// changing nothing, if the extents or runs would not fit.
+    pub fn register(&mut self, start: u64, end: u64) -> Result<(), Error> {
+        // The new run, merged with the runs it touches.
+        let i = self.runs.partition_point(|r| r.end < start);
+        let j = self.runs.partition_point(|r| r.start <= end);
+        let (i, j) = (i.min(j), j);
+        let mut merged = Run { start, end };
+        if let Some(first) = self.runs.get(i).filter(|_| i < j) {
+            merged.start = merged.start.min(first.start);
+        }
+        if let Some(last) = self.runs.get(j.wrapping_sub(1)).filter(|_| i < j) {
+            merged.end = merged.end.max(last.end);
+        }
+        if self.runs.len() - (j - i) + 1 > N {
+            return Err(Error::CapacityExceeded);
+        }
+        self.paint(start, end, false)?;
+        // Replace runs [i, j) by `merged`: checked moves, no panics.
+        let old = self.runs.len();
+        if j == i {
+            let _ = self.runs.push(merged);
+            let runs = self.runs.as_mut_slice();
+            for k in (i + 1..runs.len()).rev() {
+                if let Some(&prev) = runs.get(k - 1) {
+                    if let Some(slot) = runs.get_mut(k) {
+                        *slot = prev;
+                    }
+                }
+            }
+        } else {
+            let removed = j - i - 1;
+            let runs = self.runs.as_mut_slice();
+            for k in i + 1..old - removed {
+                if let Some(&next) = runs.get(k + removed) {
+                    if let Some(slot) = runs.get_mut(k) {
+                        *slot = next;
+                    }
+                }
+            }
+            self.runs.truncate(old - removed);
+        }
+        if let Some(slot) = self.runs.get_mut(i) {
+            *slot = merged;
+        }
+        Ok(())
+    }
+
+    /// Sets every byte of `[start, end)` (which the caller has checked is
+    /// RAM, or is registering) to allocated or free, keeping the extents
+    /// canonical. Fails with [`Error::CapacityExceeded`], changing nothing,
+    /// if the result needs more than `N` extents.
+    pub fn paint(&mut self, start: u64, end: u64, allocated: bool) -> Result<(), Error> {
+        debug_assert!(start < end);
+        // The extents that overlap or touch [start, end]: `middle`.
+        let (left, rest) = self.split(self.root, &|e| e.end < start);
+        let (middle, right) = self.split(rest, &|e| e.start <= end);
+        let mut pieces: heapless::Vec<Extent, 3> = heapless::Vec::new();
+        let (mut new_start, mut new_end) = (start, end);
+        if let Some(first) = self.leftmost(middle) {
+            if first.start < start {
+                if first.allocated == allocated {
+                    new_start = first.start;
+                } else {
+                    let _ = pieces.push(Extent {
+                        end: first.end.min(start),
+                        ..first
+                    });
+                }
+            }
+        }
+        let mut tail = None;
+        if let Some(last) = self.rightmost(middle) {
+            if last.end > end {
+                if last.allocated == allocated {
+                    new_end = last.end;
+                } else {
+                    tail = Some(Extent {
+                        start: last.start.max(end),
+                        ..last
+                    });
+                }
+            }
+        }
+        let _ = pieces.push(Extent {
+            start: new_start,
+            end: new_end,
+            allocated,
+        });
+        if let Some(tail) = tail {
+            let _ = pieces.push(tail);
+        }
+        let replaced = self.count(middle);
+        if self.len - replaced + pieces.len() > N {
+            let joined = self.merge(left, middle);
+            self.root = self.merge(joined, right);
+            return Err(Error::CapacityExceeded);
+        }
+        self.release(middle);
+        let mut tree = left;
+        for piece in pieces {
+            let node = self.alloc(piece);
+            tree = self.merge(tree, node);
+        }
+        self.root = self.merge(tree, right);
+        Ok(())
     }
 }
 
@@ -216,60 +529,69 @@ mod tests {
         }
     }
 
+    fn all<const N: usize>(x: &Extents<N>) -> heapless::Vec<Extent, N> {
+        x.iter().collect()
+    }
+
     #[test]
     fn adjacent_registrations_merge() {
         let mut x = Extents::<4>::new();
-        x.paint(0x1000, 0x2000, Some(false)).unwrap();
-        x.paint(0x3000, 0x4000, Some(false)).unwrap();
-        x.paint(0x2000, 0x3000, Some(false)).unwrap();
-        assert_eq!(x.as_slice(), &[ext(0x1000, 0x4000, false)]);
+        x.register(0x1000, 0x2000).unwrap();
+        x.register(0x3000, 0x4000).unwrap();
+        x.register(0x2000, 0x3000).unwrap();
+        assert_eq!(all(&x), [ext(0x1000, 0x4000, false)]);
+        assert_eq!(
+            x.runs(),
+            [Run {
+                start: 0x1000,
+                end: 0x4000
+            }]
+        );
     }
 
     #[test]
     fn allocation_in_the_middle_splits_and_free_rejoins() {
         let mut x = Extents::<4>::new();
-        x.paint(0, 100, Some(false)).unwrap();
-        x.paint(40, 60, Some(true)).unwrap();
+        x.register(0, 100).unwrap();
+        x.paint(40, 60, true).unwrap();
         assert_eq!(
-            x.as_slice(),
-            &[ext(0, 40, false), ext(40, 60, true), ext(60, 100, false)]
+            all(&x),
+            [ext(0, 40, false), ext(40, 60, true), ext(60, 100, false)]
         );
         assert_eq!(x.range_state(30, 50), RangeState::Mixed);
         assert_eq!(x.range_state(40, 60), RangeState::AllAllocated);
         assert_eq!(x.range_state(60, 100), RangeState::AllFree);
         assert_eq!(x.range_state(60, 101), RangeState::NotAllRam);
-        x.paint(40, 60, Some(false)).unwrap();
-        assert_eq!(x.as_slice(), &[ext(0, 100, false)]);
+        x.paint(40, 60, false).unwrap();
+        assert_eq!(all(&x), [ext(0, 100, false)]);
     }
 
     #[test]
     fn capacity_is_checked_before_anything_changes() {
         let mut x = Extents::<2>::new();
-        x.paint(0, 100, Some(false)).unwrap();
-        assert_eq!(x.paint(40, 60, Some(true)), Err(Error::CapacityExceeded));
-        assert_eq!(x.as_slice(), &[ext(0, 100, false)]);
-        // Allocating at an edge needs one more extent only.
-        x.paint(0, 10, Some(true)).unwrap();
-        assert_eq!(x.as_slice(), &[ext(0, 10, true), ext(10, 100, false)]);
+        x.register(0, 100).unwrap();
+        assert_eq!(x.paint(40, 60, true), Err(Error::CapacityExceeded));
+        assert_eq!(all(&x), [ext(0, 100, false)]);
+        x.paint(0, 10, true).unwrap();
+        assert_eq!(all(&x), [ext(0, 10, true), ext(10, 100, false)]);
     }
 
     #[test]
-    fn first_fit_honours_alignment_and_order() {
-        let mut x = Extents::<8>::new();
-        x.paint(0x10, 0x30, Some(false)).unwrap();
-        x.paint(0x100, 0x300, Some(false)).unwrap();
-        assert_eq!(x.first_fit(0x10, 1), Some(0x10));
-        assert_eq!(x.first_fit(0x10, 0x20), Some(0x20));
-        assert_eq!(x.first_fit(0x20, 0x20), Some(0x100));
-        assert_eq!(x.first_fit(0x201, 1), None);
-        assert_eq!(x.largest_free(), Some(ext(0x100, 0x300, false)));
-    }
-
-    #[test]
-    fn first_fit_near_the_top_does_not_wrap() {
-        let mut x = Extents::<2>::new();
-        x.paint(u64::MAX - 10, u64::MAX, Some(false)).unwrap();
-        assert_eq!(x.first_fit(1, 1 << 63), None);
-        assert_eq!(x.first_fit(10, 1), Some(u64::MAX - 10));
+    fn first_fit_and_largest_free_over_many_extents() {
+        let mut x = Extents::<512>::new();
+        x.register(0, 1 << 20).unwrap();
+        // Allocate every other 4 KiB page: 128 free holes of 4 KiB.
+        for k in 0..128u64 {
+            x.paint(k * 0x2000, k * 0x2000 + 0x1000, true).unwrap();
+        }
+        assert_eq!(x.first_fit(0x1000, 1), Some(0x1000));
+        // Every hole is at an odd page: none is 8 KiB aligned.
+        assert_eq!(x.first_fit(0x1000, 0x2000), None);
+        assert_eq!(x.first_fit(0x2000, 1), None);
+        // All holes are equal: the lowest is the largest.
+        assert_eq!(x.largest_free(), Some(ext(0x1000, 0x2000, false)));
+        x.paint(0x1000, 0x2000, true).unwrap();
+        assert_eq!(x.first_fit(0x1000, 1), Some(0x3000));
+        assert_eq!(x.len(), all(&x).len());
     }
 }

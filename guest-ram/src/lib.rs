@@ -24,6 +24,8 @@ mod error;
 mod extents;
 mod mem;
 mod ram;
+#[doc(hidden)]
+pub mod table;
 
 pub mod client;
 pub mod protocol;
@@ -34,3 +36,11 @@ pub mod transport;
 pub use backing::{Access, Direction, GpaRange, MappedRegion, ReadOnly, ReadWrite, SharedBuffer};
 pub use error::Error;
 pub use ram::{Chunk, GuestRam, RamExtent, TouchError, PAGE_SIZE};
+
+/// The bookkeeping structures, for the benchmarks: the tree `GuestRam`
+/// uses and the sorted table it replaced. Not a stable API.
+#[doc(hidden)]
+pub mod bookkeeping {
+    pub use crate::extents::{Extent, Extents as Tree, RangeState, Run};
+    pub use crate::table::Table;
+}

@@ -169,7 +169,7 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
 
     /// The registered RAM, in gpa order, as maximal free and allocated runs.
     pub fn extents(&self) -> impl Iterator<Item = RamExtent> + '_ {
-        self.extents.as_slice().iter().map(|e| RamExtent {
+        self.extents.iter().map(|e| RamExtent {
             range: GpaRange {
                 gpa: e.start,
                 len: e.end - e.start,
@@ -207,9 +207,10 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
     /// a range may cross from one into the other) and returns its end.
     pub fn check_ram(&self, gpa: u64, len: u64) -> Result<u64, Error> {
         let end = GpaRange { gpa, len }.end()?;
-        match self.extents.range_state(gpa, end) {
-            RangeState::NotAllRam => Err(Error::NotRam),
-            _ => Ok(end),
+        if self.extents.is_ram(gpa, end) {
+            Ok(end)
+        } else {
+            Err(Error::NotRam)
         }
     }
 
@@ -228,7 +229,7 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
         if self.extents.any_ram(gpa, end) {
             return Err(Error::AlreadyRam);
         }
-        self.extents.paint(gpa, end, Some(false))?;
+        self.extents.register(gpa, end)?;
         log::debug!("guest-ram: registered {gpa:#x}..{end:#x}");
         Ok(())
     }
@@ -250,7 +251,7 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
 
     /// First-fit search over backed runs minus registered RAM.
     fn lowest_unregistered(&self, len: u64) -> Option<u64> {
-        let ram = self.extents.as_slice();
+        let ram = self.extents.runs();
         let mut next_ram = 0;
         let mut i = 0;
         while i < self.backing.len() {
@@ -290,7 +291,7 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
         let end = GpaRange { gpa, len }.end()?;
         match self.extents.range_state(gpa, end) {
             RangeState::NotAllRam => Err(Error::NotRam),
-            RangeState::AllFree => self.extents.paint(gpa, end, Some(true)),
+            RangeState::AllFree => self.extents.paint(gpa, end, true),
             RangeState::AllAllocated | RangeState::Mixed => Err(Error::AlreadyAllocated),
         }
     }
@@ -317,7 +318,7 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
             return Err(Error::BadAlignment);
         }
         let gpa = self.extents.first_fit(len, align).ok_or(Error::NoSpace)?;
-        self.extents.paint(gpa, gpa + len, Some(true))?;
+        self.extents.paint(gpa, gpa + len, true)?;
         Ok(gpa)
     }
 
@@ -332,7 +333,7 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
         let end = GpaRange { gpa, len }.end()?;
         match self.extents.range_state(gpa, end) {
             RangeState::NotAllRam => Err(Error::NotRam),
-            RangeState::AllAllocated => self.extents.paint(gpa, end, Some(false)),
+            RangeState::AllAllocated => self.extents.paint(gpa, end, false),
             RangeState::AllFree | RangeState::Mixed => Err(Error::NotAllocated),
         }
     }
