@@ -23,8 +23,10 @@
 //! tree's depth (`O(log n)` expected) and `r` the number of RAM runs:
 //! - "is `[a, b)` RAM": `O(log r)`;
 //! - the state of a range covering `k` extents: `O(k·d)`;
-//! - changing a range covering `k` extents: `O(d + k)` (split, replace,
-//!   merge);
+//! - changing a range inside one extent (every allocate and free, most
+//!   marks): `O(d)`, boundaries moved in place and at most two nodes
+//!   inserted or removed; a range covering `k` extents: `O(d + k)`
+//!   (split, replace, merge);
 //! - largest free extent: `O(d)`;
 //! - first fit of `len` bytes: `O(d)` when `align` is 1, or when the first
 //!   free extent of at least `len` bytes can hold an aligned range; each
@@ -311,6 +313,219 @@ impl<const N: usize> Extents<N> {
         found
     }
 
+    // --- in-place changes (the common case) --------------------------------
+
+    fn extent(&self, i: u32) -> Option<Extent> {
+        self.node(i).map(|n| n.extent)
+    }
+
+    fn priority(&self, i: u32) -> u32 {
+        self.node(i).map_or(0, |n| n.priority)
+    }
+
+    /// Replaces node `i`'s extent (same place in the order) and, if its
+    /// free length changed, recomputes `max_free` up to the root. An
+    /// allocated extent's free length is 0 before and after: no walk.
+    fn set_extent(&mut self, i: u32, extent: Extent) {
+        let Some(n) = self.nodes.get_mut(i as usize) else {
+            return;
+        };
+        let changed = n.extent.free_len() != extent.free_len();
+        n.extent = extent;
+        if changed {
+            self.refresh(self.root, extent.start);
+        }
+    }
+
+    /// Recomputes `max_free` along the path from `t` to the extent that
+    /// starts at `key`.
+    fn refresh(&mut self, t: u32, key: u64) {
+        let Some(&n) = self.node(t) else {
+            return;
+        };
+        if key < n.extent.start {
+            self.refresh(n.left, key);
+        } else if key > n.extent.start {
+            self.refresh(n.right, key);
+        }
+        self.set_children(t, n.left, n.right);
+    }
+
+    fn rotate_right(&mut self, t: u32) -> u32 {
+        let l = self.left(t);
+        let (Some(&tn), Some(&ln)) = (self.node(t), self.node(l)) else {
+            return t;
+        };
+        self.set_children(t, ln.right, tn.right);
+        self.set_children(l, ln.left, t);
+        l
+    }
+
+    fn rotate_left(&mut self, t: u32) -> u32 {
+        let r = self.node(t).map_or(NIL, |n| n.right);
+        let (Some(&tn), Some(&rn)) = (self.node(t), self.node(r)) else {
+            return t;
+        };
+        self.set_children(t, tn.left, rn.left);
+        self.set_children(r, t, rn.right);
+        r
+    }
+
+    /// Inserts node `i` (whose extent starts at `key`, a start no extent
+    /// has) into subtree `t`; returns the new subtree root.
+    fn insert(&mut self, t: u32, i: u32, key: u64) -> u32 {
+        let Some(&n) = self.node(t) else {
+            return i;
+        };
+        if key < n.extent.start {
+            let l = self.insert(n.left, i, key);
+            self.set_children(t, l, n.right);
+            if self.priority(l) > n.priority {
+                return self.rotate_right(t);
+            }
+        } else {
+            let r = self.insert(n.right, i, key);
+            self.set_children(t, n.left, r);
+            if self.priority(r) > n.priority {
+                return self.rotate_left(t);
+            }
+        }
+        t
+    }
+
+    /// Removes the extent that starts at `key` from subtree `t`; returns
+    /// the new subtree root.
+    fn remove(&mut self, t: u32, key: u64) -> u32 {
+        let Some(&n) = self.node(t) else {
+            return NIL;
+        };
+        if key == n.extent.start {
+            if let Some(node) = self.nodes.get_mut(t as usize) {
+                node.left = self.free_list;
+            }
+            self.free_list = t;
+            self.len -= 1;
+            return self.merge(n.left, n.right);
+        }
+        if key < n.extent.start {
+            let l = self.remove(n.left, key);
+            self.set_children(t, l, n.right);
+        } else {
+            let r = self.remove(n.right, key);
+            self.set_children(t, n.left, r);
+        }
+        t
+    }
+
+    fn add(&mut self, extent: Extent) {
+        let i = self.alloc(extent);
+        self.root = self.insert(self.root, i, extent.start);
+    }
+
+    /// The node holding `addr`, with its neighbours in address order.
+    fn locate(&self, addr: u64) -> Option<(u32, u32, u32)> {
+        let (mut before, mut after) = (NIL, NIL);
+        let mut t = self.root;
+        while let Some(n) = self.node(t) {
+            if addr < n.extent.start {
+                after = t;
+                t = n.left;
+            } else if addr >= n.extent.end {
+                before = t;
+                t = n.right;
+            } else {
+                let mut l = n.left;
+                while let Some(ln) = self.node(l) {
+                    before = l;
+                    l = ln.right;
+                }
+                let mut r = n.right;
+                while let Some(rn) = self.node(r) {
+                    after = r;
+                    r = rn.left;
+                }
+                return Some((t, before, after));
+            }
+        }
+        None
+    }
+
+    /// `paint` of a range inside one extent: boundaries move in place (the
+    /// order stays valid) and at most two nodes are inserted or removed.
+    /// `None` if the range is not inside one extent.
+    fn paint_within(&mut self, start: u64, end: u64, allocated: bool) -> Option<Result<(), Error>> {
+        let (x, l, r) = self.locate(start)?;
+        let xe = self.extent(x)?;
+        if end > xe.end {
+            return None;
+        }
+        if xe.allocated == allocated {
+            return Some(Ok(()));
+        }
+        // Neighbours that touch and already have the new state absorb.
+        let le = self
+            .extent(l)
+            .filter(|e| e.end == xe.start && e.allocated == allocated);
+        let re = self
+            .extent(r)
+            .filter(|e| e.start == xe.end && e.allocated == allocated);
+        let (at_start, at_end) = (start == xe.start, end == xe.end);
+        let needed = match (at_start, at_end) {
+            (true, true) => 0,
+            (true, false) => usize::from(le.is_none()),
+            (false, true) => usize::from(re.is_none()),
+            (false, false) => 2,
+        };
+        if self.len + needed > N {
+            return Some(Err(Error::CapacityExceeded));
+        }
+        let changed = Extent { start, end, allocated };
+        match (at_start, at_end) {
+            (true, true) => match (le, re) {
+                (Some(le), Some(re)) => {
+                    self.root = self.remove(self.root, xe.start);
+                    self.root = self.remove(self.root, re.start);
+                    self.set_extent(l, Extent { end: re.end, ..le });
+                }
+                (Some(le), None) => {
+                    self.root = self.remove(self.root, xe.start);
+                    self.set_extent(l, Extent { end: xe.end, ..le });
+                }
+                (None, Some(re)) => {
+                    self.root = self.remove(self.root, xe.start);
+                    self.set_extent(r, Extent { start: xe.start, ..re });
+                }
+                (None, None) => {
+                    self.set_extent(x, changed);
+                }
+            },
+            (true, false) => {
+                self.set_extent(x, Extent { start: end, ..xe });
+                match le {
+                    Some(le) => {
+                        self.set_extent(l, Extent { end, ..le });
+                    }
+                    None => self.add(changed),
+                }
+            }
+            (false, true) => {
+                self.set_extent(x, Extent { end: start, ..xe });
+                match re {
+                    Some(re) => {
+                        self.set_extent(r, Extent { start, ..re });
+                    }
+                    None => self.add(changed),
+                }
+            }
+            (false, false) => {
+                self.set_extent(x, Extent { end: start, ..xe });
+                self.add(changed);
+                self.add(Extent { start: end, ..xe });
+            }
+        }
+        Some(Ok(()))
+    }
+
     // --- queries ---------------------------------------------------------
 
     /// Whether `[start, end)` is all registered RAM. `O(log r)`.
@@ -462,6 +677,9 @@ impl<const N: usize> Extents<N> {
     /// if the result needs more than `N` extents.
     pub fn paint(&mut self, start: u64, end: u64, allocated: bool) -> Result<(), Error> {
         debug_assert!(start < end);
+        if let Some(done) = self.paint_within(start, end, allocated) {
+            return done;
+        }
         // The extents that overlap or touch [start, end]: `middle`.
         let (left, rest) = self.split(self.root, &|e| e.end < start);
         let (middle, right) = self.split(rest, &|e| e.start <= end);
