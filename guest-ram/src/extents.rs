@@ -479,7 +479,11 @@ impl<const N: usize> Extents<N> {
         if self.len + needed > N {
             return Some(Err(Error::CapacityExceeded));
         }
-        let changed = Extent { start, end, allocated };
+        let changed = Extent {
+            start,
+            end,
+            allocated,
+        };
         match (at_start, at_end) {
             (true, true) => match (le, re) {
                 (Some(le), Some(re)) => {
@@ -493,7 +497,13 @@ impl<const N: usize> Extents<N> {
                 }
                 (None, Some(re)) => {
                     self.root = self.remove(self.root, xe.start);
-                    self.set_extent(r, Extent { start: xe.start, ..re });
+                    self.set_extent(
+                        r,
+                        Extent {
+                            start: xe.start,
+                            ..re
+                        },
+                    );
                 }
                 (None, None) => {
                     self.set_extent(x, changed);
@@ -530,6 +540,9 @@ impl<const N: usize> Extents<N> {
 
     /// Whether `[start, end)` is all registered RAM. `O(log r)`.
     pub fn is_ram(&self, start: u64, end: u64) -> bool {
+        if let [only] = self.runs.as_slice() {
+            return only.start <= start && end <= only.end;
+        }
         let i = self.runs.partition_point(|r| r.end <= start);
         self.runs
             .get(i)

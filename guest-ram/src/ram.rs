@@ -451,6 +451,18 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
         Ok(())
     }
 
+    /// The VMM address of `gpa` if `[gpa, end)` lies in one backing region:
+    /// the fast path of every copy (always taken with one region), which
+    /// skips the span walk.
+    #[inline]
+    fn in_one_region(&self, gpa: u64, end: u64) -> Option<*mut u8> {
+        let region = match self.backing.as_slice() {
+            [only] => only,
+            many => many.get(many.partition_point(|r| r.end() <= gpa))?,
+        };
+        (region.gpa() <= gpa && end <= region.end()).then(|| region.ptr(gpa))
+    }
+
     /// Infallible span walk for copies.
     fn for_each_span(&self, gpa: u64, end: u64, mut f: impl FnMut(Chunk)) {
         let _ = self.spans::<core::convert::Infallible>(gpa, end, |c| {
@@ -468,6 +480,13 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
     /// boundaries. The whole range must be RAM; on error nothing is copied.
     pub fn read(&self, gpa: u64, dst: &mut [u8]) -> Result<(), Error> {
         let end = self.check_copy(gpa, dst.len())?;
+        if let Some(vaddr) = self.in_one_region(gpa, end) {
+            // SAFETY: `[gpa, end)` is RAM, hence backed, and lies in one
+            // backing region, whose mapping `MappedRegion::new`'s caller
+            // promised.
+            unsafe { mem::copy_out(vaddr, dst) };
+            return Ok(());
+        }
         self.for_each_span(gpa, end, |span| {
             let out = &mut dst[span.offset..span.offset + span.len];
             // SAFETY: `span` lies inside one backing region (checked RAM ⊂
@@ -480,6 +499,11 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
     /// Copies `src` into guest RAM at `gpa`; see [`read`](Self::read).
     pub fn write(&self, gpa: u64, src: &[u8]) -> Result<(), Error> {
         let end = self.check_copy(gpa, src.len())?;
+        if let Some(vaddr) = self.in_one_region(gpa, end) {
+            // SAFETY: as in `read`'s one-region case.
+            unsafe { mem::copy_in(src, vaddr) };
+            return Ok(());
+        }
         self.for_each_span(gpa, end, |span| {
             let input = &src[span.offset..span.offset + span.len];
             // SAFETY: as in `read`.
@@ -536,6 +560,17 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
     ) -> Result<(), Error> {
         let end = self.check_ram(gpa, len)?;
         let base = buffer.range_ptr(offset, len)?;
+        if let Some(vaddr) = self.in_one_region(gpa, end) {
+            let (src, dst) = match direction {
+                Direction::ToGuest => (base, vaddr),
+                Direction::FromGuest => (vaddr, base),
+            };
+            // SAFETY: the guest range lies in one backing region (as in
+            // `read`) and `base..base + len` in the buffer (`range_ptr`);
+            // a read-only buffer is only ever the source.
+            unsafe { mem::copy_between(src, dst, len as usize) };
+            return Ok(());
+        }
         self.for_each_span(gpa, end, |span| {
             let in_buffer = base.wrapping_add(span.offset);
             let (src, dst) = match direction {
