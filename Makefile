@@ -40,7 +40,7 @@ OBJCOPY ?= $(firstword $(foreach o,llvm-objcopy llvm-objcopy-22 aarch64-linux-gn
 CROSS_TARGETS := aarch64-unknown-none riscv64gc-unknown-none-elf x86_64-unknown-none
 GUEST_TARGET := aarch64-unknown-none-softfloat
 
-.PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri bench bench-instructions fuzz \
+.PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri bench bench-instructions bench-qemu bench-qemu-run fuzz \
         image run qemu-test clean help check-sdk check-board check-toolchain
 
 all: image
@@ -184,9 +184,9 @@ SDK_BOARD_DIR := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
 IMAGE_FILE := $(BUILD_DIR)/loader.img
 REPORT_FILE := $(BUILD_DIR)/report.txt
 SYSTEM_FILE := $(BUILD_DIR)/guest-ram.system
-PDS := vmm selftest guest-view $(if $(filter yes,$(VM)),blk)
+PDS := vmm selftest guest-view $(if $(filter yes,$(VM)),blk) $(if $(filter yes,$(BENCH)),bench)
 PD_ELFS := $(addprefix $(BUILD_DIR)/,$(addsuffix .elf,$(PDS)))
-PD_FEATURES := $(if $(filter yes,$(VM)),--features vmm/vm)
+PD_FEATURES := $(if $(filter yes,$(VM)),--features vmm/vm) $(if $(filter yes,$(BENCH)),--features vmm/bench)
 
 # The guest (VM boards): bare-metal AArch64 at EL1, soft-float (its MMU
 # and FP are off), linked at the start of guest RAM, loaded as a raw image.
@@ -246,7 +246,8 @@ $(SYSTEM_FILE): system.xml $(BOARD_FILE) FORCE | $(BUILD_DIR)
 	    -e 's/@GUEST_RAM_SIZE@/$(GUEST_RAM_SIZE)/g' \
 	    -e 's/@GUEST_RAM_PAGE_SIZE@/$(GUEST_RAM_PAGE_SIZE)/g' \
 	    -e 's|@GUEST_IMAGE@|$(abspath $(GUEST_IMAGE))|g' \
-	    $(if $(filter yes,$(VM)),,-e '/VM: begin/,/VM: end/d') $< > $@
+	    $(if $(filter yes,$(VM)),,-e '/VM: begin/,/VM: end/d') \
+	    $(if $(filter yes,$(BENCH)),,-e '/BENCH: begin/,/BENCH: end/d') $< > $@
 
 image: $(IMAGE_FILE)
 
@@ -283,6 +284,22 @@ endif
 	    sleep 1; \
 	done; kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; cat $$log; \
 	if [ $$result = 0 ]; then echo "qemu-test: PASSED"; else echo "qemu-test: FAILED (see $$log)"; fi; exit $$result
+
+# The copy service measured on seL4: Microkit's benchmark config on
+# qemu_virt_aarch64, the benchmark PD added (BENCH=yes), QEMU with
+# -icount shift=0 so that the cycle counts repeat from run to run.
+bench-qemu:
+	@$(MAKE) --no-print-directory MICROKIT_BOARD=qemu_virt_aarch64 MICROKIT_CONFIG=benchmark \
+	    BENCH=yes BUILD_DIR=build/qemu_virt_aarch64/bench bench-qemu-run
+
+bench-qemu-run: $(IMAGE_FILE)
+	@log=$(BUILD_DIR)/bench.log; rm -f $$log; \
+	$(QEMU_CMD) -icount shift=0 < /dev/null > $$log 2>&1 & qemu=$$!; \
+	for i in $$(seq $(QEMU_TIMEOUT)); do \
+	    grep -q '^bench-qemu: done' $$log && break; kill -0 $$qemu 2>/dev/null || break; sleep 1; \
+	done; kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; \
+	grep '^bench-qemu:' $$log || { cat $$log; echo "bench-qemu: FAILED (see $$log)"; exit 1; }; \
+	grep -q '^bench-qemu: done (0 failed)' $$log
 
 clean:
 	rm -rf build target pds/target

@@ -136,6 +136,12 @@ impl<T: Transport> Client<T> {
         Ok(self.exchange(label, words)?.0)
     }
 
+    /// One call that does nothing: the VMM answers `Ok`.
+    pub fn ping(&mut self) -> Result<(), ClientError> {
+        let (label, words) = protocol::encode_ping(&mut self.msg);
+        self.call(label, words).map(|_| ())
+    }
+
     /// Asks the VMM for this client's buffer size and windows.
     pub fn info(&mut self) -> Result<Info, ClientError> {
         let (label, words) = protocol::encode_info(&mut self.msg);

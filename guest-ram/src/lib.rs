@@ -27,6 +27,7 @@ mod ram;
 #[doc(hidden)]
 pub mod table;
 
+pub mod benchmark;
 pub mod client;
 pub mod protocol;
 pub mod selftest;

@@ -14,6 +14,7 @@
 //! | [`Op::Read`], [`Op::Write`] | `Header` (count 1), one `Segment` | `ReplyHeader` |
 //! | [`Op::ReadV`], [`Op::WriteV`] | `Header` (count n ≤ [`MAX_SEGMENTS`]), n × `Segment` | `ReplyHeader` |
 //! | [`Op::Fill`] | `Header` (count 0), `FillArgs` | `ReplyHeader` |
+//! | [`Op::Ping`] | `Header` (count 0) | `ReplyHeader` (0 bytes) |
 //!
 //! `Read` copies guest RAM into the client's shared buffer, `Write` the
 //! other way; each [`Segment`] names a guest range and an offset in the
@@ -75,6 +76,9 @@ pub enum Op {
     WriteV = 5,
     /// Set a guest range to one byte value.
     Fill = 6,
+    /// Nothing: the reply says the VMM is there. The cost of a call itself
+    /// (`make bench-qemu`'s null round trip).
+    Ping = 7,
 }
 
 impl Op {
@@ -87,6 +91,7 @@ impl Op {
             4 => Op::ReadV,
             5 => Op::WriteV,
             6 => Op::Fill,
+            7 => Op::Ping,
             _ => return None,
         })
     }
@@ -96,7 +101,7 @@ impl Op {
     pub fn direction(self) -> Direction {
         match self {
             Op::Write | Op::WriteV | Op::Fill => Direction::ToGuest,
-            Op::Info | Op::Read | Op::ReadV => Direction::FromGuest,
+            Op::Info | Op::Read | Op::ReadV | Op::Ping => Direction::FromGuest,
         }
     }
 }
@@ -371,6 +376,8 @@ pub enum Request {
     },
     /// [`Op::Fill`].
     Fill(FillArgs),
+    /// [`Op::Ping`].
+    Ping,
 }
 
 /// Parses a request from its label and its message words (exactly the
@@ -388,11 +395,15 @@ pub fn decode(label: u64, msg: &[u64]) -> Result<Request, Status> {
     }
     let count = header.count.get() as usize;
     match op {
-        Op::Info => {
+        Op::Info | Op::Ping => {
             if count != 0 || msg.len() != HEADER_WORDS {
                 return Err(Status::Malformed);
             }
-            Ok(Request::Info)
+            Ok(if op == Op::Info {
+                Request::Info
+            } else {
+                Request::Ping
+            })
         }
         Op::Fill => {
             if count != 0 || msg.len() != HEADER_WORDS + FILL_WORDS {
@@ -460,6 +471,14 @@ pub fn encode_info(msg: &mut [u64; MSG_WORDS]) -> (u64, usize) {
         .as_mut_bytes()
         .copy_from_slice(Header::new(0).as_bytes());
     (Op::Info as u64, HEADER_WORDS)
+}
+
+/// Encodes a `Ping` request.
+pub fn encode_ping(msg: &mut [u64; MSG_WORDS]) -> (u64, usize) {
+    msg[..1]
+        .as_mut_bytes()
+        .copy_from_slice(Header::new(0).as_bytes());
+    (Op::Ping as u64, HEADER_WORDS)
 }
 
 /// Encodes a `Fill` request.

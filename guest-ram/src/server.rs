@@ -213,6 +213,7 @@ fn serve<const B: usize, const E: usize>(
                 regs,
             ))
         }
+        Request::Ping => Ok(protocol::encode_reply(Status::Ok, 0, regs)),
         Request::Fill(args) => {
             let (gpa, len) = (args.gpa.get(), args.len.get());
             check_guest(ram, client, gpa, len, Direction::ToGuest)?;

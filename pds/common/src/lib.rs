@@ -52,6 +52,10 @@ pub const LAYOUT: Layout = Layout {
 /// (Not in `system.xml`: it is defined by what is *not* mapped there.)
 pub const VIRTIO_BLK_GPA: u64 = 0x0a00_0000;
 
+/// Where the benchmark PD's read-write window starts, from the start of
+/// guest RAM (`make bench-qemu`): past the self-test's windows, 1 MiB.
+pub const BENCH_OFFSET: u64 = 12 << 20;
+
 /// Bytes of guest RAM the VMM sets aside as the guest's DMA area: the only
 /// part of guest RAM the blk PD's window covers (like a restricted DMA pool
 /// behind an IOMMU). The guest learns it in x0/x1.

@@ -43,7 +43,7 @@ fn blk_channel() -> usize {
 
 struct Vmm {
     ram: Ram,
-    server: Server<3>,
+    server: Server<4>,
     #[cfg(feature = "vm")]
     vm: Option<vm::Vm>,
 }
@@ -93,6 +93,25 @@ fn init() -> Vmm {
             .expect("client table");
     }
 
+    #[cfg(feature = "bench")]
+    {
+        use guest_ram::server::Window;
+        // SAFETY: as above (`make bench-qemu`'s system maps it).
+        let buffer = unsafe {
+            SharedBuffer::new(
+                memory_region_symbol!(bench_buffer_vaddr: *mut u8),
+                *var!(bench_buffer_size: usize = 0),
+            )
+        };
+        let window = [Window::read_write(
+            LAYOUT.gpa + common::BENCH_OFFSET,
+            1 << 20,
+        )];
+        let client = ClientConfig::new(*var!(bench_channel: usize = 0), buffer, &window);
+        server
+            .add_client(client.expect("bench window"))
+            .expect("client table");
+    }
     #[cfg(feature = "vm")]
     let vm = start_vm(&mut ram, &mut server);
     #[cfg(not(feature = "vm"))]
@@ -143,7 +162,7 @@ fn place_images(ram: &mut Ram) {
 /// With a VM: load and start the guest, and add the blk PD as a client
 /// whose window is the guest's DMA area.
 #[cfg(feature = "vm")]
-fn start_vm(ram: &mut Ram, server: &mut Server<3>) -> Option<vm::Vm> {
+fn start_vm(ram: &mut Ram, server: &mut Server<4>) -> Option<vm::Vm> {
     use guest_ram::server::Window;
     // SAFETY: as above; `guest_image_size` is the image region's size,
     // which the microkit tool writes (`setvar_size`).
