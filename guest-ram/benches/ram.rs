@@ -146,5 +146,29 @@ fn sweep(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, copies, touch, allocator, sweep);
+fn allocator_4096(c: &mut Criterion) {
+    let mut backing = vec![0u8; 40 << 20];
+    // SAFETY: `backing` outlives `ram`.
+    let region = unsafe {
+        MappedRegion::new(
+            GPA,
+            NonNull::new(backing.as_mut_ptr()).unwrap(),
+            backing.len() as u64,
+        )
+    };
+    let mut ram: Box<GuestRam<1, 8200>> = Box::new(GuestRam::new(&[region]).unwrap());
+    ram.register_at(GPA, 40 << 20).unwrap();
+    let blocks: Vec<u64> = (0..8192).map(|_| ram.allocate(4096).unwrap()).collect();
+    for gpa in blocks.iter().step_by(2) {
+        ram.free(*gpa, 4096).unwrap();
+    }
+    c.bench_function("allocate_free_4096_live", |b| {
+        b.iter(|| {
+            let gpa = ram.allocate(black_box(4096)).unwrap();
+            ram.free(gpa, 4096).unwrap();
+        })
+    });
+}
+
+criterion_group!(benches, copies, touch, allocator, allocator_4096, sweep);
 criterion_main!(benches);
