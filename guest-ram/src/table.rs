@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
 //! The first RAM bookkeeping: a sorted, fixed-capacity list of extents,
 //! kept as the baseline that `make bench` measures the tree in
-//! [`extents`](crate::extents) against. Not used by `GuestRam`.
+//! (`extents.rs`) against. Not used by `GuestRam`.
 //!
 //! It replaced libsel4vm's `realloc`'d region array that is re-sorted with
 //! `qsort` after every change. The list is kept sorted and *canonical*:
