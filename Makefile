@@ -186,6 +186,33 @@ REPORT_FILE := $(BUILD_DIR)/report.txt
 SYSTEM_FILE := $(BUILD_DIR)/guest-ram.system
 PDS := vmm selftest guest-view $(if $(filter yes,$(VM)),blk) $(if $(filter yes,$(BENCH)),bench)
 PD_ELFS := $(addprefix $(BUILD_DIR)/,$(addsuffix .elf,$(PDS)))
+# The C client PD: C, built like Microkit's own examples (the SDK's
+# libmicrokit and microkit.ld, a C cross compiler from Debian, ld.lld).
+ifeq ($(ARCH),aarch64)
+C_CC ?= aarch64-linux-gnu-gcc
+C_ARCH_FLAGS := -mstrict-align
+else ifeq ($(ARCH),riscv64)
+C_CC ?= riscv64-linux-gnu-gcc
+C_ARCH_FLAGS := -march=rv64imafdc_zicsr_zifencei -mabi=lp64d -mcmodel=medany
+else ifeq ($(ARCH),x86_64)
+C_CC ?= x86_64-linux-gnu-gcc
+C_ARCH_FLAGS := -march=x86-64 -mtune=generic
+endif
+# Debian's cross compilers build PIE by default, which the Microkit loader
+# does not take; and the PD has no C library (stack protector included).
+C_CFLAGS := -nostdlib -ffreestanding -fno-pie -fno-stack-protector -g -O2 -Wall -Wno-unused-function -Werror \
+    -I$(SDK_BOARD_DIR)/include -Iinclude -Ic-client $(C_ARCH_FLAGS) \
+    -DGUEST_RAM_GPA=$(GUEST_RAM_GPA)ull -DGUEST_RAM_SIZE=$(GUEST_RAM_SIZE)ull
+C_CLIENT_ELF := $(BUILD_DIR)/c-client.elf
+
+$(C_CLIENT_ELF): c-client/pd.c c-client/selftest.c c-client/selftest.h include/guest_ram_client.h \
+        $(BOARD_FILE) | check-sdk check-toolchain $(BUILD_DIR)
+	@command -v $(C_CC) >/dev/null || { echo "error: no C compiler $(C_CC) for the C client PD (Debian: gcc-$(ARCH)-linux-gnu, or set C_CC)"; exit 1; }
+	$(C_CC) $(C_CFLAGS) -c c-client/pd.c -o $(BUILD_DIR)/c-client-pd.o
+	$(C_CC) $(C_CFLAGS) -c c-client/selftest.c -o $(BUILD_DIR)/c-client-selftest.o
+	$(LD_LLD) -L$(SDK_BOARD_DIR)/lib $(BUILD_DIR)/c-client-pd.o $(BUILD_DIR)/c-client-selftest.o \
+	    -lmicrokit -Tmicrokit.ld -o $@
+
 PD_FEATURES := $(if $(filter yes,$(VM)),--features vmm/vm) $(if $(filter yes,$(BENCH)),--features vmm/bench)
 
 # The guest (VM boards): bare-metal AArch64 at EL1, soft-float (its MMU
@@ -251,7 +278,7 @@ $(SYSTEM_FILE): system.xml $(BOARD_FILE) FORCE | $(BUILD_DIR)
 
 image: $(IMAGE_FILE)
 
-$(IMAGE_FILE): $(SYSTEM_FILE) $(PD_ELFS) $(if $(filter yes,$(VM)),$(GUEST_IMAGE))
+$(IMAGE_FILE): $(SYSTEM_FILE) $(PD_ELFS) $(C_CLIENT_ELF) $(if $(filter yes,$(VM)),$(GUEST_IMAGE))
 	$(MICROKIT_SDK)/bin/microkit $(SYSTEM_FILE) \
 	    --search-path $(BUILD_DIR) \
 	    --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
@@ -265,12 +292,12 @@ endif
 	$(QEMU_CMD)
 
 # Boots under a timeout and passes only when every test summary the board
-# runs says N/N passed: the self-test, and on VM boards the guest's
-# virtio-blk suite. A failing summary, or the VMM stopping the guest, ends
+# runs says N/N passed: the self-test, the C client's, and on VM boards the
+# guest's virtio-blk suite. A failing summary, or the VMM stopping the guest, ends
 # the wait at once.
-SUMMARY := ^(guest-ram: selftest|guest: virtio-blk) [0-9]+/[0-9]+ passed
-PASSED := ^(guest-ram: selftest|guest: virtio-blk) ([0-9]+)/\2 passed
-SUITES := $(if $(filter yes,$(VM)),2,1)
+SUMMARY := ^(guest-ram: selftest|guest-ram: c-client|guest: virtio-blk) [0-9]+/[0-9]+ passed
+PASSED := ^(guest-ram: selftest|guest-ram: c-client|guest: virtio-blk) ([0-9]+)/\2 passed
+SUITES := $(if $(filter yes,$(VM)),3,2)
 qemu-test: $(IMAGE_FILE)
 ifeq ($(strip $(QEMU_CMD)),)
 	$(error $(MICROKIT_BOARD) is not a QEMU board)

@@ -43,7 +43,7 @@ fn blk_channel() -> usize {
 
 struct Vmm {
     ram: Ram,
-    server: Server<4>,
+    server: Server<5>,
     #[cfg(feature = "vm")]
     vm: Option<vm::Vm>,
 }
@@ -53,7 +53,7 @@ fn init() -> Vmm {
     common::init_logging(log::LevelFilter::Info);
     // SAFETY: `system.xml` maps these regions into this PD for its whole
     // life, at the addresses the microkit tool writes into these symbols.
-    let (region, selftest_buffer, guest_view_buffer) = unsafe {
+    let (region, selftest_buffer, guest_view_buffer, c_client_buffer) = unsafe {
         (
             MappedRegion::new(
                 LAYOUT.gpa,
@@ -67,6 +67,10 @@ fn init() -> Vmm {
             SharedBuffer::new(
                 memory_region_symbol!(guest_view_buffer_vaddr: *mut u8),
                 *var!(guest_view_buffer_size: usize = 0),
+            ),
+            SharedBuffer::new(
+                memory_region_symbol!(c_client_buffer_vaddr: *mut u8),
+                *var!(c_client_buffer_size: usize = 0),
             ),
         )
     };
@@ -85,6 +89,12 @@ fn init() -> Vmm {
             *var!(guest_view_channel: usize = 0),
             guest_view_buffer,
             &LAYOUT.guest_view_windows(),
+        ),
+        // The C client runs the C self-test: the self-test's windows.
+        ClientConfig::new(
+            *var!(c_client_channel: usize = 0),
+            c_client_buffer,
+            &LAYOUT.selftest_windows(),
         ),
     ];
     for client in clients {
@@ -162,7 +172,7 @@ fn place_images(ram: &mut Ram) {
 /// With a VM: load and start the guest, and add the blk PD as a client
 /// whose window is the guest's DMA area.
 #[cfg(feature = "vm")]
-fn start_vm(ram: &mut Ram, server: &mut Server<4>) -> Option<vm::Vm> {
+fn start_vm(ram: &mut Ram, server: &mut Server<5>) -> Option<vm::Vm> {
     use guest_ram::server::Window;
     // SAFETY: as above; `guest_image_size` is the image region's size,
     // which the microkit tool writes (`setvar_size`).
