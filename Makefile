@@ -40,7 +40,7 @@ OBJCOPY ?= $(firstword $(foreach o,llvm-objcopy llvm-objcopy-22 aarch64-linux-gn
 CROSS_TARGETS := aarch64-unknown-none riscv64gc-unknown-none-elf x86_64-unknown-none
 GUEST_TARGET := aarch64-unknown-none-softfloat
 
-.PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri bench bench-instructions bench-qemu bench-qemu-run fuzz \
+.PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri sdf-test system bench bench-instructions bench-qemu bench-qemu-run fuzz \
         image run qemu-test clean help check-sdk check-board check-toolchain
 
 all: image
@@ -50,7 +50,7 @@ help:
 
 # --- host side: what CI runs ---------------------------------------------
 
-test: fmt-check clippy host-test doc cross-check no-panic miri
+test: fmt-check clippy host-test doc cross-check no-panic miri sdf-test
 	@echo "make test: all checks passed"
 
 fmt-check:
@@ -87,6 +87,17 @@ else
 	        --target-dir target/cross
 endif
 endif
+
+# The sdfgen helper (guest-ram-sdf/): its demo system must describe the same
+# system as system.xml on every board. sdfgen and pytest come from PyPI into
+# a venv under target/.
+SDF_VENV := target/sdf-venv
+sdf-test:
+	@if ! command -v python3 >/dev/null; then echo "sdf-test: SKIPPED (no python3)"; else \
+	    test -x $(SDF_VENV)/bin/pytest || { python3 -m venv $(SDF_VENV) && \
+	        $(SDF_VENV)/bin/pip install -q "sdfgen>=0.35" pytest; } && \
+	    cd guest-ram-sdf && PYTHONPATH=. ../$(SDF_VENV)/bin/python -m pytest -q -p no:cacheprovider tests; \
+	fi
 
 # "Never panics", proven by the linker: no-panic-check calls everything a
 # client or a guest drives, optimised with panic = "abort", and its panic
@@ -165,7 +176,7 @@ fuzz:
 BOARD_FILE := board-configs/$(MICROKIT_BOARD).mk
 ifneq ($(wildcard $(BOARD_FILE)),)
 include $(BOARD_FILE)
-else ifneq ($(filter all image run qemu-test,$(or $(MAKECMDGOALS),all)),)
+else ifneq ($(filter all image run qemu-test system,$(or $(MAKECMDGOALS),all)),)
 $(error unknown board '$(MICROKIT_BOARD)': no $(BOARD_FILE); known boards: $(patsubst board-configs/%.mk,%,$(wildcard board-configs/*.mk)))
 endif
 
@@ -277,6 +288,10 @@ $(SYSTEM_FILE): system.xml $(BOARD_FILE) FORCE | $(BUILD_DIR)
 	    $(if $(filter yes,$(BENCH)),,-e '/BENCH: begin/,/BENCH: end/d') $< > $@
 
 image: $(IMAGE_FILE)
+
+# The board's system description alone (no SDK needed): the sdfgen
+# helper's tests compare against it.
+system: $(SYSTEM_FILE)
 
 $(IMAGE_FILE): $(SYSTEM_FILE) $(PD_ELFS) $(C_CLIENT_ELF) $(if $(filter yes,$(VM)),$(GUEST_IMAGE))
 	$(MICROKIT_SDK)/bin/microkit $(SYSTEM_FILE) \

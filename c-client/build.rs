@@ -2,7 +2,12 @@
 //! Compiles the C self-test and include/guest_ram_client.h with the system
 //! C compiler, warnings as errors, against host/microkit.h.
 fn main() {
-    for f in ["selftest.c", "selftest.h", "host/microkit.h", "../include/guest_ram_client.h"] {
+    for f in [
+        "selftest.c",
+        "selftest.h",
+        "host/microkit.h",
+        "../include/guest_ram_client.h",
+    ] {
         println!("cargo:rerun-if-changed={f}");
     }
     cc::Build::new()

@@ -95,7 +95,12 @@ extern "C" fn microkit_mr_set(mr: u8, value: u64) {
 type Report = extern "C" fn(*const c_char, c_int);
 
 extern "C" {
-    fn c_client_selftest(c: *mut CClient, layout: Layout, report: Report, total: *mut c_int) -> c_int;
+    fn c_client_selftest(
+        c: *mut CClient,
+        layout: Layout,
+        report: Report,
+        total: *mut c_int,
+    ) -> c_int;
 }
 
 thread_local! {
@@ -104,7 +109,9 @@ thread_local! {
 
 extern "C" fn collect(name: *const c_char, ok: c_int) {
     // SAFETY: the C self-test passes NUL-terminated string literals.
-    let name = unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned();
+    let name = unsafe { CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned();
     LINES.with(|l| l.borrow_mut().push((name, ok != 0)));
 }
 

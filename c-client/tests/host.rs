@@ -31,7 +31,10 @@ fn the_c_client_passes_against_the_rust_server() {
             SharedBuffer::new(NonNull::new(buffer_ptr).unwrap(), 4096),
         )
     };
-    let layout = RamLayout { gpa: GPA, size: SIZE };
+    let layout = RamLayout {
+        gpa: GPA,
+        size: SIZE,
+    };
     let mut ram = GuestRam::<1, 8>::new(&[region]).unwrap();
     ram.register_at(GPA, layout.ram_len()).unwrap();
     let mut server = Server::<2>::new();
@@ -59,7 +62,10 @@ fn the_c_client_passes_against_the_rust_server() {
         },
     );
     for (name, ok) in &lines {
-        println!("c-client: check {}: {name}", if *ok { "ok" } else { "FAILED" });
+        println!(
+            "c-client: check {}: {name}",
+            if *ok { "ok" } else { "FAILED" }
+        );
     }
     assert!(total >= 20, "{total} checks");
     assert_eq!(passed, total, "{lines:#?}");

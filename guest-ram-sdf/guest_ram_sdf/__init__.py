@@ -1,0 +1,128 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""guest-ram for sdfgen users.
+
+Adds to an ``sdfgen.SystemDescription`` what guest-ram needs: the guest RAM
+memory region mapped into the VMM with ``setvar_vaddr``/``setvar_size``
+(and into a virtual machine at its guest-physical address), and, per
+copy-service client, a shared buffer mapped into both PDs and a channel on
+which the client may call the VMM, with ``setvar_id`` on both ends so that
+neither PD repeats an id or a size. Priorities are checked: a PPC server
+must run above every PD that calls it.
+
+    from sdfgen import SystemDescription as S
+    from guest_ram_sdf import GuestRam
+
+    sdf = S(S.Arch.AARCH64, 0x1_0000_0000)
+    vmm = S.ProtectionDomain("vmm", "vmm.elf", priority=200)
+    blk = S.ProtectionDomain("blk", "blk.elf", priority=160)
+    ram = GuestRam(sdf, vmm, 200, gpa=0x4000_0000, size=0x100_0000, vmm_vaddr=0x2000_0000)
+    ram.add_client(blk, 160, "blk", buffer_size=0x10000,
+                   vmm_vaddr=0x3001_0000, client_vaddr=0x3000_0000, vmm_id=3, client_id=0)
+    sdf.add_pd(vmm); sdf.add_pd(blk)
+    xml = ram.render()
+
+sdfgen (0.35) has no ``page_size`` or ``prefill_path`` on memory regions;
+``GuestRam.render`` adds the ones given here to the rendered XML.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import Dict, Optional
+
+from sdfgen import SystemDescription as S
+
+__all__ = ["GuestRam", "region"]
+
+
+class GuestRam:
+    """Guest RAM of one VMM and the clients of its copy service."""
+
+    def __init__(self, sdf: S, vmm: S.ProtectionDomain, vmm_priority: int, *, gpa: int, size: int,
+                 vmm_vaddr: int, page_size: Optional[int] = None, name: str = "guest_ram"):
+        self.sdf = sdf
+        self.vmm = vmm
+        self.vmm_priority = vmm_priority
+        self.gpa = gpa
+        self.size = size
+        self.mr = region(self, name, size, page_size=page_size)
+        vmm.add_map(S.Map(self.mr, vmm_vaddr, "rw", setvar_vaddr=f"{name}_vaddr", setvar_size=f"{name}_size"))
+        self.clients: Dict[str, int] = {}
+
+    def map_into_vm(self, vm: S.VirtualMachine, perms: str = "rwx") -> None:
+        """Maps guest RAM into the virtual machine at its gpa."""
+        vm.add_map(S.Map(self.mr, self.gpa, perms))
+
+    def map_read_only(self, pd: S.ProtectionDomain, priority: int, setvar_vaddr: str = "guest_ram_vaddr",
+                      setvar_size: str = "guest_ram_size") -> None:
+        """Maps guest RAM read-only at its gpa into a PD that inspects the
+        guest directly (guest_ram::MappedRegion::new_read_only)."""
+        del priority
+        pd.add_map(S.Map(self.mr, self.gpa, "r", setvar_vaddr=setvar_vaddr, setvar_size=setvar_size))
+
+    def add_client(self, pd: S.ProtectionDomain, priority: int, name: str, *, buffer_size: int,
+                   vmm_vaddr: int, client_vaddr: int, vmm_id: int, client_id: int,
+                   buffer_symbol: str = "buffer", vmm_channel_symbol: str = "vmm_channel") -> S.MemoryRegion:
+        """A copy-service client: its shared buffer (``<name>_buffer``,
+        mapped as ``<name>_buffer_vaddr``/``_size`` in the VMM and
+        ``buffer_vaddr``/``buffer_size`` in the client) and its channel
+        (``<name>_channel`` in the VMM, ``vmm_channel`` in the client;
+        ``pp`` on the client's end). Raises ``ValueError`` if the client
+        does not run below the VMM."""
+        if priority >= self.vmm_priority:
+            raise ValueError(f"client {name} (priority {priority}) must run below the VMM "
+                             f"({self.vmm_priority}) to call it")
+        if name in self.clients:
+            raise ValueError(f"client {name} added twice")
+        self.clients[name] = priority
+        mr = region(self, f"{name}_buffer", buffer_size)
+        self.vmm.add_map(S.Map(mr, vmm_vaddr, "rw", setvar_vaddr=f"{name}_buffer_vaddr",
+                               setvar_size=f"{name}_buffer_size"))
+        pd.add_map(S.Map(mr, client_vaddr, "rw", setvar_vaddr=f"{buffer_symbol}_vaddr",
+                         setvar_size=f"{buffer_symbol}_size"))
+        self.sdf.add_channel(S.Channel(self.vmm, pd, a_id=vmm_id, b_id=client_id, pp_b=True,
+                                       pd_a_setvar_id=f"{name}_channel", pd_b_setvar_id=vmm_channel_symbol))
+        return mr
+
+    def render(self) -> str:
+        """The system's XML, with the memory-region attributes sdfgen
+        cannot express (``page_size``, ``prefill_path``) added."""
+        return render(self.sdf)
+
+
+# Memory-region attributes that sdfgen cannot express, by system.
+_EXTRA: Dict[int, Dict[str, Dict[str, str]]] = {}
+
+
+def region(owner, name: str, size: Optional[int], *, page_size: Optional[int] = None,
+           prefill_path: Optional[str] = None, phys_addr: Optional[int] = None) -> S.MemoryRegion:
+    """Adds a memory region to ``owner.sdf`` (or to ``owner`` itself, a
+    ``SystemDescription``), noting ``page_size`` and ``prefill_path`` for
+    ``render``."""
+    sdf = getattr(owner, "sdf", owner)
+    mr = S.MemoryRegion(sdf, name, size or 0x1000, paddr=phys_addr) if phys_addr is not None \
+        else S.MemoryRegion(sdf, name, size or 0x1000)
+    sdf.add_mr(mr)
+    extra = _EXTRA.setdefault(id(sdf), {}).setdefault(name, {})
+    if page_size is not None:
+        extra["page_size"] = hex(page_size)
+    if prefill_path is not None:
+        extra["prefill_path"] = prefill_path
+        if size is None:
+            extra["omit_size"] = "1"
+    return mr
+
+
+def render(sdf: S) -> str:
+    """Renders ``sdf`` and adds the attributes ``region`` noted."""
+    root = ET.fromstring(sdf.render())
+    extras = _EXTRA.get(id(sdf), {})
+    for mr in root.iter("memory_region"):
+        extra = extras.get(mr.get("name"), {})
+        for key in ("page_size", "prefill_path"):
+            if key in extra:
+                mr.set(key, extra[key])
+        if extra.get("omit_size"):
+            del mr.attrib["size"]
+    ET.indent(root, space="    ")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -1,0 +1,77 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""The repository's demo system (system.xml), built with sdfgen and this
+helper: what an sdfgen user writes to get the same system. The tests check
+that it describes the same regions, maps, channels and priorities as the
+SDF the Makefile makes from system.xml, on every board.
+
+    python -m guest_ram_sdf.demo qemu_virt_aarch64 /path/to/guest.bin > guest-ram.system
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from sdfgen import SystemDescription as S
+
+from . import GuestRam, region, render
+
+BOARDS = Path(__file__).resolve().parents[2] / "board-configs"
+ARCHES = {"aarch64": S.Arch.AARCH64, "riscv64": S.Arch.RISCV64, "x86_64": S.Arch.X86_64}
+
+
+def board(name: str) -> dict:
+    """The variables of board-configs/<name>.mk."""
+    text = (BOARDS / f"{name}.mk").read_text()
+    return dict(re.findall(r"^([A-Z_]+) :?= *(\S+)", text, re.M))
+
+
+def system(board_name: str, guest_image: str) -> str:
+    b = board(board_name)
+    gpa, size = int(b["GUEST_RAM_GPA"], 16), int(b["GUEST_RAM_SIZE"], 16)
+    vm_board = b.get("VM") == "yes"
+    sdf = S(ARCHES[b["ARCH"]], 0x1_0000_0000)
+
+    vmm = S.ProtectionDomain("vmm", "vmm.elf", priority=200, stack_size=0x10000)
+    selftest = S.ProtectionDomain("selftest", "selftest.elf", priority=100, stack_size=0x20000)
+    view = S.ProtectionDomain("guest-view", "guest-view.elf", priority=150)
+    c_client = S.ProtectionDomain("c-client", "c-client.elf", priority=90)
+
+    ram = GuestRam(sdf, vmm, 200, gpa=gpa, size=size, vmm_vaddr=0x2000_0000,
+                   page_size=int(b["GUEST_RAM_PAGE_SIZE"], 16))
+    ram.add_client(selftest, 100, "selftest", buffer_size=0x1000, vmm_vaddr=0x3000_0000,
+                   client_vaddr=0x3000_0000, vmm_id=1, client_id=0)
+    ram.add_client(view, 150, "guest_view", buffer_size=0x1000, vmm_vaddr=0x3000_1000,
+                   client_vaddr=0x3000_0000, vmm_id=2, client_id=0)
+    ram.add_client(c_client, 90, "c_client", buffer_size=0x1000, vmm_vaddr=0x3000_2000,
+                   client_vaddr=0x3000_0000, vmm_id=5, client_id=0)
+    ram.map_read_only(view, 150)
+    # The self-test asks guest-view to look at guest RAM (not guest-ram's).
+    sdf.add_channel(S.Channel(view, selftest, a_id=1, b_id=1, pp_b=True, pd_b_setvar_id="guest_view_channel"))
+
+    pds = [vmm]
+    if vm_board:
+        blk = S.ProtectionDomain("blk", "blk.elf", priority=160, stack_size=0x10000)
+        ram.add_client(blk, 160, "blk", buffer_size=0x10000, vmm_vaddr=0x3001_0000,
+                       client_vaddr=0x3000_0000, vmm_id=3, client_id=0)
+        device = region(sdf, "blk_device", 0x1000)
+        vmm.add_map(S.Map(device, 0x3002_0000, "rw", setvar_vaddr="blk_device_vaddr",
+                          setvar_size="blk_device_size"))
+        blk.add_map(S.Map(device, 0x3010_0000, "rw", setvar_vaddr="device_vaddr", setvar_size="device_size"))
+        disk = region(sdf, "blk_disk", 0x10_0000)
+        blk.add_map(S.Map(disk, 0x3100_0000, "rw", setvar_vaddr="disk_vaddr", setvar_size="disk_size"))
+        image = region(sdf, "guest_image", None, prefill_path=guest_image)
+        vmm.add_map(S.Map(image, 0x3100_0000, "rw", setvar_vaddr="guest_image_vaddr",
+                          setvar_size="guest_image_size"))
+        vm = S.VirtualMachine("guest", [S.VirtualMachine.Vcpu(id=0)], priority=50)
+        ram.map_into_vm(vm)
+        vmm.set_virtual_machine(vm)
+        pds.append(blk)
+    for pd in pds + [view, selftest, c_client]:
+        sdf.add_pd(pd)
+    return render(sdf)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(system(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "guest.bin"))
