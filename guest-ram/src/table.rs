@@ -18,26 +18,7 @@
 
 use crate::Error;
 
-/// One run of registered RAM in a single state, `[start, end)`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Extent {
-    pub start: u64,
-    pub end: u64,
-    pub allocated: bool,
-}
-
-/// What a range of guest-physical addresses is, as a whole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RangeState {
-    /// Some byte is not registered RAM.
-    NotAllRam,
-    /// All RAM, all free.
-    AllFree,
-    /// All RAM, all allocated.
-    AllAllocated,
-    /// All RAM, partly free and partly allocated.
-    Mixed,
-}
+pub use crate::extents::{Extent, RangeState};
 
 /// The canonical extent list; see the module docs.
 #[derive(Clone, Debug, Default)]
