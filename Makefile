@@ -36,6 +36,14 @@ SEL4_RUSTC ?= $(firstword $(foreach r,$(RUSTC) rustc /usr/bin/rustc,$(call has_s
 LD_LLD ?= $(firstword $(foreach l,ld.lld ld.lld-22 rust-lld,$(shell command -v $(l) 2>/dev/null)))
 OBJCOPY ?= $(firstword $(foreach o,llvm-objcopy llvm-objcopy-22 aarch64-linux-gnu-objcopy,$(shell command -v $(o) 2>/dev/null)))
 
+# A bare-metal build with the library source: the guest and the no-panic
+# check (the PDs add alloc and their own flags).
+BARE_METAL_CARGO = RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C linker=$(LD_LLD)" \
+    $(CARGO) build -q -Z build-std=core -Z build-std-features=compiler-builtins-mem
+GUEST_BUILD = $(BARE_METAL_CARGO) --release -p virtio-blk-guest --features bare-metal --target $(GUEST_TARGET)
+NO_PANIC_BUILD = $(BARE_METAL_CARGO) --profile nopanic -p no-panic-check --target aarch64-unknown-none \
+    --target-dir target/nopanic --features
+
 # The no_std targets the library must build for.
 CROSS_TARGETS := aarch64-unknown-none riscv64gc-unknown-none-elf x86_64-unknown-none
 GUEST_TARGET := aarch64-unknown-none-softfloat
@@ -81,10 +89,7 @@ ifeq ($(LD_LLD),)
 	@echo "cross-check: guest program SKIPPED: no ld.lld (install lld, or set LD_LLD)"
 else
 	@echo "cross-check: the virtio-blk guest for $(GUEST_TARGET) (links at 0x40000000)"
-	@RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C linker=$(LD_LLD)" \
-	    $(CARGO) build -q --release -p virtio-blk-guest --features bare-metal \
-	        --target $(GUEST_TARGET) -Z build-std=core -Z build-std-features=compiler-builtins-mem \
-	        --target-dir target/cross
+	@$(GUEST_BUILD) --target-dir target/cross
 endif
 endif
 
@@ -108,16 +113,9 @@ ifeq ($(and $(SEL4_RUSTC),$(LD_LLD)),)
 	@echo "no-panic: SKIPPED: needs a rustc with the library source and ld.lld (see cross-check)"
 else
 	@echo "no-panic: linking no-panic-check for aarch64-unknown-none (panic handler undefined)"
-	@RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C linker=$(LD_LLD)" \
-	    $(CARGO) build -q --profile nopanic -p no-panic-check --features bare-metal \
-	        --target aarch64-unknown-none -Z build-std=core \
-	        -Z build-std-features=compiler-builtins-mem --target-dir target/nopanic \
-	    && echo "no-panic: linked: no panic is reachable"
+	@$(NO_PANIC_BUILD) bare-metal && echo "no-panic: linked: no panic is reachable"
 	@echo "no-panic: the canary (one reachable panic) must fail to link"
-	@if RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C linker=$(LD_LLD)" \
-	    $(CARGO) build -q --profile nopanic -p no-panic-check --features bare-metal,canary \
-	        --target aarch64-unknown-none -Z build-std=core \
-	        -Z build-std-features=compiler-builtins-mem --target-dir target/nopanic 2>&1 \
+	@if $(NO_PANIC_BUILD) bare-metal,canary 2>&1 \
 	    | grep -q 'undefined symbol: guest_ram_panic_is_reachable'; \
 	then echo "no-panic: canary failed to link, as it must"; \
 	else echo "no-panic: the canary linked: the check proves nothing"; exit 1; fi
@@ -268,12 +266,7 @@ FORCE:
 
 $(GUEST_BIN): check-toolchain $(BUILD_DIR) FORCE
 	@test -n "$(OBJCOPY)" || { echo "error: no objcopy for the guest image: install llvm or binutils-aarch64-linux-gnu, or set OBJCOPY"; exit 1; }
-	RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C linker=$(LD_LLD)" \
-	GUEST_RAM_GPA=$(GUEST_RAM_GPA) \
-	    $(CARGO) build --release -p virtio-blk-guest --features bare-metal \
-	        --target $(GUEST_TARGET) \
-	        -Z build-std=core -Z build-std-features=compiler-builtins-mem \
-	        --target-dir $(abspath $(BUILD_DIR))/guest-target
+	GUEST_RAM_GPA=$(GUEST_RAM_GPA) $(GUEST_BUILD) --target-dir $(abspath $(BUILD_DIR))/guest-target
 	$(OBJCOPY) -O binary $(BUILD_DIR)/guest-target/$(GUEST_TARGET)/release/virtio-blk-guest $@
 
 # system.xml is the one system description; the board file fills in what

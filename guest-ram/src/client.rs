@@ -257,14 +257,7 @@ impl<T: Transport> Client<T> {
         direction: Direction,
         segments: &[GpaRange],
     ) -> Result<usize, ClientError> {
-        let mut total: u64 = 0;
-        for s in segments {
-            s.end().map_err(shape_error)?;
-            total = total.checked_add(s.len).ok_or(ClientError::Overflow)?;
-        }
-        if segments.is_empty() {
-            return Err(ClientError::ZeroLength);
-        }
+        let total = checked_total(segments)?;
         if total > self.buffer.len() as u64 {
             return Err(ClientError::TooLarge);
         }
@@ -304,14 +297,7 @@ impl<T: Transport> Client<T> {
         data_len: usize,
         mut stage: impl FnMut(&SharedBuffer, usize, usize) -> Result<(), crate::Error>,
     ) -> Result<(), ClientError> {
-        let mut total: u64 = 0;
-        for s in segments {
-            s.end().map_err(shape_error)?;
-            total = total.checked_add(s.len).ok_or(ClientError::Overflow)?;
-        }
-        if segments.is_empty() {
-            return Err(ClientError::ZeroLength);
-        }
+        let total = checked_total(segments)?;
         if total != data_len as u64 {
             return Err(ClientError::LengthMismatch);
         }
@@ -371,6 +357,20 @@ impl<T: Transport> Client<T> {
         }
         Ok(())
     }
+}
+
+/// The total length of `segments`, checked before any call: each range's
+/// shape, the sum's overflow, and that there is at least one.
+fn checked_total(segments: &[GpaRange]) -> Result<u64, ClientError> {
+    let mut total: u64 = 0;
+    for s in segments {
+        s.end().map_err(shape_error)?;
+        total = total.checked_add(s.len).ok_or(ClientError::Overflow)?;
+    }
+    if segments.is_empty() {
+        return Err(ClientError::ZeroLength);
+    }
+    Ok(total)
 }
 
 fn shape_error(e: crate::Error) -> ClientError {

@@ -654,33 +654,8 @@ impl<const N: usize> Extents<N> {
             return Err(Error::CapacityExceeded);
         }
         self.paint(start, end, false)?;
-        // Replace runs [i, j) by `merged`: checked moves, no panics.
-        let old = self.runs.len();
-        if j == i {
-            let _ = self.runs.push(merged);
-            let runs = self.runs.as_mut_slice();
-            for k in (i + 1..runs.len()).rev() {
-                if let Some(&prev) = runs.get(k - 1) {
-                    if let Some(slot) = runs.get_mut(k) {
-                        *slot = prev;
-                    }
-                }
-            }
-        } else {
-            let removed = j - i - 1;
-            let runs = self.runs.as_mut_slice();
-            for k in i + 1..old - removed {
-                if let Some(&next) = runs.get(k + removed) {
-                    if let Some(slot) = runs.get_mut(k) {
-                        *slot = next;
-                    }
-                }
-            }
-            self.runs.truncate(old - removed);
-        }
-        if let Some(slot) = self.runs.get_mut(i) {
-            *slot = merged;
-        }
+        // Cannot fail: the capacity was checked above.
+        let _ = splice_one(&mut self.runs, i, j, merged);
         Ok(())
     }
 
@@ -746,6 +721,48 @@ impl<const N: usize> Extents<N> {
         self.root = self.merge(tree, right);
         Ok(())
     }
+}
+
+/// Replaces `v[i..j]` by `item` (`i == j`: inserts it at `i`), moving the
+/// tail with checked accesses: no panic path, which `heapless::Vec::insert`
+/// keeps. `Err` (nothing changed) if `i > j`, `j > len`, or an insertion
+/// does not fit.
+pub(crate) fn splice_one<T: Copy, const N: usize>(
+    v: &mut heapless::Vec<T, N>,
+    i: usize,
+    j: usize,
+    item: T,
+) -> Result<(), ()> {
+    let old = v.len();
+    if i > j || j > old {
+        return Err(());
+    }
+    if i == j {
+        v.push(item).map_err(|_| ())?;
+        let slots = v.as_mut_slice();
+        for k in (i + 1..slots.len()).rev() {
+            if let Some(&prev) = slots.get(k - 1) {
+                if let Some(slot) = slots.get_mut(k) {
+                    *slot = prev;
+                }
+            }
+        }
+    } else {
+        let removed = j - i - 1;
+        let slots = v.as_mut_slice();
+        for k in i + 1..old - removed {
+            if let Some(&next) = slots.get(k + removed) {
+                if let Some(slot) = slots.get_mut(k) {
+                    *slot = next;
+                }
+            }
+        }
+        v.truncate(old - removed);
+    }
+    if let Some(slot) = v.get_mut(i) {
+        *slot = item;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

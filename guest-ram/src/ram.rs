@@ -8,7 +8,7 @@
 use core::ptr::NonNull;
 
 use crate::backing::{Access, Direction, GpaRange, MappedRegion, ReadWrite, SharedBuffer};
-use crate::extents::{Extents, RangeState};
+use crate::extents::{splice_one, Extents, RangeState};
 use crate::{mem, Error};
 
 /// Granule of [`GuestRam::touch`]'s callbacks, as in libsel4vm's
@@ -132,21 +132,8 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
         }
         let mut backing: heapless::Vec<MappedRegion, B> = heapless::Vec::new();
         for region in regions {
-            // Sorted insertion; `heapless::Vec::insert` would bring a
-            // (never taken) panic path that the optimiser keeps.
             let at = backing.partition_point(|r| r.gpa() < region.gpa());
-            backing.push(*region).map_err(|_| Error::CapacityExceeded)?;
-            let slots = backing.as_mut_slice();
-            for k in (at + 1..slots.len()).rev() {
-                if let Some(&prev) = slots.get(k - 1) {
-                    if let Some(slot) = slots.get_mut(k) {
-                        *slot = prev;
-                    }
-                }
-            }
-            if let Some(slot) = slots.get_mut(at) {
-                *slot = *region;
-            }
+            splice_one(&mut backing, at, at, *region).map_err(|_| Error::CapacityExceeded)?;
         }
         for r in backing.iter() {
             log::debug!(

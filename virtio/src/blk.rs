@@ -178,6 +178,17 @@ pub struct Stats {
     pub bytes: u64,
 }
 
+impl core::ops::Add for Stats {
+    type Output = Stats;
+    fn add(self, other: Stats) -> Stats {
+        Stats {
+            requests: self.requests + other.requests,
+            failed: self.failed + other.failed,
+            bytes: self.bytes + other.bytes,
+        }
+    }
+}
+
 /// The backend state of one virtio-blk queue.
 #[derive(Clone, Debug, Default)]
 pub struct BlkBackend {

@@ -212,12 +212,7 @@ impl<D: Disk> BlkService<D> {
 
     /// Counters over all generations.
     pub fn stats(&self) -> Stats {
-        let now = self.backend.stats();
-        Stats {
-            requests: self.total.requests + now.requests,
-            failed: self.total.failed + now.failed,
-            bytes: self.total.bytes + now.bytes,
-        }
+        self.total + self.backend.stats()
     }
 
     /// The disk.
@@ -232,10 +227,7 @@ impl<D: Disk> BlkService<D> {
             return false;
         };
         if state.generation.get() != self.generation {
-            let old = core::mem::take(&mut self.backend).stats();
-            self.total.requests += old.requests;
-            self.total.failed += old.failed;
-            self.total.bytes += old.bytes;
+            self.total = self.total + core::mem::take(&mut self.backend).stats();
             self.generation = state.generation.get();
         }
         let layout = match state.layout() {

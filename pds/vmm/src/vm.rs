@@ -90,12 +90,7 @@ impl Vm {
         let id = child.index();
         match self.handle(ram, id, info.fault()) {
             Ok(Resume::Yes) => Some(MessageInfo::new(0, 0)),
-            Ok(Resume::Stop) => {
-                if vm_tcb(id).tcb_suspend().is_err() {
-                    log::error!("vmm: TCB_Suspend of vCPU {id} failed");
-                }
-                None
-            }
+            Ok(Resume::Stop) => suspend(id),
             Err(why) => stop(id, why),
         }
     }
@@ -178,6 +173,11 @@ enum Resume {
 /// Suspends the vCPU and answers nothing: the guest stays stopped.
 fn stop(id: usize, why: &str) -> Option<MessageInfo> {
     log::error!("vmm: stopping the guest (vCPU {id}): {why}");
+    suspend(id)
+}
+
+/// Suspends vCPU `id`, loudly if that fails; no reply.
+fn suspend(id: usize) -> Option<MessageInfo> {
     if vm_tcb(id).tcb_suspend().is_err() {
         log::error!("vmm: TCB_Suspend of vCPU {id} failed");
     }
