@@ -9,21 +9,36 @@
 #   MICROKIT_SDK     Microkit SDK directory (image targets only)
 #   MICROKIT_BOARD   a board with a file in board-configs/ (default qemu_virt_aarch64)
 #   MICROKIT_CONFIG  debug | release | benchmark (default debug)
-#   BUILD_DIR        where the image goes (default build/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG))
+#   BUILD_DIR        where the image goes (default build/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG),
+#                    with -linux appended for GUEST=linux)
 #   CARGO, RUSTC     the cargo and rustc to use; SEL4_RUSTC, the rustc for
 #                    seL4 targets, must have the Rust library source (it
 #                    defaults to the first of $(RUSTC), rustc, /usr/bin/rustc
 #                    that has it); RUSTFLAGS is passed through
 #   LD_LLD           the linker for PDs (default: first of ld.lld, ld.lld-22, rust-lld)
 #   QEMU_TIMEOUT     seconds qemu-test waits for the test lines (default 120)
+#   GUEST            the VM's guest (VM boards): baremetal (default: the
+#                    virtio-blk program in guests/virtio-blk) or linux
 #   GUEST_IMAGE      raw AArch64 image the VMM loads at the start of guest RAM
-#                    (VM boards; default: the guest in guests/virtio-blk)
+#                    (GUEST=baremetal; default: the guest in guests/virtio-blk)
+#   LINUX_IMAGE, INITRD, DISK_IMAGE
+#                    GUEST=linux: a raw arm64 kernel Image, a gzip'd cpio
+#                    initrd and the blk PD's disk image (defaults: built from
+#                    Debian's arm64 packages by guests/linux/make-inputs.sh
+#                    into build/linux-inputs)
+#   LINUX_DTS, LINUX_DTB
+#                    GUEST=linux: the device tree source (board file's
+#                    default), or a compiled blob to use instead; the VMM
+#                    patches /memory and the /chosen initrd range in place
+#   LINUX_BOOTARGS   GUEST=linux: the kernel command line (`make run` adds
+#                    LINUX_SHELL=1: /init starts a shell after its suite)
 #   OBJCOPY          for the guest's raw image (default: first of llvm-objcopy,
 #                    llvm-objcopy-22, aarch64-linux-gnu-objcopy)
 
 MICROKIT_BOARD ?= qemu_virt_aarch64
+GUEST ?= baremetal
 MICROKIT_CONFIG ?= debug
-BUILD_DIR ?= build/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
+BUILD_DIR ?= build/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)$(if $(filter linux,$(GUEST)),-linux)
 CARGO ?= cargo
 QEMU_TIMEOUT ?= 120
 
@@ -49,7 +64,7 @@ CROSS_TARGETS := aarch64-unknown-none riscv64gc-unknown-none-elf x86_64-unknown-
 GUEST_TARGET := aarch64-unknown-none-softfloat
 
 .PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri sdf-test system bench bench-instructions bench-qemu bench-qemu-run fuzz \
-        image run qemu-test clean help check-sdk check-board check-toolchain
+        image run qemu-test clean help check-sdk check-board check-toolchain linux-inputs
 
 all: image
 
@@ -81,8 +96,8 @@ ifeq ($(SEL4_RUSTC),)
 	@echo "  install rustup's rust-src, or Debian's rustc-web and rust-web-src, or set SEL4_RUSTC"
 else
 	@for t in $(CROSS_TARGETS); do \
-	    echo "cross-check: guest-ram, virtio, vcpu-fault for $$t (no_std, $(SEL4_RUSTC))"; \
-	    RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 $(CARGO) build -q -p guest-ram -p virtio -p vcpu-fault \
+	    echo "cross-check: guest-ram, virtio, vcpu-fault, vgic, linux-boot for $$t (no_std, $(SEL4_RUSTC))"; \
+	    RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 $(CARGO) build -q -p guest-ram -p virtio -p vcpu-fault -p vgic -p linux-boot \
 	        --release --target $$t -Z build-std=core --target-dir target/cross || exit 1; \
 	done
 ifeq ($(LD_LLD),)
@@ -136,6 +151,8 @@ miri:
 	    $(MIRI) test -q -p guest-ram --lib --test system --test selftest --test fuzz_corpus && \
 	    $(MIRI) test -q -p virtio --lib --test fuzz_corpus --test queue_model && \
 	    $(MIRI) test -q -p vcpu-fault --lib --test fuzz_corpus && \
+	    $(MIRI) test -q -p vgic --lib --test fuzz_corpus && \
+	    $(MIRI) test -q -p linux-boot --lib --test fuzz_corpus && \
 	    echo "miri: no undefined behaviour found"; \
 	fi
 
@@ -161,7 +178,7 @@ bench-instructions:
 # `make test`.
 BENCH_ARGS ?=
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := guest-ram:server virtio:mmio virtio:blk vcpu-fault:esr
+FUZZ_TARGETS := guest-ram:server virtio:mmio virtio:blk vcpu-fault:esr vgic:vgic linux-boot:boot
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	    dir=$${t%%:*}; target=$${t#*:}; echo "fuzz: $$dir $$target ($(FUZZ_SECONDS) s)"; \
@@ -189,11 +206,36 @@ RUST_TARGET := x86_64-unknown-none
 ARCH_RUSTFLAGS := -C relocation-model=static
 endif
 
+# The Linux guest (GUEST=linux): 128 MiB of guest RAM in 2 MiB pages (the
+# CapDL initialiser runs out of slots with 128 MiB of 4 KiB pages mapped
+# twice), the kernel, initrd, device tree and disk image as prefilled
+# regions, no demo clients.
+ifeq ($(GUEST),linux)
+ifeq ($(filter yes,$(VM)),)
+$(error GUEST=linux needs a board with a VM (VM := yes in its board file))
+endif
+ifeq ($(LINUX_DTS)$(LINUX_DTB),)
+$(error GUEST=linux: $(MICROKIT_BOARD) has no Linux device tree (set LINUX_DTS in $(BOARD_FILE), or pass LINUX_DTS= or LINUX_DTB=))
+endif
+GUEST_RAM_SIZE := 0x8000000
+GUEST_RAM_PAGE_SIZE := 0x200000
+QEMU_TIMEOUT := $(if $(filter command line,$(origin QEMU_TIMEOUT)),$(QEMU_TIMEOUT),300)
+LINUX_INPUTS := build/linux-inputs
+LINUX_IMAGE ?= $(LINUX_INPUTS)/Image
+INITRD ?= $(LINUX_INPUTS)/initrd.cpio.gz
+DISK_IMAGE ?= $(LINUX_INPUTS)/disk.img
+LINUX_BOOTARGS ?= console=ttyAMA0 earlycon=pl011,0x9000000
+LINUX_DTB_BUILT := $(BUILD_DIR)/linux.dtb
+LINUX_DTB ?= $(LINUX_DTB_BUILT)
+else ifneq ($(GUEST),baremetal)
+$(error GUEST must be baremetal or linux, not '$(GUEST)')
+endif
+
 SDK_BOARD_DIR := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
 IMAGE_FILE := $(BUILD_DIR)/loader.img
 REPORT_FILE := $(BUILD_DIR)/report.txt
 SYSTEM_FILE := $(BUILD_DIR)/guest-ram.system
-PDS := vmm selftest guest-view $(if $(filter yes,$(VM)),blk) $(if $(filter yes,$(BENCH)),bench)
+PDS := vmm $(if $(filter linux,$(GUEST)),,selftest guest-view) $(if $(filter yes,$(VM)),blk) $(if $(filter yes,$(BENCH)),bench)
 PD_ELFS := $(addprefix $(BUILD_DIR)/,$(addsuffix .elf,$(PDS)))
 # The C client PD: C, built like Microkit's own examples (the SDK's
 # libmicrokit and microkit.ld, a C cross compiler from Debian, ld.lld).
@@ -222,7 +264,8 @@ $(C_CLIENT_ELF): c-client/pd.c c-client/selftest.c c-client/selftest.h include/g
 	$(LD_LLD) -L$(SDK_BOARD_DIR)/lib $(BUILD_DIR)/c-client-pd.o $(BUILD_DIR)/c-client-selftest.o \
 	    -lmicrokit -Tmicrokit.ld -o $@
 
-PD_FEATURES := $(if $(filter yes,$(VM)),--features vmm/vm) $(if $(filter yes,$(BENCH)),--features vmm/bench)
+PD_FEATURES := $(if $(filter yes,$(VM)),--features vmm/vm) $(if $(filter linux,$(GUEST)),--features vmm/linux) \
+    $(if $(filter yes,$(BENCH)),--features vmm/bench)
 
 # The guest (VM boards): bare-metal AArch64 at EL1, soft-float (its MMU
 # and FP are off), linked at the start of guest RAM, loaded as a raw image.
@@ -269,6 +312,12 @@ $(GUEST_BIN): check-toolchain $(BUILD_DIR) FORCE
 	GUEST_RAM_GPA=$(GUEST_RAM_GPA) $(GUEST_BUILD) --target-dir $(abspath $(BUILD_DIR))/guest-target
 	$(OBJCOPY) -O binary $(BUILD_DIR)/guest-target/$(GUEST_TARGET)/release/virtio-blk-guest $@
 
+# The guest's parts of system.xml (see its header).
+LINUX_SED = -e 's|@LINUX_KERNEL@|$(abspath $(LINUX_IMAGE))|g' -e 's|@LINUX_INITRD@|$(abspath $(INITRD))|g' \
+    -e 's|@LINUX_DTB@|$(abspath $(LINUX_DTB))|g' -e 's|@DISK_IMAGE@|$(abspath $(DISK_IMAGE))|g' \
+    -e '/DEMO: begin/,/DEMO: end/d' -e '/BAREMETAL: begin/,/BAREMETAL: end/d'
+BAREMETAL_SED = -e '/LINUX: begin/,/LINUX: end/d'
+
 # system.xml is the one system description; the board file fills in what
 # differs per board (guest RAM address, size and page size) and whether it
 # gets the VM (boards without VM := yes lose the VM parts).
@@ -277,6 +326,7 @@ $(SYSTEM_FILE): system.xml $(BOARD_FILE) FORCE | $(BUILD_DIR)
 	    -e 's/@GUEST_RAM_SIZE@/$(GUEST_RAM_SIZE)/g' \
 	    -e 's/@GUEST_RAM_PAGE_SIZE@/$(GUEST_RAM_PAGE_SIZE)/g' \
 	    -e 's|@GUEST_IMAGE@|$(abspath $(GUEST_IMAGE))|g' \
+	    $(if $(filter linux,$(GUEST)),$(LINUX_SED),$(BAREMETAL_SED)) \
 	    $(if $(filter yes,$(VM)),,-e '/VM: begin/,/VM: end/d') \
 	    $(if $(filter yes,$(BENCH)),,-e '/BENCH: begin/,/BENCH: end/d') $< > $@
 
@@ -286,7 +336,22 @@ image: $(IMAGE_FILE)
 # helper's tests compare against it.
 system: $(SYSTEM_FILE)
 
-$(IMAGE_FILE): $(SYSTEM_FILE) $(PD_ELFS) $(C_CLIENT_ELF) $(if $(filter yes,$(VM)),$(GUEST_IMAGE))
+# The Linux guest's inputs, from Debian's arm64 packages (nothing is
+# committed; bring your own with LINUX_IMAGE=, INITRD=, DISK_IMAGE=).
+linux-inputs $(LINUX_INPUTS)/Image $(LINUX_INPUTS)/initrd.cpio.gz $(LINUX_INPUTS)/disk.img &: \
+        guests/linux/make-inputs.sh guests/linux/init $(wildcard guests/linux/disk/*)
+	guests/linux/make-inputs.sh $(or $(LINUX_INPUTS),build/linux-inputs)
+
+# The device tree: the DTS with the command line filled in (`run` gives
+# a shell after the suite). The VMM patches memory and initrd in place.
+LINUX_BOOTARGS_ALL = $(LINUX_BOOTARGS)$(if $(filter run,$(MAKECMDGOALS)), LINUX_SHELL=1)
+$(LINUX_DTB_BUILT): $(LINUX_DTS) FORCE | $(BUILD_DIR)
+	@command -v dtc >/dev/null || { echo "error: no dtc for the Linux device tree (Debian: device-tree-compiler), or pass LINUX_DTB="; exit 1; }
+	sed 's|@BOOTARGS@|$(LINUX_BOOTARGS_ALL)|' $(LINUX_DTS) | dtc -q -I dts -O dtb -o $@ -
+
+GUEST_INPUTS := $(if $(filter linux,$(GUEST)),$(LINUX_IMAGE) $(INITRD) $(DISK_IMAGE) $(LINUX_DTB),$(GUEST_IMAGE))
+
+$(IMAGE_FILE): $(SYSTEM_FILE) $(PD_ELFS) $(if $(filter linux,$(GUEST)),,$(C_CLIENT_ELF)) $(if $(filter yes,$(VM)),$(GUEST_INPUTS))
 	$(MICROKIT_SDK)/bin/microkit $(SYSTEM_FILE) \
 	    --search-path $(BUILD_DIR) \
 	    --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
@@ -303,9 +368,18 @@ endif
 # runs says N/N passed: the self-test, the C client's, and on VM boards the
 # guest's virtio-blk suite. A failing summary, or the VMM stopping the guest, ends
 # the wait at once.
+ifeq ($(GUEST),linux)
+# The Linux guest's suite, and its power-off through PSCI.
+SUMMARY := ^linux: virtio-blk [0-9]+/[0-9]+ passed
+PASSED := ^(linux: virtio-blk ([0-9]+)/\2 passed|INFO: vmm: guest powered off)
+SUITES := 2
+STOPPED := vmm: (stopping the guest|guest not started)|Kernel panic|end Kernel panic
+else
 SUMMARY := ^(guest-ram: selftest|guest-ram: c-client|guest: virtio-blk) [0-9]+/[0-9]+ passed
 PASSED := ^(guest-ram: selftest|guest-ram: c-client|guest: virtio-blk) ([0-9]+)/\2 passed
 SUITES := $(if $(filter yes,$(VM)),3,2)
+STOPPED := vmm: (stopping the guest|guest exited with code [1-9]|guest not started)
+endif
 qemu-test: $(IMAGE_FILE)
 ifeq ($(strip $(QEMU_CMD)),)
 	$(error $(MICROKIT_BOARD) is not a QEMU board)
@@ -315,7 +389,7 @@ endif
 	result=1; for i in $$(seq $(QEMU_TIMEOUT)); do \
 	    if [ "$$(grep -cE '$(PASSED)' $$log)" -ge $(SUITES) ]; then result=0; break; fi; \
 	    if grep -E '$(SUMMARY)' $$log | grep -qvE '$(PASSED)'; then break; fi; \
-	    if grep -qE 'vmm: (stopping the guest|guest exited with code [1-9])' $$log || ! kill -0 $$qemu 2>/dev/null; then break; fi; \
+	    if grep -qE '$(STOPPED)' $$log || ! kill -0 $$qemu 2>/dev/null; then break; fi; \
 	    sleep 1; \
 	done; kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; cat $$log; \
 	if [ $$result = 0 ]; then echo "qemu-test: PASSED"; else echo "qemu-test: FAILED (see $$log)"; fi; exit $$result

@@ -11,3 +11,6 @@ GUEST_RAM_PAGE_SIZE := 0x1000
 QEMU_CMD = qemu-system-aarch64 -machine virt,virtualization=on -cpu cortex-a53 -m size=2G \
     -serial mon:stdio -nographic \
     -device loader,file=$(IMAGE_FILE),addr=0x70000000,cpu-num=0
+# GUEST=linux: QEMU virt's devices as the Linux guest sees them (GICv2,
+# PL011, the virtio-mmio window, PSCI over SMC).
+LINUX_DTS := guests/linux/linux.dts

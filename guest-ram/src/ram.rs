@@ -475,10 +475,14 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
             return Ok(());
         }
         self.for_each_span(gpa, end, |span| {
-            let out = &mut dst[span.offset..span.offset + span.len];
-            // SAFETY: `span` lies inside one backing region (checked RAM ⊂
-            // backing), whose mapping `MappedRegion::new`'s caller promised.
-            unsafe { mem::copy_out(span.vaddr, out) };
+            // The spans tile `[0, dst.len())`; `get_mut` keeps that
+            // invariant from being a panic path (make no-panic).
+            if let Some(out) = dst.get_mut(span.offset..span.offset + span.len) {
+                // SAFETY: `span` lies inside one backing region (checked RAM
+                // ⊂ backing), whose mapping `MappedRegion::new`'s caller
+                // promised.
+                unsafe { mem::copy_out(span.vaddr, out) };
+            }
         });
         Ok(())
     }
@@ -492,9 +496,11 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
             return Ok(());
         }
         self.for_each_span(gpa, end, |span| {
-            let input = &src[span.offset..span.offset + span.len];
-            // SAFETY: as in `read`.
-            unsafe { mem::copy_in(input, span.vaddr) };
+            // As in `read`: the spans tile `[0, src.len())`.
+            if let Some(input) = src.get(span.offset..span.offset + span.len) {
+                // SAFETY: as in `read`.
+                unsafe { mem::copy_in(input, span.vaddr) };
+            }
         });
         Ok(())
     }

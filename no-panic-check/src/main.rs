@@ -23,7 +23,9 @@ use guest_ram::client::{Client, Transport};
 use guest_ram::protocol::MSG_WORDS;
 use guest_ram::server::{ClientConfig, Server, Window};
 use guest_ram::{GpaRange, GuestRam, MappedRegion, SharedBuffer};
-use vcpu_fault::{esr, hvc};
+use linux_boot::fdt;
+use vcpu_fault::{esr, hvc, psci, trap};
+use vgic::VGic;
 use virtio::blk::RamDisk;
 use virtio::device::{BlkFrontend, BlkService};
 
@@ -107,6 +109,54 @@ extern "C" fn _start() -> ! {
         black_box(frontend.emulate(word(), &access, word()));
     }
     frontend.backend_signalled();
+    black_box(trap::decode(word()));
+    black_box(psci::call(word(), word(), word(), word()));
+
+    // The guest's interrupt controller.
+    let mut gic = VGic::<4>::new();
+    black_box(gic.mmio(word(), word() as u8, Some(word() as u32)));
+    black_box(gic.mmio(word(), word() as u8, None));
+    let _ = black_box(gic.raise(word()));
+    black_box(gic.eoi(word()));
+    while let Some(injection) = gic.next_injection() {
+        if word() == 0 {
+            gic.injection_failed(injection);
+        }
+        black_box(injection);
+    }
+
+    // Loading Linux: a header, a device tree and a placement the VMM's
+    // user supplies.
+    let mut blob = [0u8; 256];
+    for b in blob.iter_mut() {
+        *b = word() as u8;
+    }
+    if let Ok(tree) = fdt::Fdt::new(&blob) {
+        let _ = black_box(tree.reg("/memory"));
+        let _ = black_box(tree.u64_property("/chosen", "linux,initrd-start"));
+    }
+    let _ = black_box(fdt::set_u64(
+        &mut blob,
+        "/chosen",
+        "linux,initrd-end",
+        word(),
+    ));
+    let memory = GpaRange {
+        gpa: word(),
+        len: word(),
+    };
+    let loaded = linux_boot::load(
+        &mut ram,
+        memory,
+        &buffer(word() as usize),
+        word(),
+        &buffer(word() as usize),
+        word(),
+        &mut blob,
+    );
+    if let Ok(layout) = loaded {
+        let _ = black_box(linux_boot::load::agrees(&blob, &layout));
+    }
 
     // The blk PD: the guest's rings through a client whose VMM lies.
     let mut client = Client::new(Opaque, buffer(word() as usize));

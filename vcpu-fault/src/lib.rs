@@ -6,6 +6,8 @@
 //!   emulate: address, width, direction, register, sign extension.
 //! - [`hvc`]: the hypercall ABI between a guest and this VMM (a guest
 //!   `hvc #0` reaches the VMM as an `UnknownSyscall` fault).
+//! - [`trap`]: a `VCPUFault`'s syndrome (`wfi`, `wfe`, `smc`).
+//! - [`psci`]: PSCI 1.0 over SMC for a one-vCPU guest.
 //!
 //! Pure functions over integers: no seL4, no `unsafe`, host-tested and
 //! fuzzed, since the guest controls every bit of their input.
@@ -15,3 +17,5 @@
 
 pub mod esr;
 pub mod hvc;
+pub mod psci;
+pub mod trap;

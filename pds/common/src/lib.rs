@@ -61,6 +61,12 @@ pub const BENCH_OFFSET: u64 = 12 << 20;
 /// behind an IOMMU). The guest learns it in x0/x1.
 pub const DMA_LEN: u64 = 0x30_0000;
 
+/// Bytes from the start of guest RAM that the bare-metal guest occupies:
+/// its image, BSS and stack. Its linker script (`guests/virtio-blk/link.x`)
+/// fails the link if they do not fit, so the VMM can reserve this much
+/// rather than the image file's length (which leaves out BSS and stack).
+pub const GUEST_FOOTPRINT: u64 = 0x10_0000;
+
 /// A `log` logger on the seL4 debug console.
 struct Console;
 

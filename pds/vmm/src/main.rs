@@ -51,15 +51,65 @@ struct Vmm {
 #[protection_domain]
 fn init() -> Vmm {
     common::init_logging(log::LevelFilter::Info);
+    // SAFETY: `system.xml` maps guest RAM into this PD for its whole life,
+    // at the address the microkit tool writes into this symbol.
+    let region = unsafe {
+        MappedRegion::new(
+            LAYOUT.gpa,
+            memory_region_symbol!(guest_ram_vaddr: *mut u8),
+            guest_ram_size(),
+        )
+    };
+    let mut ram = Ram::new(&[region]).expect("guest RAM backing");
+    let mut server = Server::new();
+    #[cfg(not(feature = "linux"))]
+    add_demo_clients(&mut ram, &mut server);
+    #[cfg(feature = "linux")]
+    ram.register_at(LAYOUT.gpa, LAYOUT.size)
+        .expect("register guest RAM");
+
+    #[cfg(feature = "vm")]
+    let vm = start_vm(&mut ram, &mut server);
+    #[cfg(not(feature = "vm"))]
+    place_images(&mut ram);
+
+    for extent in ram.extents() {
+        let r = extent.range;
+        let state = if extent.allocated {
+            "allocated"
+        } else {
+            "free"
+        };
+        log::info!("guest-ram: {:#x}..{:#x} {state}", r.gpa, r.gpa + r.len);
+    }
+    if let Ok(largest) = ram.find_largest_free_region() {
+        log::info!(
+            "guest-ram: largest free region {:#x} ({} KiB)",
+            largest.gpa,
+            largest.len >> 10
+        );
+    }
+    Vmm {
+        ram,
+        server,
+        #[cfg(feature = "vm")]
+        vm,
+    }
+}
+
+/// The demo system's clients: the self-test, guest-view and C client PDs
+/// (and the benchmark PD in `make bench-qemu`), each with its buffer and
+/// windows. Guest RAM stops half a MiB short of the mapping, so that the
+/// self-test can check a window over memory that is not RAM. A Linux
+/// system has none of them: they write guest RAM that Linux owns.
+#[cfg(not(feature = "linux"))]
+fn add_demo_clients(ram: &mut Ram, server: &mut Server<5>) {
+    ram.register_at(LAYOUT.gpa, LAYOUT.ram_len())
+        .expect("register guest RAM");
     // SAFETY: `system.xml` maps these regions into this PD for its whole
     // life, at the addresses the microkit tool writes into these symbols.
-    let (region, selftest_buffer, guest_view_buffer, c_client_buffer) = unsafe {
+    let (selftest_buffer, guest_view_buffer, c_client_buffer) = unsafe {
         (
-            MappedRegion::new(
-                LAYOUT.gpa,
-                memory_region_symbol!(guest_ram_vaddr: *mut u8),
-                guest_ram_size(),
-            ),
             SharedBuffer::new(
                 memory_region_symbol!(selftest_buffer_vaddr: *mut u8),
                 *var!(selftest_buffer_size: usize = 0),
@@ -74,11 +124,6 @@ fn init() -> Vmm {
             ),
         )
     };
-    let mut ram = Ram::new(&[region]).expect("guest RAM backing");
-    ram.register_at(LAYOUT.gpa, LAYOUT.ram_len())
-        .expect("register guest RAM");
-
-    let mut server = Server::new();
     let clients = [
         ClientConfig::new(
             *var!(selftest_channel: usize = 0),
@@ -122,33 +167,6 @@ fn init() -> Vmm {
             .add_client(client.expect("bench window"))
             .expect("client table");
     }
-    #[cfg(feature = "vm")]
-    let vm = start_vm(&mut ram, &mut server);
-    #[cfg(not(feature = "vm"))]
-    place_images(&mut ram);
-
-    for extent in ram.extents() {
-        let r = extent.range;
-        let state = if extent.allocated {
-            "allocated"
-        } else {
-            "free"
-        };
-        log::info!("guest-ram: {:#x}..{:#x} {state}", r.gpa, r.gpa + r.len);
-    }
-    if let Ok(largest) = ram.find_largest_free_region() {
-        log::info!(
-            "guest-ram: largest free region {:#x} ({} KiB)",
-            largest.gpa,
-            largest.len >> 10
-        );
-    }
-    Vmm {
-        ram,
-        server,
-        #[cfg(feature = "vm")]
-        vm,
-    }
 }
 
 /// Without a VM: what a VMM does before it starts a Linux guest, as a
@@ -169,14 +187,23 @@ fn place_images(ram: &mut Ram) {
     );
 }
 
+/// The Linux guest's images, prefilled memory regions mapped only here.
+#[cfg(feature = "linux")]
+pub struct LinuxImages {
+    kernel: SharedBuffer,
+    kernel_len: u64,
+    initrd: SharedBuffer,
+    initrd_len: u64,
+    dtb: &'static mut [u8],
+}
+
 /// With a VM: load and start the guest, and add the blk PD as a client
-/// whose window is the guest's DMA area.
+/// whose window the guest's loader chose.
 #[cfg(feature = "vm")]
 fn start_vm(ram: &mut Ram, server: &mut Server<5>) -> Option<vm::Vm> {
     use guest_ram::server::Window;
-    // SAFETY: as above; `guest_image_size` is the image region's size,
-    // which the microkit tool writes (`setvar_size`).
-    let (blk_buffer, page, image) = unsafe {
+    // SAFETY: as above: regions `system.xml` maps here for good.
+    let (blk_buffer, page) = unsafe {
         (
             SharedBuffer::new(
                 memory_region_symbol!(blk_buffer_vaddr: *mut u8),
@@ -186,21 +213,62 @@ fn start_vm(ram: &mut Ram, server: &mut Server<5>) -> Option<vm::Vm> {
                 memory_region_symbol!(blk_device_vaddr: *mut u8),
                 *var!(blk_device_size: usize = 0),
             ),
-            SharedBuffer::new(
-                memory_region_symbol!(guest_image_vaddr: *mut u8),
-                *sel4_microkit::var!(guest_image_size: usize = 0),
-            ),
         )
     };
     let blk = Channel::new(blk_channel());
-    match vm::Vm::start(ram, &image, page, blk) {
-        Ok((vm, dma)) => {
-            let window = [Window::read_write(dma, common::DMA_LEN)];
+    #[cfg(not(feature = "linux"))]
+    let started = {
+        // SAFETY: as above; `guest_image_size` is the image region's size
+        // and `guest_image_prefill_size` the image file's length, which
+        // the microkit tool writes (`setvar_size`, `setvar_prefill_size`).
+        let image = unsafe {
+            SharedBuffer::new(
+                memory_region_symbol!(guest_image_vaddr: *mut u8),
+                *var!(guest_image_size: usize = 0),
+            )
+        };
+        let image_len = *var!(guest_image_prefill_size: usize = 0) as u64;
+        vm::Vm::start(ram, &image, image_len, page, blk)
+    };
+    #[cfg(feature = "linux")]
+    let started = {
+        // SAFETY: as above, for the kernel, initrd and device tree regions.
+        // The device tree's region is mapped into this PD alone (no other
+        // PD, and not the guest), so the one `&mut` made of it here is
+        // the only access to that memory while the loader patches it.
+        let images = unsafe {
+            LinuxImages {
+                kernel: SharedBuffer::new(
+                    memory_region_symbol!(linux_kernel_vaddr: *mut u8),
+                    *var!(linux_kernel_size: usize = 0),
+                ),
+                kernel_len: *var!(linux_kernel_prefill_size: usize = 0) as u64,
+                initrd: SharedBuffer::new(
+                    memory_region_symbol!(linux_initrd_vaddr: *mut u8),
+                    *var!(linux_initrd_size: usize = 0),
+                ),
+                initrd_len: *var!(linux_initrd_prefill_size: usize = 0) as u64,
+                dtb: core::slice::from_raw_parts_mut(
+                    memory_region_symbol!(linux_dtb_vaddr: *mut u8).as_ptr(),
+                    *var!(linux_dtb_size: usize = 0),
+                ),
+            }
+        };
+        let uart = Channel::new(*var!(uart_irq_channel: usize = 0));
+        vm::Vm::start_linux(ram, images, page, blk, uart)
+    };
+    match started {
+        Ok((vm, window)) => {
+            let window = [Window::read_write(window.gpa, window.len)];
             let client = ClientConfig::new(blk.index(), blk_buffer, &window);
             server
                 .add_client(client.expect("blk window"))
                 .expect("client table");
-            log::info!("guest-ram: serving 3 clients; guest started");
+            log::info!(
+                "guest-ram: blk PD window {:#x}..{:#x}; guest started",
+                window[0].gpa,
+                window[0].gpa + window[0].len
+            );
             Some(vm)
         }
         Err(why) => {
@@ -232,8 +300,13 @@ impl Handler for Vmm {
 
     fn notified(&mut self, set: ChannelSet) -> Result<(), Self::Error> {
         #[cfg(feature = "vm")]
-        if let (true, Some(vm)) = (set.contains(Channel::new(blk_channel())), self.vm.as_mut()) {
-            vm.backend_signalled();
+        if let Some(vm) = self.vm.as_mut() {
+            if set.contains(Channel::new(blk_channel())) {
+                vm.backend_signalled();
+            }
+            if vm.uart_channel().is_some_and(|uart| set.contains(uart)) {
+                vm.uart_irq();
+            }
         }
         let _ = set;
         Ok(())

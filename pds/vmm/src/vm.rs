@@ -1,53 +1,113 @@
 // SPDX-License-Identifier: BSD-2-Clause
-//! The guest VM: loading its image into guest RAM, starting its vCPU, and
-//! the fault handler (virtio-mmio emulation, hypercalls). Glue only: the
-//! syndrome decoding is `vcpu_fault`, the device `virtio::device`.
+//! The guest VM: loading it into guest RAM, starting its vCPU, and its
+//! faults: virtio-mmio and GIC distributor emulation, interrupts (vGIC
+//! list registers, the virtual timer, forwarded device IRQs), WFI/WFE,
+//! PSCI over SMC, hypercalls. Glue only: the decoding and the state
+//! machines are `vcpu_fault`, `vgic`, `virtio::device` and `linux_boot`.
 
-use common::{DMA_LEN, LAYOUT, VIRTIO_BLK_GPA};
+use common::{LAYOUT, VIRTIO_BLK_GPA};
 use guest_ram::SharedBuffer;
 use sel4::Fault;
 use sel4_microkit::{debug_println, Channel, Child, MessageInfo};
 use vcpu_fault::esr::decode_data_abort;
 use vcpu_fault::hvc::{self, Hypercall, Text};
+use vcpu_fault::psci::{self, Outcome};
+use vcpu_fault::trap::{self, VcpuTrap};
+use vgic::VGic;
 use virtio::device::{Action, BlkFrontend};
 
 use crate::Ram;
 
 /// Microkit's capability layout for virtual machines (the tool's
-/// `PD_BASE_VM_TCB_CAP`, libmicrokit's `BASE_VM_TCB_CAP`): a VM's TCB sits
-/// at this slot plus its vCPU id in the VMM's CSpace. rust-sel4 v5.0.0's
-/// `sel4-microkit` has no accessor for it (its `Child::tcb` is a child
-/// PD's, at another base), so this is the one place that knows.
+/// `PD_BASE_VM_TCB_CAP` and `PD_BASE_VCPU_CAP`, libmicrokit's
+/// `BASE_VM_TCB_CAP` and `BASE_VCPU_CAP`): a VM's TCB and VCPU sit at
+/// these slots plus the vCPU id in the VMM's CSpace. rust-sel4 v5.0.0's
+/// `sel4-microkit` has no accessor for them, so this is the one place
+/// that knows.
 const BASE_VM_TCB_CAP: u64 = 266;
+const BASE_VCPU_CAP: u64 = 330;
 
-/// The TCB of the VM's vCPU `id`.
 fn vm_tcb(id: usize) -> sel4::cap::Tcb {
     sel4::cap::Tcb::from_bits(BASE_VM_TCB_CAP + id as u64)
+}
+
+fn vm_vcpu(id: usize) -> sel4::cap::VCpu {
+    sel4::cap::VCpu::from_bits(BASE_VCPU_CAP + id as u64)
 }
 
 /// SPSR for the first instruction: EL1h, D, A, I and F masked.
 const SPSR_EL1H_MASKED: u64 = 0x3c5;
 
+/// The guest's GIC distributor: trapped (not mapped) at QEMU virt's GICD,
+/// a 64 KiB window as the device tree says; registers in its first 4 KiB.
+const GICD_GPA: u64 = 0x0800_0000;
+const GICD_WINDOW: u64 = 0x1_0000;
+/// List registers of the vCPU interface (QEMU's and Cortex-A53's
+/// GICH_VTR: 4).
+const LIST_REGISTERS: usize = 4;
+/// The EL1 virtual timer's PPI: seL4 delivers it as a VPPI event and
+/// masks it until `AckVPPI`, which must wait for the guest's EOI.
+const TIMER_IRQ: u16 = 27;
+/// QEMU virt's PL011, passed through: SPI 1 (Linux guest only).
+const UART_IRQ: u16 = 33;
+/// The virtio-blk device's SPI 16, as the device tree says.
+const VIRTIO_BLK_IRQ: u16 = 48;
+
+/// Counts of what the guest made the VMM do, logged at power-off.
+#[derive(Default)]
+struct Counts {
+    mmio: u64,
+    gicd: u64,
+    vppi: u64,
+    maintenance: u64,
+    injected: u64,
+    wfx: u64,
+    smc: u64,
+}
+
 /// The running guest.
 pub struct Vm {
     frontend: BlkFrontend,
     blk: Channel,
+    gic: VGic<LIST_REGISTERS>,
+    uart_irq: Option<Channel>,
+    counts: Counts,
+    ignored_gicd: u32,
 }
 
 impl Vm {
-    /// Loads `image` at the start of guest RAM, sets aside the DMA area,
-    /// and starts vCPU 0 at the image's first byte with x0/x1 the DMA area
-    /// and x2 the virtio-blk window. Returns the VM and its DMA area.
+    fn new(page: SharedBuffer, blk: Channel, uart_irq: Option<Channel>) -> Vm {
+        Vm {
+            frontend: BlkFrontend::new(page),
+            blk,
+            gic: VGic::new(),
+            uart_irq,
+            counts: Counts::default(),
+            ignored_gicd: 0,
+        }
+    }
+
+    /// The bare-metal guest: loads `image` (`image_len` bytes) at the
+    /// start of guest RAM, sets aside the DMA area, and starts vCPU 0 at
+    /// the image's first byte with x0/x1 the DMA area and x2 the
+    /// virtio-blk window. Returns the VM and the blk PD's window.
+    #[cfg(not(feature = "linux"))]
     pub fn start(
         ram: &mut Ram,
         image: &SharedBuffer,
+        image_len: u64,
         page: SharedBuffer,
         blk: Channel,
-    ) -> Result<(Vm, u64), &'static str> {
-        let image_len = (image.len() as u64).next_multiple_of(0x1000);
-        ram.mark_allocated(LAYOUT.gpa, image_len)
+    ) -> Result<(Vm, guest_ram::GpaRange), &'static str> {
+        use common::DMA_LEN;
+        // The image's bytes plus its BSS and stack, as its linker script
+        // lays them out (guests/virtio-blk/link.ld: GUEST_FOOTPRINT).
+        let reserved = image_len
+            .max(common::GUEST_FOOTPRINT)
+            .next_multiple_of(0x1000);
+        ram.mark_allocated(LAYOUT.gpa, reserved)
             .map_err(|_| "guest image does not fit guest RAM")?;
-        ram.write_from_buffer(LAYOUT.gpa, image.len() as u64, image, 0)
+        ram.write_from_buffer(LAYOUT.gpa, image_len, image, 0)
             .map_err(|_| "guest image copy failed")?;
         // The self-test client writes its read-write window; keep the
         // allocator (and so the guest's DMA area) out of it.
@@ -57,32 +117,123 @@ impl Vm {
             .allocate_aligned(DMA_LEN, 1 << 20)
             .map_err(|_| "no room for the guest's DMA area")?;
         log::info!(
-            "vmm: guest image {:#x}..{:#x} ({} bytes), DMA area {dma:#x}..{:#x}, virtio-blk at {VIRTIO_BLK_GPA:#x}",
+            "vmm: guest image {:#x}..{:#x} ({image_len} bytes, {reserved:#x} reserved), DMA area {dma:#x}..{:#x}, virtio-blk at {VIRTIO_BLK_GPA:#x}",
             LAYOUT.gpa,
-            LAYOUT.gpa + image_len,
-            image.len(),
+            LAYOUT.gpa + reserved,
             dma + DMA_LEN
         );
-
-        let mut regs = sel4::UserContext::default();
-        *regs.pc_mut() = LAYOUT.gpa;
-        *regs.spsr_mut() = SPSR_EL1H_MASKED;
-        *regs.gpr_mut(0) = dma;
-        *regs.gpr_mut(1) = DMA_LEN;
-        *regs.gpr_mut(2) = VIRTIO_BLK_GPA;
-        vm_tcb(0)
-            .tcb_write_all_registers(true, &mut regs)
-            .map_err(|_| "starting vCPU 0 failed (TCB_WriteRegisters)")?;
-        let vm = Vm {
-            frontend: BlkFrontend::new(page),
-            blk,
+        start_vcpu(LAYOUT.gpa, [dma, DMA_LEN, VIRTIO_BLK_GPA])?;
+        let window = guest_ram::GpaRange {
+            gpa: dma,
+            len: DMA_LEN,
         };
-        Ok((vm, dma))
+        Ok((Vm::new(page, blk, None), window))
     }
 
-    /// The blk PD signalled.
+    /// A Linux guest: the kernel, initrd and device tree placed and loaded
+    /// by `linux_boot::load` (the device tree's `/memory` and initrd range
+    /// patched to match), vCPU 0 started at the kernel with x0 = the
+    /// device tree. The blk PD's window is all of guest RAM: Linux puts
+    /// its rings and buffers anywhere in it.
+    #[cfg(feature = "linux")]
+    pub fn start_linux(
+        ram: &mut Ram,
+        images: crate::LinuxImages,
+        page: SharedBuffer,
+        blk: Channel,
+        uart_irq: Channel,
+    ) -> Result<(Vm, guest_ram::GpaRange), &'static str> {
+        let memory = guest_ram::GpaRange {
+            gpa: LAYOUT.gpa,
+            len: LAYOUT.size,
+        };
+        let layout = linux_boot::load(
+            ram,
+            memory,
+            &images.kernel,
+            images.kernel_len,
+            &images.initrd,
+            images.initrd_len,
+            images.dtb,
+        )
+        .map_err(|e| {
+            log::error!("vmm: Linux not loaded: {e}");
+            "loading Linux failed"
+        })?;
+        let dtb_len = layout.dtb.len as usize;
+        match images
+            .dtb
+            .get(..dtb_len)
+            .map(|b| linux_boot::load::agrees(b, &layout))
+        {
+            Some(Ok(true)) => {}
+            _ => return Err("the patched device tree disagrees with the layout"),
+        }
+        let end = |r: guest_ram::GpaRange| r.gpa + r.len;
+        log::info!(
+            "vmm: Linux guest: RAM {:#x}..{:#x}, kernel {:#x}..{:#x} (image_size {:#x}, {} bytes copied), initrd {:#x}..{:#x}, dtb {:#x}..{:#x}, entry {:#x}",
+            memory.gpa,
+            end(memory),
+            layout.kernel.gpa,
+            end(layout.kernel),
+            layout.kernel.len,
+            images.kernel_len.min(layout.kernel.len),
+            layout.initrd.gpa,
+            end(layout.initrd),
+            layout.dtb.gpa,
+            end(layout.dtb),
+            layout.entry
+        );
+        start_vcpu(layout.entry, [layout.dtb.gpa, 0, 0])?;
+        Ok((Vm::new(page, blk, Some(uart_irq)), memory))
+    }
+
+    /// The blk PD signalled: used buffers (or a broken queue). Interrupt
+    /// the guest if the device now has an interrupt status.
     pub fn backend_signalled(&mut self) {
         self.frontend.backend_signalled();
+        if self.frontend.device().interrupt_status() != 0 {
+            self.raise(VIRTIO_BLK_IRQ);
+        }
+    }
+
+    /// The UART's interrupt fired (forwarded to the guest; acknowledged at
+    /// the guest's EOI).
+    pub fn uart_irq(&mut self) {
+        self.raise(UART_IRQ);
+    }
+
+    /// The channel of the forwarded UART IRQ, if any.
+    pub fn uart_channel(&self) -> Option<Channel> {
+        self.uart_irq
+    }
+
+    fn raise(&mut self, irq: u16) {
+        if let Err(e) = self.gic.raise(u64::from(irq)) {
+            log::error!("vmm: {e}");
+        }
+        self.inject_pending();
+    }
+
+    /// Puts every deliverable interrupt into a free list register.
+    fn inject_pending(&mut self) {
+        while let Some(injection) = self.gic.next_injection() {
+            // Priority 0 and group 0, as libvmm does: the guest masks
+            // through its own GICC_PMR, which the hardware applies.
+            if vm_vcpu(0)
+                .vcpu_inject_irq(injection.irq, 0, 0, injection.lr)
+                .is_err()
+            {
+                log::error!(
+                    "vmm: InjectIRQ of {} into LR {} failed",
+                    injection.irq,
+                    injection.lr
+                );
+                self.gic.injection_failed(injection);
+                return;
+            }
+            self.counts.injected += 1;
+        }
     }
 
     /// A fault from vCPU `child`: emulate, resume (a reply), or stop.
@@ -96,46 +247,8 @@ impl Vm {
     }
 
     fn handle(&mut self, ram: &Ram, id: usize, fault: Fault) -> Result<Resume, &'static str> {
-        let tcb = vm_tcb(id);
         match fault {
-            Fault::VmFault(f) => {
-                if f.is_prefetch() {
-                    log::error!("vmm: instruction abort at {:#x}", f.addr());
-                    return Err("instruction fetch from unmapped memory");
-                }
-                let access = decode_data_abort(f.fsr(), f.addr()).map_err(|e| {
-                    log::error!("vmm: data abort at {:#x} (pc {:#x}): {e}", f.addr(), f.ip());
-                    "cannot emulate this data abort"
-                })?;
-                let mut regs = tcb
-                    .tcb_read_all_registers(false)
-                    .map_err(|_| "TCB_ReadRegisters failed")?;
-                let register = usize::from(access.register);
-                let value = if register < 31 {
-                    *regs.gpr(register)
-                } else {
-                    0
-                };
-                let Some((load, action)) = self.frontend.emulate(VIRTIO_BLK_GPA, &access, value)
-                else {
-                    log::error!(
-                        "vmm: guest access to unmapped gpa {:#x} (pc {:#x})",
-                        f.addr(),
-                        f.ip()
-                    );
-                    return Err("access outside RAM and every device");
-                };
-                if let (Some(load), true) = (load, register < 31) {
-                    *regs.gpr_mut(register) = load;
-                }
-                *regs.pc_mut() += u64::from(access.instruction_len);
-                tcb.tcb_write_all_registers(false, &mut regs)
-                    .map_err(|_| "TCB_WriteRegisters failed")?;
-                if action == Action::SignalBackend {
-                    self.blk.notify();
-                }
-                Ok(Resume::Yes)
-            }
+            Fault::VmFault(f) => self.data_abort(id, &f),
             Fault::UnknownSyscall(s) => {
                 let x: [u64; 8] = core::array::from_fn(|i| s.gpr(i));
                 let (ret, resume) = match hvc::decode(&x) {
@@ -148,21 +261,197 @@ impl Vm {
                 if let Resume::Stop = resume {
                     return Ok(Resume::Stop);
                 }
-                let mut regs = tcb
-                    .tcb_read_all_registers(false)
-                    .map_err(|_| "TCB_ReadRegisters failed")?;
-                *regs.gpr_mut(0) = ret;
-                *regs.pc_mut() = s.fault_ip() + 4;
-                tcb.tcb_write_all_registers(false, &mut regs)
-                    .map_err(|_| "TCB_WriteRegisters failed")?;
+                set_x0_and_skip(id, Some(ret), s.fault_ip())?;
                 Ok(Resume::Yes)
             }
+            Fault::VGicMaintenance(m) => {
+                self.counts.maintenance += 1;
+                // idx is None when the maintenance was not for one LR.
+                if let Some(irq) = m.idx().and_then(|lr| self.gic.eoi(lr)) {
+                    self.acknowledge(id, irq);
+                }
+                self.inject_pending();
+                Ok(Resume::Yes)
+            }
+            Fault::VPpiEvent(e) => {
+                self.counts.vppi += 1;
+                match u16::try_from(e.irq()) {
+                    Ok(irq) => self.raise(irq),
+                    Err(_) => log::error!("vmm: VPPI event for irq {}", e.irq()),
+                }
+                Ok(Resume::Yes)
+            }
+            Fault::VCpuFault(f) => match trap::decode(f.hsr()) {
+                VcpuTrap::Wfi | VcpuTrap::Wfe => {
+                    // Resume after it: the guest's idle loop checks for
+                    // work and waits again (see the README: what idle costs).
+                    self.counts.wfx += 1;
+                    set_x0_and_skip(id, None, current_pc(id)?)?;
+                    Ok(Resume::Yes)
+                }
+                VcpuTrap::Smc { .. } => {
+                    self.counts.smc += 1;
+                    self.smc(id)
+                }
+                VcpuTrap::Other { ec } => {
+                    log::error!("vmm: vCPU fault with syndrome {:#x} (EC {ec:#x})", f.hsr());
+                    Err("unhandled vCPU fault")
+                }
+            },
             other => {
                 log::error!("vmm: unexpected fault from the guest: {other:?}");
                 Err("unhandled fault")
             }
         }
     }
+
+    /// An interrupt the guest has ended: acknowledge it at its source.
+    fn acknowledge(&mut self, id: usize, irq: u16) {
+        let failed = match irq {
+            TIMER_IRQ => vm_vcpu(id).vcpu_ack_vppi(u64::from(irq)).is_err(),
+            UART_IRQ => self.uart_irq.is_some_and(|c| c.irq_ack().is_err()),
+            _ => false,
+        };
+        if failed {
+            log::error!("vmm: acknowledging interrupt {irq} failed");
+        }
+    }
+
+    fn smc(&mut self, id: usize) -> Result<Resume, &'static str> {
+        let tcb = vm_tcb(id);
+        let mut regs = tcb
+            .tcb_read_all_registers(false)
+            .map_err(|_| "TCB_ReadRegisters failed")?;
+        let (x0, x1, x2, x3) = (*regs.gpr(0), *regs.gpr(1), *regs.gpr(2), *regs.gpr(3));
+        match psci::call(x0, x1, x2, x3) {
+            Outcome::Return(value) => {
+                if !psci::is_psci(x0) {
+                    log::warn!("vmm: guest SMC {x0:#x} is not PSCI: NOT_SUPPORTED");
+                }
+                *regs.gpr_mut(0) = value;
+                *regs.pc_mut() += 4;
+                tcb.tcb_write_all_registers(false, &mut regs)
+                    .map_err(|_| "TCB_WriteRegisters failed")?;
+                Ok(Resume::Yes)
+            }
+            Outcome::SystemOff | Outcome::CpuOff => {
+                let c = &self.counts;
+                log::info!(
+                    "vmm: guest faults: {} virtio-mmio, {} GICD, {} timer VPPIs, {} maintenance, {} IRQs injected, {} WFI/WFE, {} SMC",
+                    c.mmio, c.gicd, c.vppi, c.maintenance, c.injected, c.wfx, c.smc
+                );
+                log::info!("vmm: guest powered off");
+                Ok(Resume::Stop)
+            }
+            Outcome::SystemReset => {
+                log::info!("vmm: guest asked for a reset; restarting a guest is not supported: stopping it");
+                Ok(Resume::Stop)
+            }
+        }
+    }
+
+    fn data_abort(&mut self, id: usize, f: &sel4::VmFault) -> Result<Resume, &'static str> {
+        if f.is_prefetch() {
+            log::error!("vmm: instruction abort at {:#x}", f.addr());
+            return Err("instruction fetch from unmapped memory");
+        }
+        let access = decode_data_abort(f.fsr(), f.addr()).map_err(|e| {
+            log::error!("vmm: data abort at {:#x} (pc {:#x}): {e}", f.addr(), f.ip());
+            "cannot emulate this data abort"
+        })?;
+        let tcb = vm_tcb(id);
+        let mut regs = tcb
+            .tcb_read_all_registers(false)
+            .map_err(|_| "TCB_ReadRegisters failed")?;
+        let register = usize::from(access.register);
+        let value = if register < 31 {
+            *regs.gpr(register)
+        } else {
+            0
+        };
+        let (load, action) = if let Some(offset) = access
+            .gpa
+            .checked_sub(GICD_GPA)
+            .filter(|o| *o < GICD_WINDOW)
+        {
+            self.counts.gicd += 1;
+            let write = access.write.then(|| access.store_value(value) as u32);
+            let answer = self.gic.mmio(offset, access.width, write);
+            if let vgic::Access::Ignored(why) = answer {
+                self.ignored_gicd = self.ignored_gicd.saturating_add(1);
+                if self.ignored_gicd <= 8 || self.ignored_gicd.is_power_of_two() {
+                    log::warn!(
+                        "vgic: guest {} of {} bytes at GICD+{offset:#x} ignored: {why} (#{})",
+                        if access.write { "write" } else { "read" },
+                        access.width,
+                        self.ignored_gicd
+                    );
+                }
+            }
+            let load = (!access.write && access.writes_register())
+                .then(|| access.load_value(u64::from(answer.value())));
+            (load, None)
+        } else {
+            self.counts.mmio += 1;
+            let Some((load, action)) = self.frontend.emulate(VIRTIO_BLK_GPA, &access, value) else {
+                log::error!(
+                    "vmm: guest access to unmapped gpa {:#x} (pc {:#x})",
+                    f.addr(),
+                    f.ip()
+                );
+                return Err("access outside RAM and every device");
+            };
+            (load, Some(action))
+        };
+        if let (Some(load), true) = (load, register < 31) {
+            *regs.gpr_mut(register) = load;
+        }
+        *regs.pc_mut() += u64::from(access.instruction_len);
+        tcb.tcb_write_all_registers(false, &mut regs)
+            .map_err(|_| "TCB_WriteRegisters failed")?;
+        match action {
+            Some(Action::SignalBackend) => self.blk.notify(),
+            // A distributor write may have enabled something pending.
+            None => self.inject_pending(),
+            Some(Action::None) => {}
+        }
+        Ok(Resume::Yes)
+    }
+}
+
+/// Writes all of vCPU 0's registers at `pc` with `x0..x2` and starts it.
+fn start_vcpu(pc: u64, x: [u64; 3]) -> Result<(), &'static str> {
+    let mut regs = sel4::UserContext::default();
+    *regs.pc_mut() = pc;
+    *regs.spsr_mut() = SPSR_EL1H_MASKED;
+    for (i, value) in x.into_iter().enumerate() {
+        *regs.gpr_mut(i) = value;
+    }
+    vm_tcb(0)
+        .tcb_write_all_registers(true, &mut regs)
+        .map_err(|_| "starting vCPU 0 failed (TCB_WriteRegisters)")
+}
+
+fn current_pc(id: usize) -> Result<u64, &'static str> {
+    vm_tcb(id)
+        .tcb_read_all_registers(false)
+        .map(|regs| *regs.pc())
+        .map_err(|_| "TCB_ReadRegisters failed")
+}
+
+/// Resumes vCPU `id` after the 4-byte instruction at `pc`, with `x0` set
+/// if given.
+fn set_x0_and_skip(id: usize, x0: Option<u64>, pc: u64) -> Result<(), &'static str> {
+    let tcb = vm_tcb(id);
+    let mut regs = tcb
+        .tcb_read_all_registers(false)
+        .map_err(|_| "TCB_ReadRegisters failed")?;
+    if let Some(x0) = x0 {
+        *regs.gpr_mut(0) = x0;
+    }
+    *regs.pc_mut() = pc + 4;
+    tcb.tcb_write_all_registers(false, &mut regs)
+        .map_err(|_| "TCB_WriteRegisters failed")
 }
 
 enum Resume {

@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: BSD-2-Clause
+//! Booting an arm64 Linux kernel from a Microkit VMM whose guest RAM is a
+//! [`guest_ram::GuestRam`].
+//!
+//! - [`image`]: the arm64 `Image` header (`Documentation/arch/arm64/booting.rst`):
+//!   magic, `text_offset`, `image_size` (which covers the BSS: reserve it,
+//!   not the file's length), flags.
+//! - [`fdt`]: a flattened device tree reader that finds a property by node
+//!   path and rewrites its value in place, so that the guest's `/memory`
+//!   and `/chosen` initrd range say what the VMM really did.
+//! - [`mod@load`]: places the kernel at a 2 MiB-aligned base, the initrd and
+//!   the device tree with `allocate_aligned` (never overlapping: the
+//!   allocator says so), patches the device tree, copies all three in,
+//!   and returns the layout and the entry state of vCPU 0.
+//!
+//! `#![no_std]`, no allocation; every bad header or blob is an error value.
+#![no_std]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod fdt;
+pub mod image;
+pub mod load;
+
+pub use load::{load, BootLayout, LoadError};

@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: BSD-2-Clause
+//! The loader against real memory: a fake kernel, initrd and the repo's
+//! own device tree (`guests/linux/linux.dts`, compiled with `dtc`), loaded
+//! into a `GuestRam`; then every byte placed and every DT property checked
+//! against the layout, and the layout against the allocator.
+#![allow(
+    unsafe_code,
+    reason = "test memory stands in for the mappings system.xml makes: kept alive for the whole test"
+)]
+
+use std::path::Path;
+use std::process::Command;
+use std::ptr::NonNull;
+
+use guest_ram::{GpaRange, GuestRam, MappedRegion, SharedBuffer};
+use linux_boot::fdt::{self, Fdt};
+use linux_boot::image::{ImageError, MAGIC};
+use linux_boot::load::{agrees, load, LoadError};
+
+const GPA: u64 = 0x4000_0000;
+const RAM: u64 = 128 << 20;
+
+/// The repo's DTS compiled as the Makefile compiles it.
+fn repo_dtb() -> Vec<u8> {
+    let dts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/linux/linux.dts");
+    let source = std::fs::read_to_string(&dts)
+        .unwrap()
+        .replace("@BOOTARGS@", "console=ttyAMA0");
+    let mut child = Command::new("dtc")
+        .args(["-q", "-I", "dts", "-O", "dtb", "-o", "-", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("dtc (Debian: device-tree-compiler) is needed to test the repo's device tree");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(source.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "dtc failed on {}", dts.display());
+    out.stdout
+}
+
+fn kernel_image(image_size: u64, file_len: usize) -> Vec<u8> {
+    let mut k: Vec<u8> = (0..file_len).map(|i| (i * 7 + 3) as u8).collect();
+    k[0x08..0x10].copy_from_slice(&0u64.to_le_bytes());
+    k[0x10..0x18].copy_from_slice(&image_size.to_le_bytes());
+    k[0x18..0x20].copy_from_slice(&0xau64.to_le_bytes());
+    k[0x38..0x3c].copy_from_slice(&MAGIC.to_le_bytes());
+    k
+}
+
+struct Guest {
+    memory: Vec<u8>,
+    ram: GuestRam<1, 16>,
+}
+
+impl Guest {
+    fn new() -> Self {
+        let mut memory = vec![0u8; RAM as usize];
+        let ptr = NonNull::new(memory.as_mut_ptr()).unwrap();
+        // SAFETY: `memory` lives as long as `ram` (both in `Guest`) and is
+        // only read through `ram` afterwards.
+        let region = unsafe { MappedRegion::new(GPA, ptr, RAM) };
+        let mut ram = GuestRam::new(&[region]).unwrap();
+        ram.register_at(GPA, RAM).unwrap();
+        Guest { memory, ram }
+    }
+    fn bytes(&self, range: GpaRange) -> Vec<u8> {
+        let mut out = vec![0u8; range.len as usize];
+        self.ram.read(range.gpa, &mut out).unwrap();
+        out
+    }
+}
+
+fn buffer(bytes: &mut [u8]) -> SharedBuffer {
+    // SAFETY: every buffer outlives its use in the test that made it.
+    unsafe { SharedBuffer::new(NonNull::new(bytes.as_mut_ptr()).unwrap(), bytes.len()) }
+}
+
+#[test]
+fn loads_and_the_device_tree_agrees() {
+    let mut g = Guest::new();
+    let image_size = 0x201_0000;
+    let mut kernel = kernel_image(image_size, 3 << 20);
+    let kernel_len = kernel.len() as u64;
+    // A page-rounded region: the initrd's file is shorter.
+    let mut initrd: Vec<u8> = (0..0x18_0000).map(|i| (i % 251) as u8).collect();
+    let initrd_len = 0x17_7339;
+    let mut dtb = repo_dtb();
+    dtb.resize(0x2000, 0); // page-rounded region
+    let memory = GpaRange { gpa: GPA, len: RAM };
+    let layout = load(
+        &mut g.ram,
+        memory,
+        &buffer(&mut kernel),
+        kernel_len,
+        &buffer(&mut initrd),
+        initrd_len,
+        &mut dtb,
+    )
+    .unwrap();
+
+    assert_eq!(layout.entry, GPA);
+    assert_eq!(
+        layout.kernel,
+        GpaRange {
+            gpa: GPA,
+            len: image_size
+        }
+    );
+    assert_eq!(layout.initrd.len, initrd_len);
+    // Never overlapping, all inside RAM.
+    let ranges = [layout.kernel, layout.initrd, layout.dtb];
+    for (i, a) in ranges.iter().enumerate() {
+        assert!(a.gpa >= GPA && a.gpa + a.len <= GPA + RAM);
+        for b in &ranges[i + 1..] {
+            assert!(
+                a.gpa + a.len <= b.gpa || b.gpa + b.len <= a.gpa,
+                "{a:?} overlaps {b:?}"
+            );
+        }
+    }
+    // The device tree: 8-byte aligned, within one 2 MiB block.
+    assert_eq!(layout.dtb.gpa % 8, 0);
+    assert_eq!(
+        layout.dtb.gpa >> 21,
+        (layout.dtb.gpa + layout.dtb.len - 1) >> 21
+    );
+    // The allocator holds all three.
+    for range in ranges {
+        assert_eq!(
+            g.ram.mark_allocated(range.gpa, range.len),
+            Err(guest_ram::Error::AlreadyAllocated)
+        );
+    }
+    // Bytes: the kernel file, the initrd's bytes, the patched blob.
+    assert_eq!(
+        g.bytes(GpaRange {
+            gpa: GPA,
+            len: kernel_len
+        }),
+        kernel
+    );
+    assert_eq!(g.bytes(layout.initrd), initrd[..initrd_len as usize]);
+    let in_guest = g.bytes(layout.dtb);
+    assert_eq!(in_guest, dtb[..layout.dtb.len as usize]);
+    // What the guest reads agrees with the layout, property by property.
+    assert!(agrees(&in_guest, &layout).unwrap());
+    let tree = Fdt::new(&in_guest).unwrap();
+    assert_eq!(tree.reg("/memory"), Ok((GPA, RAM)));
+    assert_eq!(
+        tree.u64_property("/chosen", "linux,initrd-start"),
+        Ok(layout.initrd.gpa)
+    );
+    assert_eq!(
+        tree.u64_property("/chosen", "linux,initrd-end"),
+        Ok(layout.initrd.gpa + initrd_len)
+    );
+    drop(g.memory);
+}
+
+#[test]
+fn bad_inputs_are_errors_and_change_nothing() {
+    let memory = GpaRange { gpa: GPA, len: RAM };
+    let mut initrd = vec![0u8; 0x1000];
+    let good_dtb = repo_dtb();
+
+    // Not an Image (a gzip'd vmlinuz).
+    let mut g = Guest::new();
+    let mut gz = kernel_image(0x10_0000, 0x1000);
+    gz[0x38] = 0x1f;
+    let mut dtb = good_dtb.clone();
+    let err = load(
+        &mut g.ram,
+        memory,
+        &buffer(&mut gz),
+        0x1000,
+        &buffer(&mut initrd),
+        0,
+        &mut dtb,
+    );
+    assert!(matches!(
+        err,
+        Err(LoadError::Image(ImageError::BadMagic(_)))
+    ));
+    assert!(err.unwrap_err().to_string().contains("not an arm64 Image"));
+
+    // A device tree without /chosen's initrd placeholders.
+    let mut kernel = kernel_image(0x10_0000, 0x1000);
+    let mut dtb = fdt::tests_support::Builder::default()
+        .begin("")
+        .begin("memory@40000000")
+        .prop("reg", &[0; 16])
+        .end()
+        .end()
+        .finish()
+        .to_vec();
+    let err = load(
+        &mut g.ram,
+        memory,
+        &buffer(&mut kernel),
+        0x1000,
+        &buffer(&mut initrd),
+        0,
+        &mut dtb,
+    );
+    assert!(
+        matches!(err, Err(LoadError::Fdt(fdt::FdtError::NotFound, _))),
+        "{err:?}"
+    );
+
+    // A kernel whose image_size does not fit the memory.
+    let mut huge = kernel_image(RAM + 0x1000, 0x1000);
+    let mut dtb = good_dtb.clone();
+    let err = load(
+        &mut g.ram,
+        memory,
+        &buffer(&mut huge),
+        0x1000,
+        &buffer(&mut initrd),
+        0,
+        &mut dtb,
+    );
+    assert!(
+        matches!(err, Err(LoadError::Ram(guest_ram::Error::NoSpace, _))),
+        "{err:?}"
+    );
+
+    // A kernel that fills the memory: no room for the device tree, and
+    // the kernel's reservation is given back.
+    let mut full = kernel_image(RAM, 0x1000);
+    let mut dtb = good_dtb.clone();
+    let err = load(
+        &mut g.ram,
+        memory,
+        &buffer(&mut full),
+        0x1000,
+        &buffer(&mut initrd),
+        0,
+        &mut dtb,
+    );
+    assert!(
+        matches!(
+            err,
+            Err(LoadError::Ram(guest_ram::Error::NoSpace, "device tree"))
+        ),
+        "{err:?}"
+    );
+
+    // None of that left anything allocated.
+    assert_eq!(g.ram.find_largest_free_region().unwrap(), memory);
+
+    // An initrd that does not fit after the kernel.
+    let mut kernel = kernel_image(RAM - (2 << 20), 0x1000);
+    let mut big = vec![0u8; 4 << 20];
+    let mut dtb = good_dtb.clone();
+    let err = load(
+        &mut g.ram,
+        memory,
+        &buffer(&mut kernel),
+        0x1000,
+        &buffer(&mut big),
+        4 << 20,
+        &mut dtb,
+    );
+    assert!(
+        matches!(
+            err,
+            Err(LoadError::Ram(guest_ram::Error::NoSpace, "initrd"))
+        ),
+        "{err:?}"
+    );
+    assert_eq!(g.ram.find_largest_free_region().unwrap(), memory);
+
+    // Room for the initrd but not the device tree: both given back.
+    let mut kernel = kernel_image(RAM - (4 << 20), 0x1000);
+    let mut dtb = good_dtb.clone();
+    let err = load(
+        &mut g.ram,
+        memory,
+        &buffer(&mut kernel),
+        0x1000,
+        &buffer(&mut big),
+        4 << 20,
+        &mut dtb,
+    );
+    assert!(
+        matches!(
+            err,
+            Err(LoadError::Ram(guest_ram::Error::NoSpace, "device tree"))
+        ),
+        "{err:?}"
+    );
+    assert_eq!(g.ram.find_largest_free_region().unwrap(), memory);
+}
+
+#[test]
+fn text_offset_is_honoured() {
+    let mut g = Guest::new();
+    let mut kernel = kernel_image(0x20_0000, 0x2000);
+    kernel[0x08..0x10].copy_from_slice(&0x8_0000u64.to_le_bytes());
+    let mut initrd = vec![1u8; 0x1000];
+    let mut dtb = repo_dtb();
+    // Memory that starts 1 MiB into the RAM: the base rounds up to 2 MiB.
+    let memory = GpaRange {
+        gpa: GPA + (1 << 20),
+        len: RAM - (1 << 20),
+    };
+    let layout = load(
+        &mut g.ram,
+        memory,
+        &buffer(&mut kernel),
+        0x2000,
+        &buffer(&mut initrd),
+        0x1000,
+        &mut dtb,
+    )
+    .unwrap();
+    assert_eq!(layout.entry, GPA + (2 << 20) + 0x8_0000);
+    assert_eq!(
+        g.bytes(GpaRange {
+            gpa: layout.entry,
+            len: 0x2000
+        }),
+        kernel
+    );
+    assert!(agrees(&dtb, &layout).unwrap());
+}
