@@ -63,7 +63,7 @@ NO_PANIC_BUILD = $(BARE_METAL_CARGO) --profile nopanic -p no-panic-check --targe
 CROSS_TARGETS := aarch64-unknown-none riscv64gc-unknown-none-elf x86_64-unknown-none
 GUEST_TARGET := aarch64-unknown-none-softfloat
 
-.PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri sdf-test system bench bench-instructions bench-qemu bench-qemu-run fuzz \
+.PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri sdf-test system bench bench-instructions bench-qemu bench-qemu-run bench-linux fuzz \
         image run qemu-test clean help check-sdk check-board check-toolchain linux-inputs
 
 all: image
@@ -347,7 +347,8 @@ linux-inputs $(LINUX_INPUTS)/Image $(LINUX_INPUTS)/initrd.cpio.gz $(LINUX_INPUTS
 LINUX_BOOTARGS_ALL = $(LINUX_BOOTARGS)$(if $(filter run,$(MAKECMDGOALS)), LINUX_SHELL=1)
 $(LINUX_DTB_BUILT): $(LINUX_DTS) FORCE | $(BUILD_DIR)
 	@command -v dtc >/dev/null || { echo "error: no dtc for the Linux device tree (Debian: device-tree-compiler), or pass LINUX_DTB="; exit 1; }
-	sed 's|@BOOTARGS@|$(LINUX_BOOTARGS_ALL)|' $(LINUX_DTS) | dtc -q -I dts -O dtb -o $@ -
+	sed -e 's|@BOOTARGS@|$(LINUX_BOOTARGS_ALL)|' -e "s|@RNG_SEED@|$$(od -An -tx1 -N64 /dev/urandom | tr -s ' \n' ' ')|" \
+	    $(LINUX_DTS) | dtc -q -I dts -O dtb -o $@ -
 
 GUEST_INPUTS := $(if $(filter linux,$(GUEST)),$(LINUX_IMAGE) $(INITRD) $(DISK_IMAGE) $(LINUX_DTB),$(GUEST_IMAGE))
 
@@ -393,6 +394,36 @@ endif
 	    sleep 1; \
 	done; kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; cat $$log; \
 	if [ $$result = 0 ]; then echo "qemu-test: PASSED"; else echo "qemu-test: FAILED (see $$log)"; fi; exit $$result
+
+# GUEST=linux: the same kernel, initrd and disk on seL4 (this system) and
+# on plain QEMU (-machine virt -cpu cortex-a53, 128 MiB, QEMU's own
+# virtio-blk), one right after the other, LINUX_RUNS times: the wall time
+# from QEMU's start to the suite's summary line, and each run's dd line.
+LINUX_RUNS ?= 3
+PLAIN_QEMU_CMD = qemu-system-aarch64 -machine virt -cpu cortex-a53 -m 128M -nographic \
+    -kernel $(LINUX_IMAGE) -initrd $(INITRD) -append "$(LINUX_BOOTARGS)" \
+    -drive file=$(BUILD_DIR)/plain-disk.img,if=none,format=raw,id=disk \
+    -device virtio-blk-device,drive=disk,bus=virtio-mmio-bus.0 -global virtio-mmio.force-legacy=false
+bench-linux: $(IMAGE_FILE)
+ifneq ($(GUEST),linux)
+	$(error bench-linux compares the Linux guest: make GUEST=linux bench-linux)
+endif
+	@timed() { log=$$1; shift; rm -f $$log; start=$$(date +%s%N); \
+	    "$$@" < /dev/null > $$log 2>&1 & pid=$$!; \
+	    for i in $$(seq $$(( $(QEMU_TIMEOUT) * 20 ))); do \
+	        grep -qE '^linux: virtio-blk [0-9]+/[0-9]+ passed' $$log && break; \
+	        kill -0 $$pid 2>/dev/null || break; sleep 0.05; \
+	    done; end=$$(date +%s%N); kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; \
+	    grep -qE '^linux: virtio-blk ([0-9]+)/\1 passed' $$log || { echo "bench-linux: FAILED (see $$log)"; exit 1; }; \
+	    echo $$(( (end - start) / 1000000 )); }; \
+	for run in $$(seq $(LINUX_RUNS)); do \
+	    sel4=$$(timed $(BUILD_DIR)/bench-sel4.log $(QEMU_CMD)) || exit 1; \
+	    cp $(DISK_IMAGE) $(BUILD_DIR)/plain-disk.img; \
+	    plain=$$(timed $(BUILD_DIR)/bench-plain.log $(PLAIN_QEMU_CMD)) || exit 1; \
+	    echo "bench-linux: run $$run: QEMU start to the summary line: seL4 $$sel4 ms, plain QEMU $$plain ms ($$(( sel4 * 100 / plain ))%)"; \
+	    sed -n 's/^linux: dd: /bench-linux:   seL4  dd: /p' $(BUILD_DIR)/bench-sel4.log; \
+	    sed -n 's/^linux: dd: /bench-linux:   plain dd: /p' $(BUILD_DIR)/bench-plain.log; \
+	done
 
 # The copy service measured on seL4: Microkit's benchmark config on
 # qemu_virt_aarch64, the benchmark PD added (BENCH=yes), QEMU with

@@ -25,7 +25,8 @@ fn repo_dtb() -> Vec<u8> {
     let dts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/linux/linux.dts");
     let source = std::fs::read_to_string(&dts)
         .unwrap()
-        .replace("@BOOTARGS@", "console=ttyAMA0");
+        .replace("@BOOTARGS@", "console=ttyAMA0")
+        .replace("@RNG_SEED@", "01 02 03 04");
     let mut child = Command::new("dtc")
         .args(["-q", "-I", "dts", "-O", "dtb", "-o", "-", "-"])
         .stdin(std::process::Stdio::piped())

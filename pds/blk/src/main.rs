@@ -17,6 +17,8 @@ use virtio::device::BlkService;
 
 struct Blk {
     vmm: Channel,
+    /// Batches of at least 1 MiB served so far.
+    large: u64,
     client: Client<CountingPpc>,
     service: BlkService<RamDisk>,
 }
@@ -59,6 +61,7 @@ fn init() -> Blk {
     let vmm = Channel::new(*var!(vmm_channel: usize = 0));
     Blk {
         vmm,
+        large: 0,
         client: Client::new(
             CountingPpc {
                 ppc: Ppc(vmm),
@@ -87,6 +90,11 @@ impl Handler for Blk {
         let (calls, stats) = (self.client_calls(), self.service.stats());
         let bytes = stats.bytes - before.1.bytes;
         if bytes >= 1 << 20 {
+            self.large += 1;
+        }
+        // The first few megabyte batches, then every power-of-two-th: a
+        // Linux guest's streaming I/O would otherwise flood the console.
+        if bytes >= 1 << 20 && (self.large <= 4 || self.large.is_power_of_two()) {
             let ppcs = calls - before.0;
             log::info!(
                 "blk: {} request(s), {bytes} bytes in {ppcs} PPCs ({} bytes/PPC), {} ticks ({} us)",
