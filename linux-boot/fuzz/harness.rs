@@ -112,7 +112,7 @@ pub fn run(data: &[u8]) -> bool {
             ram.read(layout.dtb.gpa, &mut in_guest).unwrap();
             assert!(agrees(&in_guest, &layout).unwrap());
         }
-        Err(_) => assert_eq!(ram.find_largest_free_region().unwrap(), whole),
+        Err(e) => assert_eq!(ram.find_largest_free_region().unwrap(), whole, "{e:?}"),
     }
     drop(ram);
     drop(memory);

@@ -102,6 +102,20 @@ pub fn load<const B: usize, const E: usize, K: Access, I: Access>(
         .map_err(|_| LoadError::Image(ImageError::TooShort))?;
     let image = ImageHeader::parse(&header, 0).map_err(LoadError::Image)?;
     let kernel_len = kernel_len.min(image.image_size);
+    // The lengths must lie inside their buffers, or the copies below would
+    // fail after guest RAM was already allocated.
+    if kernel_len > kernel.len() as u64 {
+        return Err(LoadError::Ram(
+            guest_ram::Error::OutsideBuffer,
+            "kernel longer than its buffer",
+        ));
+    }
+    if initrd_len > initrd.len() as u64 {
+        return Err(LoadError::Ram(
+            guest_ram::Error::OutsideBuffer,
+            "initrd longer than its buffer",
+        ));
+    }
     let dtb_len = {
         let tree = Fdt::new(dtb).map_err(|e| LoadError::Fdt(e, "device tree"))?;
         tree.reg(MEMORY).map_err(|e| {
@@ -150,25 +164,26 @@ pub fn load<const B: usize, const E: usize, K: Access, I: Access>(
         }
     };
 
-    // Patch the device tree to match.
-    let initrd_end = initrd_range.gpa + initrd_range.len;
-    fdt::set_reg(dtb, MEMORY, memory.gpa, memory.len).map_err(|e| LoadError::Fdt(e, MEMORY))?;
-    fdt::set_u64(dtb, CHOSEN, INITRD_START, initrd_range.gpa)
-        .map_err(|e| LoadError::Fdt(e, INITRD_START))?;
-    fdt::set_u64(dtb, CHOSEN, INITRD_END, initrd_end).map_err(|e| LoadError::Fdt(e, INITRD_END))?;
-
-    // Copy.
-    ram.write_from_buffer(entry, kernel_len, kernel, 0)
-        .map_err(|e| LoadError::Ram(e, "copying the kernel"))?;
-    if initrd_len > 0 {
-        ram.write_from_buffer(initrd_range.gpa, initrd_len, initrd, 0)
-            .map_err(|e| LoadError::Ram(e, "copying the initrd"))?;
+    // Patch the device tree to match, and copy the three in. Checked
+    // above, none of this should fail; if it does, the allocations are
+    // given back all the same.
+    let copied = patch_and_copy(
+        ram,
+        memory,
+        (entry, kernel, kernel_len),
+        (initrd_range, initrd),
+        (dtb_gpa, dtb, dtb_len),
+    );
+    if let Err(e) = copied {
+        let _ = ram.free(base, reserved);
+        if let Some(len) = round_up(initrd_range.len, PAGE_SIZE).filter(|len| *len > 0) {
+            let _ = ram.free(initrd_range.gpa, len);
+        }
+        if let Some(len) = round_up(dtb_len, PAGE_SIZE) {
+            let _ = ram.free(dtb_gpa, len);
+        }
+        return Err(e);
     }
-    let blob = dtb
-        .get(..dtb_len as usize)
-        .ok_or(LoadError::Fdt(FdtError::Truncated, "device tree"))?;
-    ram.write(dtb_gpa, blob)
-        .map_err(|e| LoadError::Ram(e, "copying the device tree"))?;
 
     Ok(BootLayout {
         memory,
@@ -183,6 +198,33 @@ pub fn load<const B: usize, const E: usize, K: Access, I: Access>(
             len: dtb_len,
         },
     })
+}
+
+/// Patches `dtb`'s `/memory` and `/chosen` initrd range, then copies the
+/// kernel, the initrd and the device tree into guest RAM.
+fn patch_and_copy<const B: usize, const E: usize, K: Access, I: Access>(
+    ram: &mut GuestRam<B, E>,
+    memory: GpaRange,
+    (entry, kernel, kernel_len): (u64, &SharedBuffer<K>, u64),
+    (initrd_range, initrd): (GpaRange, &SharedBuffer<I>),
+    (dtb_gpa, dtb, dtb_len): (u64, &mut [u8], u64),
+) -> Result<(), LoadError> {
+    let initrd_end = initrd_range.gpa + initrd_range.len;
+    fdt::set_reg(dtb, MEMORY, memory.gpa, memory.len).map_err(|e| LoadError::Fdt(e, MEMORY))?;
+    fdt::set_u64(dtb, CHOSEN, INITRD_START, initrd_range.gpa)
+        .map_err(|e| LoadError::Fdt(e, INITRD_START))?;
+    fdt::set_u64(dtb, CHOSEN, INITRD_END, initrd_end).map_err(|e| LoadError::Fdt(e, INITRD_END))?;
+    ram.write_from_buffer(entry, kernel_len, kernel, 0)
+        .map_err(|e| LoadError::Ram(e, "copying the kernel"))?;
+    if initrd_range.len > 0 {
+        ram.write_from_buffer(initrd_range.gpa, initrd_range.len, initrd, 0)
+            .map_err(|e| LoadError::Ram(e, "copying the initrd"))?;
+    }
+    let blob = dtb
+        .get(..dtb_len as usize)
+        .ok_or(LoadError::Fdt(FdtError::Truncated, "device tree"))?;
+    ram.write(dtb_gpa, blob)
+        .map_err(|e| LoadError::Ram(e, "copying the device tree"))
 }
 
 /// Allocates the initrd (if any) and then the device tree; on failure

@@ -252,6 +252,37 @@ fn bad_inputs_are_errors_and_change_nothing() {
         "{err:?}"
     );
 
+    // Lengths longer than their buffers (the fuzzer's find: the initrd's
+    // copy failed after the kernel was placed and copied, leaving both).
+    let mut kernel = kernel_image(0x10_0000, 0x1000);
+    let mut dtb = good_dtb.clone();
+    let err = load(
+        &mut g.ram,
+        memory,
+        &buffer(&mut kernel),
+        0x1000,
+        &buffer(&mut initrd),
+        0x1001,
+        &mut dtb,
+    );
+    assert!(
+        matches!(err, Err(LoadError::Ram(guest_ram::Error::OutsideBuffer, _))),
+        "{err:?}"
+    );
+    let err = load(
+        &mut g.ram,
+        memory,
+        &buffer(&mut kernel),
+        0x2000,
+        &buffer(&mut initrd),
+        0,
+        &mut dtb,
+    );
+    assert!(
+        matches!(err, Err(LoadError::Ram(guest_ram::Error::OutsideBuffer, _))),
+        "{err:?}"
+    );
+
     // None of that left anything allocated.
     assert_eq!(g.ram.find_largest_free_region().unwrap(), memory);
 
