@@ -25,7 +25,11 @@
 #                    GUEST=linux: a raw arm64 kernel Image, a gzip'd cpio
 #                    initrd and the blk PD's disk image (defaults: built from
 #                    Debian's arm64 packages by guests/linux/make-inputs.sh
-#                    into build/linux-inputs)
+#                    into build/linux-inputs); DISK_IMAGE also for the
+#                    bare-metal guest (default: 1 MiB of zeros)
+#   BLK_COPIES       1 (default): the blk PD's disk region is its copy
+#                    buffer, the VMM copies guest RAM <-> disk; 2: a 64 KiB
+#                    staging buffer, disk <-> buffer <-> guest RAM
 #   LINUX_DTS, LINUX_DTB
 #                    GUEST=linux: the device tree source (board file's
 #                    default), or a compiled blob to use instead; the VMM
@@ -227,8 +231,22 @@ DISK_IMAGE ?= $(LINUX_INPUTS)/disk.img
 LINUX_BOOTARGS ?= console=ttyAMA0 earlycon=pl011,0x9000000
 LINUX_DTB_BUILT := $(BUILD_DIR)/linux.dtb
 LINUX_DTB ?= $(LINUX_DTB_BUILT)
-else ifneq ($(GUEST),baremetal)
+BLK_PAGE_SIZE := 0x200000
+else ifeq ($(GUEST),baremetal)
+DISK_IMAGE ?= $(BUILD_DIR)/blk-disk.img
+BLK_PAGE_SIZE := 0x1000
+else
 $(error GUEST must be baremetal or linux, not '$(GUEST)')
+endif
+
+# The blk PD's data path (system.xml's ONECOPY and TWOCOPY parts).
+BLK_COPIES ?= 1
+ifeq ($(BLK_COPIES),1)
+BLK_SED = -e '/TWOCOPY: begin/,/TWOCOPY: end/d'
+else ifeq ($(BLK_COPIES),2)
+BLK_SED = -e '/ONECOPY: begin/,/ONECOPY: end/d'
+else
+$(error BLK_COPIES must be 1 or 2, not '$(BLK_COPIES)')
 endif
 
 SDK_BOARD_DIR := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
@@ -265,6 +283,7 @@ $(C_CLIENT_ELF): c-client/pd.c c-client/selftest.c c-client/selftest.h include/g
 	    -lmicrokit -Tmicrokit.ld -o $@
 
 PD_FEATURES := $(if $(filter yes,$(VM)),--features vmm/vm) $(if $(filter linux,$(GUEST)),--features vmm/linux) \
+    $(if $(filter 2,$(BLK_COPIES)),--features blk/two-copy) \
     $(if $(filter yes,$(BENCH)),--features vmm/bench)
 
 # The guest (VM boards): bare-metal AArch64 at EL1, soft-float (its MMU
@@ -314,15 +333,23 @@ $(GUEST_BIN): check-toolchain $(BUILD_DIR) FORCE
 
 # The guest's parts of system.xml (see its header).
 LINUX_SED = -e 's|@LINUX_KERNEL@|$(abspath $(LINUX_IMAGE))|g' -e 's|@LINUX_INITRD@|$(abspath $(INITRD))|g' \
-    -e 's|@LINUX_DTB@|$(abspath $(LINUX_DTB))|g' -e 's|@DISK_IMAGE@|$(abspath $(DISK_IMAGE))|g' \
+    -e 's|@LINUX_DTB@|$(abspath $(LINUX_DTB))|g' \
     -e '/DEMO: begin/,/DEMO: end/d' -e '/BAREMETAL: begin/,/BAREMETAL: end/d'
 BAREMETAL_SED = -e '/LINUX: begin/,/LINUX: end/d'
 
 # system.xml is the one system description; the board file fills in what
 # differs per board (guest RAM address, size and page size) and whether it
 # gets the VM (boards without VM := yes lose the VM parts).
-$(SYSTEM_FILE): system.xml $(BOARD_FILE) FORCE | $(BUILD_DIR)
+# The blk PD's disk region is the disk image rounded up to its page size,
+# at 0x32000000 in both PDs; with one copy the staging region follows it.
+$(SYSTEM_FILE): system.xml $(BOARD_FILE) $(if $(filter yes,$(VM)),$(DISK_IMAGE)) FORCE | $(BUILD_DIR)
+	$(if $(filter yes,$(VM)),@disk=$$(stat -c %s $(DISK_IMAGE)) && \
+	    [ $$disk -gt 0 ] && [ $$((disk % 512)) = 0 ] || { echo "error: DISK_IMAGE $(DISK_IMAGE) is empty or not whole 512-byte sectors"; exit 1; })
+	disk=$(if $(filter yes,$(VM)),$$(stat -c %s $(DISK_IMAGE)),0); page=$$(($(BLK_PAGE_SIZE))); \
+	region=$$(( (disk + page - 1) / page * page )); \
 	sed -e 's/@GUEST_RAM_GPA@/$(GUEST_RAM_GPA)/g' \
+	    -e "s/@BLK_STAGING_VADDR@/$$(printf '0x%x' $$((0x32000000 + region)))/g" -e 's/@BLK_PAGE_SIZE@/$(BLK_PAGE_SIZE)/g' \
+	    -e 's|@DISK_IMAGE@|$(abspath $(DISK_IMAGE))|g' $(BLK_SED) \
 	    -e 's/@GUEST_RAM_SIZE@/$(GUEST_RAM_SIZE)/g' \
 	    -e 's/@GUEST_RAM_PAGE_SIZE@/$(GUEST_RAM_PAGE_SIZE)/g' \
 	    -e 's|@GUEST_IMAGE@|$(abspath $(GUEST_IMAGE))|g' \
@@ -335,6 +362,10 @@ image: $(IMAGE_FILE)
 # The board's system description alone (no SDK needed): the sdfgen
 # helper's tests compare against it.
 system: $(SYSTEM_FILE)
+
+# The bare-metal guest's disk: 1 MiB of zeros.
+$(BUILD_DIR)/blk-disk.img: | $(BUILD_DIR)
+	head -c 1048576 /dev/zero > $@
 
 # The Linux guest's inputs, from Debian's arm64 packages (nothing is
 # committed; bring your own with LINUX_IMAGE=, INITRD=, DISK_IMAGE=).

@@ -60,22 +60,26 @@ class GuestRam:
         del priority
         pd.add_map(S.Map(self.mr, self.gpa, "r", setvar_vaddr=setvar_vaddr, setvar_size=setvar_size))
 
-    def add_client(self, pd: S.ProtectionDomain, priority: int, name: str, *, buffer_size: int,
+    def add_client(self, pd: S.ProtectionDomain, priority: int, name: str, *, buffer_size: int = 0,
                    vmm_vaddr: int, client_vaddr: int, vmm_id: int, client_id: int,
-                   buffer_symbol: str = "buffer", vmm_channel_symbol: str = "vmm_channel") -> S.MemoryRegion:
+                   buffer_symbol: str = "buffer", vmm_channel_symbol: str = "vmm_channel",
+                   buffer: Optional[S.MemoryRegion] = None) -> S.MemoryRegion:
         """A copy-service client: its shared buffer (``<name>_buffer``,
         mapped as ``<name>_buffer_vaddr``/``_size`` in the VMM and
         ``buffer_vaddr``/``buffer_size`` in the client) and its channel
         (``<name>_channel`` in the VMM, ``vmm_channel`` in the client;
-        ``pp`` on the client's end). Raises ``ValueError`` if the client
-        does not run below the VMM."""
+        ``pp`` on the client's end). With ``buffer``, an existing region (a
+        device's data region) is the shared buffer instead: the VMM then
+        copies between guest RAM and that region directly (one copy), and
+        can touch all of it. Raises ``ValueError`` if the client does not
+        run below the VMM."""
         if priority >= self.vmm_priority:
             raise ValueError(f"client {name} (priority {priority}) must run below the VMM "
                              f"({self.vmm_priority}) to call it")
         if name in self.clients:
             raise ValueError(f"client {name} added twice")
         self.clients[name] = priority
-        mr = region(self, f"{name}_buffer", buffer_size)
+        mr = buffer if buffer is not None else region(self, f"{name}_buffer", buffer_size)
         self.vmm.add_map(S.Map(mr, vmm_vaddr, "rw", setvar_vaddr=f"{name}_buffer_vaddr",
                                setvar_size=f"{name}_buffer_size"))
         pd.add_map(S.Map(mr, client_vaddr, "rw", setvar_vaddr=f"{buffer_symbol}_vaddr",

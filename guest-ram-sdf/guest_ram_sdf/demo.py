@@ -4,7 +4,7 @@ helper: what an sdfgen user writes to get the same system. The tests check
 that it describes the same regions, maps, channels and priorities as the
 SDF the Makefile makes from system.xml, on every board.
 
-    python -m guest_ram_sdf.demo qemu_virt_aarch64 /path/to/guest.bin > guest-ram.system
+    python -m guest_ram_sdf.demo qemu_virt_aarch64 /path/to/guest.bin /path/to/disk.img > guest-ram.system
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ def board(name: str) -> dict:
     return dict(re.findall(r"^([A-Z_]+) :?= *(\S+)", text, re.M))
 
 
-def system(board_name: str, guest_image: str) -> str:
+def system(board_name: str, guest_image: str, disk_image: str = "disk.img", disk_size: int = 0x10_0000) -> str:
+    """The demo system for a board, with the bare-metal guest and a blk
+    PD moving data with one copy (its disk region is its copy buffer,
+    followed by a staging region)."""
     b = board(board_name)
     gpa, size = int(b["GUEST_RAM_GPA"], 16), int(b["GUEST_RAM_SIZE"], 16)
     vm_board = b.get("VM") == "yes"
@@ -53,14 +56,21 @@ def system(board_name: str, guest_image: str) -> str:
     pds = [vmm]
     if vm_board:
         blk = S.ProtectionDomain("blk", "blk.elf", priority=160, stack_size=0x10000)
-        ram.add_client(blk, 160, "blk", buffer_size=0x10000, vmm_vaddr=0x3001_0000,
-                       client_vaddr=0x3000_0000, vmm_id=3, client_id=0)
+        # One copy: the disk region is the blk PD's copy buffer, and a
+        # staging region follows it in both PDs.
+        disk_region = (disk_size + 0xfff) & ~0xfff
+        disk = region(sdf, "blk_disk", None, page_size=0x1000, prefill_path=disk_image)
+        ram.add_client(blk, 160, "blk", buffer=disk, vmm_vaddr=0x3200_0000,
+                       client_vaddr=0x3200_0000, vmm_id=3, client_id=0, buffer_symbol="disk")
+        staging = region(sdf, "blk_staging", 0x1_0000)
+        vmm.add_map(S.Map(staging, 0x3200_0000 + disk_region, "rw", setvar_vaddr="blk_staging_vaddr",
+                          setvar_size="blk_staging_size"))
+        blk.add_map(S.Map(staging, 0x3200_0000 + disk_region, "rw", setvar_vaddr="staging_vaddr",
+                          setvar_size="staging_size"))
         device = region(sdf, "blk_device", 0x1000)
         vmm.add_map(S.Map(device, 0x3002_0000, "rw", setvar_vaddr="blk_device_vaddr",
                           setvar_size="blk_device_size"))
         blk.add_map(S.Map(device, 0x3010_0000, "rw", setvar_vaddr="device_vaddr", setvar_size="device_size"))
-        disk = region(sdf, "blk_disk", 0x10_0000)
-        blk.add_map(S.Map(disk, 0x3100_0000, "rw", setvar_vaddr="disk_vaddr", setvar_size="disk_size"))
         image = region(sdf, "guest_image", None, prefill_path=guest_image)
         vmm.add_map(S.Map(image, 0x3100_0000, "rw", setvar_vaddr="guest_image_vaddr",
                           setvar_size="guest_image_size"))
@@ -74,4 +84,6 @@ def system(board_name: str, guest_image: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.stdout.write(system(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "guest.bin"))
+    disk = sys.argv[3] if len(sys.argv) > 3 else "disk.img"
+    size = Path(disk).stat().st_size if Path(disk).exists() else 0x10_0000
+    sys.stdout.write(system(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "guest.bin", disk, size))

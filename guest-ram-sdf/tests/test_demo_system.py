@@ -56,10 +56,12 @@ def canonical(xml: str):
 def test_same_system_as_system_xml(board, tmp_path):
     image = "/images/guest.bin"
     build = tmp_path / board
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(bytes(0x10_0000))
     subprocess.run(["make", "-s", "-C", str(REPO), f"MICROKIT_BOARD={board}", f"BUILD_DIR={build}",
-                    f"GUEST_IMAGE={image}", "system"], check=True)
+                    f"GUEST_IMAGE={image}", f"DISK_IMAGE={disk}", "system"], check=True)
     from_makefile = canonical((build / "guest-ram.system").read_text())
-    from_helper = canonical(system(board, image))
+    from_helper = canonical(system(board, image, str(disk), 0x10_0000))
     assert from_helper[0] == from_makefile[0], "memory regions differ"
     assert from_helper[1] == from_makefile[1], "protection domains differ"
     assert from_helper[2] == from_makefile[2], "channels differ"

@@ -318,6 +318,32 @@ impl<A: Access> SharedBuffer<A> {
         Ok(mem::at(self.vaddr, offset))
     }
 
+    /// The `len` bytes at `offset`, as a buffer of their own (a staging
+    /// area inside a larger shared region, say). Errors if they do not lie
+    /// inside this buffer.
+    ///
+    /// ```
+    /// # use core::ptr::NonNull;
+    /// # use guest_ram::SharedBuffer;
+    /// let mut bytes = [0u8; 16];
+    /// let whole = unsafe { SharedBuffer::new(NonNull::new(bytes.as_mut_ptr()).unwrap(), 16) };
+    /// let tail = whole.sub(12, 4).unwrap();
+    /// tail.write(0, &[7]).unwrap();
+    /// let mut b = [0u8; 1];
+    /// whole.read(12, &mut b).unwrap();
+    /// assert_eq!(b, [7]);
+    /// assert!(whole.sub(12, 5).is_err());
+    /// ```
+    pub fn sub(&self, offset: usize, len: usize) -> Result<Self, Error> {
+        let start = self.range_ptr(offset as u64, len as u64)?;
+        Ok(Self {
+            // In bounds of a non-null mapping: `range_ptr` checked it.
+            vaddr: NonNull::new(start).ok_or(Error::OutsideBuffer)?,
+            len,
+            access: PhantomData,
+        })
+    }
+
     /// Copies `dst.len()` bytes from the buffer at `offset` into `dst`.
     pub fn read(&self, offset: usize, dst: &mut [u8]) -> Result<(), Error> {
         let src = self.range_ptr(offset as u64, dst.len() as u64)?;

@@ -73,27 +73,74 @@ pub struct Info {
     pub windows: heapless::Vec<Window, MAX_WINDOWS>,
 }
 
+/// A guest range and where its bytes sit in the client's shared buffer,
+/// for [`Client::readv_placed`] and [`Client::writev_placed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    /// The guest range.
+    pub range: GpaRange,
+    /// Offset of its first byte in the shared buffer.
+    pub buffer_offset: u64,
+}
+
 /// A client of the VMM's copy service over transport `T`, staging data in
 /// its shared buffer.
 ///
-/// Transfers larger than the buffer are split into several calls; a refusal
-/// part-way leaves the earlier chunks done. Range shapes (zero length,
-/// overflow, data length) are checked before the first call, so those never
-/// leave a transfer half done.
+/// Transfers larger than the staging area are split into several calls; a
+/// refusal part-way leaves the earlier chunks done. Range shapes (zero
+/// length, overflow, data length) are checked before the first call, so
+/// those never leave a transfer half done.
+///
+/// The staging area is the whole shared buffer ([`new`](Self::new)) or a
+/// part of it ([`with_staging`](Self::with_staging)): a device PD whose
+/// data region *is* its shared buffer (a RAM disk, an sDDF data region)
+/// stages headers and status bytes in a corner of it and moves data
+/// straight between guest RAM and its own memory with
+/// [`readv_placed`](Self::readv_placed) and
+/// [`writev_placed`](Self::writev_placed): one copy, by the VMM.
 pub struct Client<T> {
     transport: T,
     buffer: SharedBuffer,
+    /// Where the staging area starts in `buffer`.
+    staging_base: u64,
+    staging: SharedBuffer,
     msg: [u64; MSG_WORDS],
 }
 
 impl<T: Transport> Client<T> {
-    /// A client whose shared buffer is mapped at `buffer` in this PD.
+    /// A client whose shared buffer is mapped at `buffer` in this PD, all
+    /// of it the staging area.
     pub fn new(transport: T, buffer: SharedBuffer) -> Self {
         Client {
             transport,
             buffer,
+            staging_base: 0,
+            staging: buffer,
             msg: [0; MSG_WORDS],
         }
+    }
+
+    /// A client that stages copies in the `staging_len` bytes at
+    /// `staging_offset` of its shared buffer, leaving the rest to
+    /// [`readv_placed`](Self::readv_placed) and
+    /// [`writev_placed`](Self::writev_placed). Errors if the staging area
+    /// is not inside the buffer.
+    pub fn with_staging(
+        transport: T,
+        buffer: SharedBuffer,
+        staging_offset: usize,
+        staging_len: usize,
+    ) -> Result<Self, ClientError> {
+        let staging = buffer
+            .sub(staging_offset, staging_len)
+            .map_err(|_| ClientError::TooLarge)?;
+        Ok(Client {
+            transport,
+            buffer,
+            staging_base: staging_offset as u64,
+            staging,
+            msg: [0; MSG_WORDS],
+        })
     }
 
     /// The transport (to read its counters, say).
@@ -101,9 +148,15 @@ impl<T: Transport> Client<T> {
         &mut self.transport
     }
 
-    /// The shared buffer.
+    /// The whole shared buffer, which [`Placed`] offsets address.
     pub fn buffer(&self) -> &SharedBuffer {
         &self.buffer
+    }
+
+    /// The staging area: the whole shared buffer unless the client was
+    /// made [`with_staging`](Self::with_staging).
+    pub fn staging(&self) -> &SharedBuffer {
+        &self.staging
     }
 
     /// One exchange: the reply, decoded, and its word count in `self.msg`.
@@ -220,7 +273,7 @@ impl<T: Transport> Client<T> {
     /// The slice borrows the client mutably, so no other call (the only time
     /// the VMM writes this buffer) can happen while it lives.
     pub fn read_in_place(&mut self, gpa: u64, len: usize) -> Result<&[u8], ClientError> {
-        if len > self.buffer.len() {
+        if len > self.staging.len() {
             return Err(ClientError::TooLarge);
         }
         let range = GpaRange {
@@ -230,7 +283,7 @@ impl<T: Transport> Client<T> {
         self.transfer(Direction::FromGuest, &[range], len, |_, _, _| Ok(()))?;
         // SAFETY: the VMM writes this buffer only while this client is in a
         // PPC, and `&mut self` is held for the slice's lifetime.
-        unsafe { self.buffer.slice(len) }.map_err(|_| ClientError::TooLarge)
+        unsafe { self.staging.slice(len) }.map_err(|_| ClientError::TooLarge)
     }
 
     /// Gathers the guest ranges `segments` into the shared buffer, packed
@@ -238,30 +291,119 @@ impl<T: Transport> Client<T> {
     /// device model that moves data between the buffer and its own memory
     /// (see [`SharedBuffer::copy_from`]). The total must fit the buffer.
     pub fn readv_in_place(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
-        self.in_place(Direction::FromGuest, segments)
+        let (base, end) = self.staging_bounds();
+        self.in_place(Direction::FromGuest, segments, base, end)
     }
 
     /// Scatters the start of the shared buffer, which the caller has filled
-    /// (see [`buffer`](Self::buffer)), over the guest ranges `segments`: one
+    /// (see [`staging`](Self::staging)), over the guest ranges `segments`: one
     /// copy (buffer → guest) in all, the mirror of
     /// [`readv_in_place`](Self::readv_in_place). Returns the byte count.
     pub fn writev_in_place(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
-        self.in_place(Direction::ToGuest, segments)
+        let (base, end) = self.staging_bounds();
+        self.in_place(Direction::ToGuest, segments, base, end)
+    }
+
+    /// The staging area's first and past-the-end offsets in the buffer.
+    fn staging_bounds(&self) -> (u64, u64) {
+        (
+            self.staging_base,
+            self.staging_base + self.staging.len() as u64,
+        )
+    }
+
+    /// Gathers the guest ranges `segments` into the shared buffer at
+    /// contiguous offsets from `buffer_offset` (of the whole buffer, not
+    /// the staging area): the one copy between guest RAM and a device's
+    /// own memory when that memory is the shared buffer. Returns the byte
+    /// count. Calls: one per [`MAX_SEGMENTS`] segments, whatever the bytes.
+    pub fn readv_at(
+        &mut self,
+        segments: &[GpaRange],
+        buffer_offset: u64,
+    ) -> Result<usize, ClientError> {
+        self.in_place(
+            Direction::FromGuest,
+            segments,
+            buffer_offset,
+            self.buffer.len() as u64,
+        )
+    }
+
+    /// Scatters the shared buffer's bytes from `buffer_offset` over the
+    /// guest ranges `segments`; the mirror of [`readv_at`](Self::readv_at).
+    pub fn writev_at(
+        &mut self,
+        segments: &[GpaRange],
+        buffer_offset: u64,
+    ) -> Result<usize, ClientError> {
+        self.in_place(
+            Direction::ToGuest,
+            segments,
+            buffer_offset,
+            self.buffer.len() as u64,
+        )
+    }
+
+    /// Gathers each guest range into the shared buffer at its own offset
+    /// (of the whole buffer), in order. Returns the byte count.
+    pub fn readv_placed(&mut self, segments: &[Placed]) -> Result<usize, ClientError> {
+        self.placed(Direction::FromGuest, segments)
+    }
+
+    /// Scatters the shared buffer's bytes at each segment's offset over its
+    /// guest range, in order (each store ordered before the next segment's:
+    /// status bytes, then used elements, then the used index, in one call).
+    pub fn writev_placed(&mut self, segments: &[Placed]) -> Result<usize, ClientError> {
+        self.placed(Direction::ToGuest, segments)
+    }
+
+    fn placed(&mut self, direction: Direction, segments: &[Placed]) -> Result<usize, ClientError> {
+        if segments.is_empty() {
+            return Err(ClientError::ZeroLength);
+        }
+        let mut total: u64 = 0;
+        for s in segments {
+            s.range.end().map_err(shape_error)?;
+            let end = s
+                .buffer_offset
+                .checked_add(s.range.len)
+                .ok_or(ClientError::Overflow)?;
+            if end > self.buffer.len() as u64 {
+                return Err(ClientError::TooLarge);
+            }
+            total = total
+                .checked_add(s.range.len)
+                .ok_or(ClientError::Overflow)?;
+        }
+        for batch in segments.chunks(MAX_SEGMENTS) {
+            let mut wire: heapless::Vec<Segment, MAX_SEGMENTS> = heapless::Vec::new();
+            let mut bytes = 0;
+            for s in batch {
+                // Cannot fail: `chunks(MAX_SEGMENTS)`.
+                let _ = wire.push(Segment::new(s.range.gpa, s.range.len, s.buffer_offset));
+                bytes += s.range.len;
+            }
+            self.flush(direction, &wire, bytes, 0, &mut |_, _, _| Ok(()))?;
+        }
+        usize::try_from(total).map_err(|_| ClientError::Overflow)
     }
 
     /// In-place transfers: segment `i` sits at the buffer offset where
-    /// segment `i - 1` ended, across as many calls as the segment count
-    /// needs.
+    /// segment `i - 1` ended, from `start`, all of it below `limit`; across
+    /// as many calls as the segment count needs.
     fn in_place(
         &mut self,
         direction: Direction,
         segments: &[GpaRange],
+        start: u64,
+        limit: u64,
     ) -> Result<usize, ClientError> {
         let total = checked_total(segments)?;
-        if total > self.buffer.len() as u64 {
+        if start.checked_add(total).is_none_or(|end| end > limit) {
             return Err(ClientError::TooLarge);
         }
-        let mut offset = 0;
+        let mut offset = start;
         for batch in segments.chunks(MAX_SEGMENTS) {
             let mut wire: heapless::Vec<Segment, MAX_SEGMENTS> = heapless::Vec::new();
             let mut bytes = 0;
@@ -273,7 +415,7 @@ impl<T: Transport> Client<T> {
             self.flush(direction, &wire, bytes, 0, &mut |_, _, _| Ok(()))?;
             offset += bytes;
         }
-        Ok(total as usize)
+        usize::try_from(total).map_err(|_| ClientError::Overflow)
     }
 
     /// Sets `len` bytes of guest RAM at `gpa` to `byte`, with no buffer use.
@@ -301,10 +443,11 @@ impl<T: Transport> Client<T> {
         if total != data_len as u64 {
             return Err(ClientError::LengthMismatch);
         }
-        let capacity = self.buffer.len() as u64;
+        let capacity = self.staging.len() as u64;
         if capacity == 0 {
             return Err(ClientError::TooLarge);
         }
+        let base = self.staging_base;
         let mut batch: heapless::Vec<Segment, MAX_SEGMENTS> = heapless::Vec::new();
         let mut batch_bytes: u64 = 0;
         let mut data_at: usize = 0;
@@ -313,7 +456,7 @@ impl<T: Transport> Client<T> {
             while done < s.len {
                 let n = (s.len - done).min(capacity - batch_bytes);
                 // Cannot fail: the batch is flushed whenever it fills up.
-                let _ = batch.push(Segment::new(s.gpa + done, n, batch_bytes));
+                let _ = batch.push(Segment::new(s.gpa + done, n, base + batch_bytes));
                 batch_bytes += n;
                 done += n;
                 if batch_bytes == capacity || batch.is_full() {
@@ -345,7 +488,7 @@ impl<T: Transport> Client<T> {
             (Direction::ToGuest, _) => Op::WriteV,
         };
         if direction == Direction::ToGuest {
-            stage(&self.buffer, data_at, bytes as usize).map_err(|_| ClientError::TooLarge)?;
+            stage(&self.staging, data_at, bytes as usize).map_err(|_| ClientError::TooLarge)?;
         }
         let (label, words) =
             protocol::encode_copy(op, batch, &mut self.msg).map_err(ClientError::Refused)?;
@@ -353,7 +496,7 @@ impl<T: Transport> Client<T> {
             return Err(ClientError::BadReply);
         }
         if direction == Direction::FromGuest {
-            stage(&self.buffer, data_at, bytes as usize).map_err(|_| ClientError::TooLarge)?;
+            stage(&self.staging, data_at, bytes as usize).map_err(|_| ClientError::TooLarge)?;
         }
         Ok(())
     }

@@ -22,7 +22,11 @@
 //! (zeroing pages of a balloon or a fresh descriptor area costs no copy).
 //!
 //! Every request is checked completely before any byte moves, and the
-//! message's word count must match its layout exactly.
+//! message's word count must match its layout exactly. A request's
+//! segments are copied in order, each ordered before the next (a fence
+//! between them), and a call's accesses before the next call's: a driver
+//! can read an index and the entries it publishes in one call, or write
+//! used elements and then their index.
 //!
 //! ```
 //! use guest_ram::protocol::{self, Op, Request, Segment};

@@ -136,7 +136,7 @@ pub fn run<T: Transport>(
         report(name, ok);
     };
     let (scratch, back) = scratch.split_at_mut(scratch.len() / 2);
-    let buffer_len = client.buffer().len();
+    let buffer_len = client.staging().len();
 
     let info = client.info();
     check(

@@ -230,7 +230,14 @@ fn serve<const B: usize, const E: usize>(
                 total = total.checked_add(c.len).ok_or(Status::Overflow)?;
                 let _ = checked.push(c);
             }
-            for c in checked.iter() {
+            for (i, c) in checked.iter().enumerate() {
+                // Segments reach the guest in their order, each before the
+                // next, as separate calls would: a virtqueue's used
+                // elements before its used index, its available index
+                // before the entries it publishes, in one call.
+                if i > 0 {
+                    core::sync::atomic::fence(core::sync::atomic::Ordering::AcqRel);
+                }
                 let done = match direction {
                     Direction::ToGuest => {
                         ram.write_from_buffer(c.gpa, c.len, &client.buffer, c.offset)

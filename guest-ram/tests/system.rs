@@ -11,7 +11,7 @@
 use core::cell::RefCell;
 use core::ptr::NonNull;
 
-use guest_ram::client::{Client, ClientError, Transport};
+use guest_ram::client::{Client, ClientError, Placed, Transport};
 use guest_ram::protocol::{self, Op, Segment, Status, MSG_WORDS};
 use guest_ram::server::{ClientConfig, ConfigError, Server, Window};
 use guest_ram::transport::Local;
@@ -378,4 +378,95 @@ fn client_table_is_checked_at_start_up() {
         ClientConfig::new(3, buffer, &[Window::read_only(0, 1); 9]).err(),
         Some(ConfigError::TooManyWindows)
     );
+}
+
+#[test]
+fn staging_area_and_placed_transfers_share_one_buffer() {
+    let sys = System::new();
+    // Client A's 4 KiB buffer: the first 3 KiB its "device memory", the
+    // last KiB the staging area for ordinary copies.
+    let whole = sys.shared_a;
+    let mut a =
+        Client::with_staging(Local::new(&sys.server, &sys.ram, A), whole, 3072, 1024).unwrap();
+    assert_eq!(a.staging().len(), 1024);
+    assert_eq!(a.buffer().len(), 4096);
+    let device = pattern(3072, 9);
+    whole.write(0, &device).unwrap();
+
+    // A 5 KiB write goes through the staging area in 1 KiB pieces and
+    // never touches the device memory.
+    let data = pattern(5 * 1024, 1);
+    a.write(BASE + 0x100, &data).unwrap();
+    let mut back = vec![0; data.len()];
+    a.read(BASE + 0x100, &mut back).unwrap();
+    assert_eq!(back, data);
+    let mut now = vec![0; 3072];
+    whole.read(0, &mut now).unwrap();
+    assert_eq!(now, device, "staged copies kept out of the device memory");
+
+    // One copy each way between guest RAM and the device memory.
+    let segments = [
+        GpaRange {
+            gpa: BASE + 0x9000,
+            len: 1000,
+        },
+        GpaRange {
+            gpa: BASE + 0x10ff0,
+            len: 2072,
+        }, // crosses the regions
+    ];
+    assert_eq!(a.writev_at(&segments, 0), Ok(3072));
+    let guest = sys.guest();
+    assert_eq!(&guest[0x9000..0x9000 + 1000], &device[..1000]);
+    assert_eq!(&guest[0x10ff0..0x10ff0 + 2072], &device[1000..]);
+    whole.write(0, &[0u8; 3072]).unwrap();
+    assert_eq!(a.readv_at(&segments, 0), Ok(3072));
+    whole.read(0, &mut now).unwrap();
+    assert_eq!(now, device);
+
+    // Placed: each segment at its own offset, in order, one call.
+    whole.write(4000, &[0x5a, 0xa5]).unwrap();
+    let placed = [
+        Placed {
+            range: GpaRange {
+                gpa: BASE + 0x20,
+                len: 1,
+            },
+            buffer_offset: 4000,
+        },
+        Placed {
+            range: GpaRange {
+                gpa: BASE + 0x40,
+                len: 2,
+            },
+            buffer_offset: 4000,
+        },
+    ];
+    assert_eq!(a.writev_placed(&placed), Ok(3));
+    let guest = sys.guest();
+    assert_eq!(&guest[0x20..0x21], &[0x5a]);
+    assert_eq!(&guest[0x40..0x42], &[0x5a, 0xa5]);
+    assert_eq!(a.readv_placed(&placed[1..]), Ok(2));
+
+    // Outside the buffer, or outside the window: refused before any call.
+    let outside = [Placed {
+        range: GpaRange { gpa: BASE, len: 2 },
+        buffer_offset: 4095,
+    }];
+    assert_eq!(a.writev_placed(&outside), Err(ClientError::TooLarge));
+    assert_eq!(a.writev_at(&segments, 2000), Err(ClientError::TooLarge));
+    assert_eq!(a.writev_placed(&[]), Err(ClientError::ZeroLength));
+    let read_only = [Placed {
+        range: GpaRange {
+            gpa: BASE + 0x1_8000,
+            len: 4,
+        },
+        buffer_offset: 0,
+    }];
+    assert_eq!(
+        a.writev_placed(&read_only),
+        Err(ClientError::Refused(protocol::Status::NoPermission))
+    );
+    // A staging area outside the buffer is an error.
+    assert!(Client::with_staging(Local::new(&sys.server, &sys.ram, A), whole, 4000, 100).is_err());
 }

@@ -19,7 +19,7 @@
 use core::hint::black_box;
 use core::ptr::NonNull;
 
-use guest_ram::client::{Client, Transport};
+use guest_ram::client::{Client, Placed, Transport};
 use guest_ram::protocol::MSG_WORDS;
 use guest_ram::server::{ClientConfig, Server, Window};
 use guest_ram::{GpaRange, GuestRam, MappedRegion, SharedBuffer};
@@ -175,6 +175,28 @@ extern "C" fn _start() -> ! {
         RamDisk::new(buffer(word() as usize)),
     );
     black_box(service.notified(&mut client));
+    // The one-copy path: the disk in the client's shared buffer, a
+    // staging area after it, placed transfers.
+    if let Ok(mut staged) = Client::with_staging(
+        Opaque,
+        buffer(word() as usize),
+        word() as usize,
+        word() as usize,
+    ) {
+        let placed = [Placed {
+            range: segments[0],
+            buffer_offset: word(),
+        }; 2];
+        let _ = black_box(staged.readv_placed(&placed));
+        let _ = black_box(staged.writev_placed(&placed));
+        let _ = black_box(staged.readv_at(&segments, word()));
+        let _ = black_box(staged.writev_at(&segments, word()));
+        let mut one_copy = BlkService::new(
+            buffer(word() as usize),
+            RamDisk::in_buffer(buffer(word() as usize), word()),
+        );
+        black_box(one_copy.notified(&mut staged));
+    }
     #[cfg(feature = "canary")]
     if word() == 1 {
         panic!("canary");

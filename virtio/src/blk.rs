@@ -4,15 +4,24 @@
 //!
 //! In the demo system the [`GuestDma`] is guest-ram's copy client
 //! ([`Client`]) in a driver PD that never maps guest RAM, and the disk a
-//! memory region of that PD. Data moves between the disk and the client's
-//! shared buffer with one copy, and between the buffer and guest RAM with
-//! one more (the VMM's); nothing bounces through a local slice.
+//! memory region of that PD. Two data paths:
+//!
+//! - **One copy** (a [`Disk`] that lives in the client's shared buffer,
+//!   [`RamDisk::in_buffer`]): the VMM copies straight between guest RAM and
+//!   the disk ([`GuestDma::scatter_at`] / [`GuestDma::gather_at`], buffer
+//!   offsets = disk offsets). The VMM can then touch the whole disk region:
+//!   that is the price of the saved copy.
+//! - **Two copies** (a disk elsewhere, [`RamDisk::new`]): the disk to the
+//!   staging buffer (the driver PD), the buffer to guest RAM (the VMM), a
+//!   buffer-full at a time; the VMM never sees the disk.
 //!
 //! Per notification ([`BlkBackend::process`]), in calls to the copy
-//! service: the available index (1), the descriptor table and available
-//! ring (1, a snapshot that is then walked locally), per request the header
-//! (1) and the data with the status byte (1 per buffer-full), and at the
-//! end the used elements (1) and the used index (1).
+//! service: the available index, the descriptor table and the available
+//! ring (1: one call whose segments the VMM copies in order, a snapshot
+//! that is then walked locally); per request the header (1) and the data
+//! (one copy: 1 per 39 guest buffers; two copies: 1 per buffer-full); and
+//! at the end every request's status byte, the used elements and the used
+//! index (1, in that order). A 1 MiB read in one guest buffer is 4 calls.
 //!
 //! What a request does wrong fails that request with
 //! [`status::IOERR`] (or [`status::UNSUPP`]), and the queue goes on: a
@@ -96,6 +105,20 @@ pub trait GuestDma {
     fn gather(&mut self, segments: &[GpaRange]) -> Result<usize, Self::Error>;
     /// Scatters the start of the staging buffer over `segments`.
     fn scatter(&mut self, segments: &[GpaRange]) -> Result<usize, Self::Error>;
+    /// Gathers `segments` into the shared buffer at contiguous offsets from
+    /// `buffer_offset` (a disk that lives in the buffer).
+    fn gather_at(
+        &mut self,
+        segments: &[GpaRange],
+        buffer_offset: u64,
+    ) -> Result<usize, Self::Error>;
+    /// Scatters the shared buffer's bytes from `buffer_offset` over
+    /// `segments`.
+    fn scatter_at(
+        &mut self,
+        segments: &[GpaRange],
+        buffer_offset: u64,
+    ) -> Result<usize, Self::Error>;
 }
 
 impl<T: Transport> GuestDma for Client<T> {
@@ -113,13 +136,27 @@ impl<T: Transport> GuestDma for Client<T> {
         Client::writev(self, segments, src)
     }
     fn staging(&self) -> &SharedBuffer {
-        self.buffer()
+        Client::staging(self)
     }
     fn gather(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
         self.readv_in_place(segments)
     }
     fn scatter(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
         self.writev_in_place(segments)
+    }
+    fn gather_at(
+        &mut self,
+        segments: &[GpaRange],
+        buffer_offset: u64,
+    ) -> Result<usize, ClientError> {
+        self.readv_at(segments, buffer_offset)
+    }
+    fn scatter_at(
+        &mut self,
+        segments: &[GpaRange],
+        buffer_offset: u64,
+    ) -> Result<usize, ClientError> {
+        self.writev_at(segments, buffer_offset)
     }
 }
 
@@ -139,17 +176,39 @@ pub trait Disk {
     fn flush(&mut self) -> bool {
         true
     }
+    /// Where the disk's byte 0 sits in the copy client's shared buffer, if
+    /// the disk lives there: then data moves with one copy, by the VMM,
+    /// and `load`/`store` are not used for it.
+    fn buffer_offset(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A disk in memory: a mapped region of the backend PD.
 pub struct RamDisk {
     memory: SharedBuffer,
+    buffer_offset: Option<u64>,
 }
 
 impl RamDisk {
-    /// A disk over `memory`.
+    /// A disk over `memory`, a region of its own: data moves through the
+    /// copy client's staging buffer (two copies).
     pub fn new(memory: SharedBuffer) -> Self {
-        RamDisk { memory }
+        RamDisk {
+            memory,
+            buffer_offset: None,
+        }
+    }
+
+    /// A disk over `memory`, which is the copy client's shared buffer
+    /// from `buffer_offset` on (the disk region registered as the
+    /// client's buffer): data moves with one copy, guest RAM ↔ disk, by
+    /// the VMM.
+    pub fn in_buffer(memory: SharedBuffer, buffer_offset: u64) -> Self {
+        RamDisk {
+            memory,
+            buffer_offset: Some(buffer_offset),
+        }
     }
 }
 
@@ -164,6 +223,9 @@ impl Disk for RamDisk {
     fn store(&mut self, offset: u64, src: &SharedBuffer, src_offset: usize, len: usize) -> bool {
         usize::try_from(offset)
             .is_ok_and(|offset| self.memory.copy_from(offset, src, src_offset, len).is_ok())
+    }
+    fn buffer_offset(&self) -> Option<u64> {
+        self.buffer_offset
     }
 }
 
@@ -247,10 +309,28 @@ impl BlkBackend {
         disk: &mut D,
     ) -> Result<u16, QueueError> {
         let size = layout.size();
-        let mut idx = [0u8; 2];
-        dma.read(layout.avail_idx_gpa(), &mut idx)
+        // One call: the available index, then the descriptor table and the
+        // available ring. The copy server copies a call's segments in
+        // order, each before the next, so the entries are read after the
+        // index that publishes them (the driver writes them first). The
+        // snapshot is walked locally from here on.
+        let mut snapshot = [0u8; 2 + TABLE_BYTES + 2 * MAX_CHAIN];
+        let table_len = 16 * usize::from(size);
+        let ring_len = 2 * usize::from(size);
+        let bytes = snapshot
+            .get_mut(..2 + table_len + ring_len)
+            .ok_or(QueueError::BadSize)?;
+        let idx = GpaRange {
+            gpa: layout.avail_idx_gpa(),
+            len: 2,
+        };
+        dma.readv(&[idx, layout.desc_table(), layout.avail_ring()], bytes)
             .map_err(|_| QueueError::RingAccess)?;
-        let avail_idx = u16::from_le_bytes(idx);
+        let (idx, rest) = bytes.split_at(2);
+        let avail_idx = match idx {
+            &[lo, hi] => u16::from_le_bytes([lo, hi]),
+            _ => return Err(QueueError::RingAccess),
+        };
         let pending = avail_idx.wrapping_sub(self.last_avail);
         if pending == 0 {
             return Ok(0);
@@ -258,22 +338,10 @@ impl BlkBackend {
         if pending > size {
             return Err(QueueError::AvailIndexJump);
         }
-
-        // One snapshot of the descriptor table and the available ring,
-        // taken after the index (the driver publishes entries before the
-        // index), walked locally from here on.
-        let mut snapshot = [0u8; TABLE_BYTES + 2 * MAX_CHAIN];
-        let table_len = 16 * usize::from(size);
-        let ring_len = 2 * usize::from(size);
-        let bytes = snapshot
-            .get_mut(..table_len + ring_len)
-            .ok_or(QueueError::BadSize)?;
-        dma.readv(&[layout.desc_table(), layout.avail_ring()], bytes)
-            .map_err(|_| QueueError::RingAccess)?;
-        let (table_bytes, ring) = bytes.split_at(table_len.min(bytes.len()));
+        let (table_bytes, ring) = rest.split_at(table_len.min(rest.len()));
         let table = <[Desc]>::ref_from_bytes(table_bytes).map_err(|_| QueueError::RingAccess)?;
 
-        let mut used: heapless::Vec<UsedElem, MAX_CHAIN> = heapless::Vec::new();
+        let mut served: heapless::Vec<Served, MAX_CHAIN> = heapless::Vec::new();
         for k in 0..pending {
             let slot = usize::from(self.last_avail.wrapping_add(k) % size);
             let head = match ring.get(2 * slot..2 * slot + 2) {
@@ -281,69 +349,154 @@ impl BlkBackend {
                 _ => return Err(QueueError::RingAccess),
             };
             let chain = queue::walk(table, size, head).map_err(QueueError::Chain)?;
-            let (code, written) = self.serve(&chain, dma, disk);
-            self.stats.requests += 1;
-            self.stats.failed += u64::from(code != status::OK);
             // Cannot fail: `pending <= size <= MAX_CHAIN`.
-            let _ = used.push(UsedElem {
-                id: u32::from(head).into(),
-                len: written.into(),
-            });
+            let _ = served.push(self.serve(head, &chain, dma, disk));
         }
-
-        // The used elements (at most two runs, the ring may wrap), then the
-        // index that publishes them; the copy server orders the two calls.
-        let first = usize::from(self.used_idx % size);
-        let run = used.len().min(usize::from(size) - first);
-        let (a, b) = used.split_at(run);
-        dma.write(layout.used_elem_gpa(self.used_idx), a.as_bytes())
-            .map_err(|_| QueueError::RingAccess)?;
-        if !b.is_empty() {
-            dma.write(layout.used_elem_gpa(0), b.as_bytes())
-                .map_err(|_| QueueError::RingAccess)?;
+        self.complete(layout, &mut served, dma)?;
+        for s in served.iter() {
+            self.stats.requests += 1;
+            self.stats.failed += u64::from(s.code != status::OK);
         }
         self.used_idx = self.used_idx.wrapping_add(pending);
         self.last_avail = avail_idx;
-        dma.write(layout.used_idx_gpa(), &self.used_idx.to_le_bytes())
-            .map_err(|_| QueueError::RingAccess)?;
         Ok(pending)
     }
 
-    /// Serves one request. Returns the status byte and the used length
-    /// (bytes written to the chain's writable buffers).
+    /// Publishes `served`: every status byte, the used elements (at most
+    /// two runs: the ring may wrap) and then the used index, in one
+    /// `writev` whose segments the copy server writes in that order. If
+    /// that call is refused (a status byte outside what this PD may
+    /// write), the statuses go one by one, those refused fail their
+    /// request, and the used ring follows in a call of its own.
+    fn complete<M: GuestDma>(
+        &mut self,
+        layout: &Layout,
+        served: &mut [Served],
+        dma: &mut M,
+    ) -> Result<(), QueueError> {
+        let mut segments: heapless::Vec<GpaRange, { MAX_CHAIN + 3 }> = heapless::Vec::new();
+        let mut bytes = [0u8; MAX_CHAIN + 8 * MAX_CHAIN + 2];
+        let mut len = 0;
+        for s in served.iter() {
+            if let Some(gpa) = s.status_gpa {
+                let _ = segments.push(GpaRange { gpa, len: 1 });
+                if let Some(b) = bytes.get_mut(len) {
+                    *b = s.code;
+                }
+                len += 1;
+            }
+        }
+        let ring = self.used_ring(layout, served, &mut segments, &mut bytes, len)?;
+        if dma
+            .writev(&segments, bytes.get(..ring).unwrap_or(&[]))
+            .is_ok()
+        {
+            return Ok(());
+        }
+        // Slow path: which status bytes can be written?
+        for s in served.iter_mut() {
+            if let Some(gpa) = s.status_gpa {
+                if dma.write(gpa, &[s.code]).is_err() {
+                    s.code = status::IOERR;
+                    s.status_gpa = None;
+                }
+            }
+        }
+        segments.clear();
+        let ring = self.used_ring(layout, served, &mut segments, &mut bytes, 0)?;
+        dma.writev(&segments, bytes.get(..ring).unwrap_or(&[]))
+            .map(|_| ())
+            .map_err(|_| QueueError::RingAccess)
+    }
+
+    /// Appends the used elements of `served` and the new used index to
+    /// `segments`, their bytes to `bytes` from `at`; returns the end.
+    fn used_ring(
+        &self,
+        layout: &Layout,
+        served: &[Served],
+        segments: &mut heapless::Vec<GpaRange, { MAX_CHAIN + 3 }>,
+        bytes: &mut [u8],
+        mut at: usize,
+    ) -> Result<usize, QueueError> {
+        let size = layout.size();
+        let mut used: heapless::Vec<UsedElem, MAX_CHAIN> = heapless::Vec::new();
+        for s in served {
+            let len = s.data_len.saturating_add(u32::from(s.status_gpa.is_some()));
+            let _ = used.push(UsedElem {
+                id: u32::from(s.head).into(),
+                len: len.into(),
+            });
+        }
+        let first = usize::from(self.used_idx.checked_rem(size).ok_or(QueueError::BadSize)?);
+        let run = used.len().min(usize::from(size).saturating_sub(first));
+        let (a, b) = used.split_at_checked(run).ok_or(QueueError::RingAccess)?;
+        let new_idx = self
+            .used_idx
+            .wrapping_add(served.len() as u16)
+            .to_le_bytes();
+        let pieces = [
+            (layout.used_elem_gpa(self.used_idx), a.as_bytes()),
+            (layout.used_elem_gpa(0), b.as_bytes()),
+            (layout.used_idx_gpa(), &new_idx[..]),
+        ];
+        for (gpa, piece) in pieces {
+            if piece.is_empty() {
+                continue;
+            }
+            let end = at + piece.len();
+            bytes
+                .get_mut(at..end)
+                .ok_or(QueueError::RingAccess)?
+                .copy_from_slice(piece);
+            segments
+                .push(GpaRange {
+                    gpa,
+                    len: piece.len() as u64,
+                })
+                .map_err(|_| QueueError::RingAccess)?;
+            at = end;
+        }
+        Ok(at)
+    }
+
+    /// Serves one request, all but its status byte (written with the used
+    /// ring by [`complete`](Self::complete)).
     fn serve<M: GuestDma, D: Disk>(
         &mut self,
+        head: u16,
         chain: &Chain,
         dma: &mut M,
         disk: &mut D,
-    ) -> (u8, u32) {
+    ) -> Served {
         // The status byte is the last writable byte; without one there is
         // nothing to report into.
         let Some(status_gpa) = last_byte(chain.writable()) else {
-            return (status::IOERR, 0);
+            return Served {
+                head,
+                code: status::IOERR,
+                data_len: 0,
+                status_gpa: None,
+            };
         };
-        let (code, data) = match self.execute(chain, dma, disk) {
-            Ok(done) => done,
-            Err(code) => (code, Done::Nothing),
-        };
-        let data_len = match data {
-            // The data and the status went out together.
-            Done::WithStatus(n) => return (code, n.saturating_add(1)),
-            Done::Data(n) => n,
-            Done::Nothing => 0,
-        };
-        match dma.write(status_gpa, &[code]) {
-            Ok(()) => (code, data_len.saturating_add(1)),
-            Err(_) => (status::IOERR, data_len),
+        let (code, data_len) = self
+            .execute(chain, dma, disk)
+            .unwrap_or_else(|code| (code, 0));
+        Served {
+            head,
+            code,
+            data_len,
+            status_gpa: Some(status_gpa),
         }
     }
 
+    /// The status and the data bytes written to the chain.
     fn execute<M: GuestDma, D: Disk>(
         &mut self,
         chain: &Chain,
         dma: &mut M,
         disk: &mut D,
-    ) -> Result<(u8, Done), u8> {
+    ) -> Result<(u8, u32), u8> {
         if chain.readable_len() < HEADER_LEN {
             return Err(status::IOERR);
         }
@@ -359,17 +512,17 @@ impl BlkBackend {
                 let len = writable_data;
                 let offset = disk_range(header.sector.get(), len, disk)?;
                 let n = self.disk_to_guest(chain.writable(), offset, len, dma, disk)?;
-                Ok((status::OK, Done::WithStatus(n)))
+                Ok((status::OK, n))
             }
             req::OUT => {
                 let len = chain.readable_len() - HEADER_LEN;
                 let offset = disk_range(header.sector.get(), len, disk)?;
                 self.guest_to_disk(chain.readable(), offset, len, dma, disk)?;
-                Ok((status::OK, Done::Nothing))
+                Ok((status::OK, 0))
             }
             req::FLUSH => {
                 if disk.flush() {
-                    Ok((status::OK, Done::Nothing))
+                    Ok((status::OK, 0))
                 } else {
                     Err(status::IOERR)
                 }
@@ -380,15 +533,15 @@ impl BlkBackend {
                 queue::sub_ranges(chain.writable(), 0, n, &mut out).map_err(|_| status::IOERR)?;
                 dma.writev(&out, &DEVICE_ID[..n as usize])
                     .map_err(|_| status::IOERR)?;
-                Ok((status::OK, Done::Data(n as u32)))
+                Ok((status::OK, n as u32))
             }
             _ => Err(status::UNSUPP),
         }
     }
 
-    /// `IN`: disk → staging buffer → guest, a buffer-full at a time. The
-    /// status byte (`OK`) rides with the last chunk when it fits, which
-    /// saves a call per request. Returns the data bytes written.
+    /// `IN`: disk → guest. With the disk in the shared buffer, one copy
+    /// (the VMM's) straight from the disk; otherwise disk → staging buffer
+    /// → guest, a buffer-full at a time. Returns the data bytes written.
     fn disk_to_guest<M: GuestDma, D: Disk>(
         &mut self,
         writable: &[GpaRange],
@@ -397,26 +550,30 @@ impl BlkBackend {
         dma: &mut M,
         disk: &mut D,
     ) -> Result<u32, u8> {
+        if len == 0 {
+            return Ok(0);
+        }
+        if let Some(base) = disk.buffer_offset() {
+            let mut segments = Segments::new();
+            queue::sub_ranges(writable, 0, len, &mut segments).map_err(|_| status::IOERR)?;
+            let at = base.checked_add(offset).ok_or(status::IOERR)?;
+            dma.scatter_at(&segments, at).map_err(|_| status::IOERR)?;
+            self.stats.bytes += len;
+            return u32::try_from(len).map_err(|_| status::IOERR);
+        }
         let capacity = dma.staging().len() as u64;
-        let total = len + 1;
         let mut done = 0;
-        while done < total {
-            let n = (total - done).min(capacity);
-            let data = n.min(len - done.min(len));
+        while done < len {
+            let n = (len - done).min(capacity);
             let mut segments = Segments::new();
             queue::sub_ranges(writable, done, n, &mut segments).map_err(|_| status::IOERR)?;
             let staging = *dma.staging();
-            if data > 0 && !disk.load(offset + done, &staging, 0, data as usize) {
+            if !disk.load(offset + done, &staging, 0, n as usize) {
                 return Err(status::IOERR);
-            }
-            if data < n {
-                staging
-                    .write(data as usize, &[status::OK])
-                    .map_err(|_| status::IOERR)?;
             }
             dma.scatter(&segments).map_err(|_| status::IOERR)?;
             done += n;
-            self.stats.bytes += data;
+            self.stats.bytes += n;
         }
         u32::try_from(len).map_err(|_| status::IOERR)
     }
@@ -430,6 +587,18 @@ impl BlkBackend {
         dma: &mut M,
         disk: &mut D,
     ) -> Result<(), u8> {
+        if let Some(base) = disk.buffer_offset() {
+            if len == 0 {
+                return Ok(());
+            }
+            let mut segments = Segments::new();
+            queue::sub_ranges(readable, HEADER_LEN, len, &mut segments)
+                .map_err(|_| status::IOERR)?;
+            let at = base.checked_add(offset).ok_or(status::IOERR)?;
+            dma.gather_at(&segments, at).map_err(|_| status::IOERR)?;
+            self.stats.bytes += len;
+            return Ok(());
+        }
         let capacity = dma.staging().len() as u64;
         let mut done = 0;
         while done < len {
@@ -449,14 +618,17 @@ impl BlkBackend {
     }
 }
 
-/// What a request wrote besides the status.
-enum Done {
-    /// Nothing.
-    Nothing,
-    /// `n` data bytes; the status is still to be written.
-    Data(u32),
-    /// `n` data bytes and the status, written together.
-    WithStatus(u32),
+/// A request served but not yet published.
+#[derive(Clone, Copy, Debug)]
+struct Served {
+    /// Its chain's head: the used element's id.
+    head: u16,
+    /// Its status byte.
+    code: u8,
+    /// Data bytes written to its writable buffers.
+    data_len: u32,
+    /// Where its status byte goes (`None`: nowhere to report, or refused).
+    status_gpa: Option<u64>,
 }
 
 /// The disk byte offset of `sector`, if `len` bytes from there are whole

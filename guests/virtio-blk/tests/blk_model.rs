@@ -84,8 +84,14 @@ fn bufs<P: Platform>(
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
-    fn requests_agree_with_a_byte_array(ops in proptest::collection::vec(op(), 1..24)) {
-        let (result, printed, _) = common::with_host(4096, |host, setup| {
+    fn requests_agree_with_a_byte_array(
+        ops in proptest::collection::vec(op(), 1..24),
+        one_copy in any::<bool>(),
+    ) {
+        // Both data paths: the disk in the blk PD's shared buffer (one
+        // copy), or a disk of its own behind a staging buffer (two).
+        let path = if one_copy { common::Path::OneCopy(4096) } else { common::Path::TwoCopies(4096) };
+        let (result, printed, _) = common::with_host(path, |host, setup| {
             let mut model = vec![0u8; DISK as usize];
             let mut blk = Blk::new(host, setup.dma);
             if !blk.init() {

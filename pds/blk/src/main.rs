@@ -12,7 +12,7 @@ use guest_ram::SharedBuffer;
 use sel4_microkit::{
     memory_region_symbol, protection_domain, var, Channel, ChannelSet, Handler, Infallible,
 };
-use virtio::blk::RamDisk;
+use virtio::blk::{Disk, RamDisk};
 use virtio::device::BlkService;
 
 struct Blk {
@@ -23,17 +23,59 @@ struct Blk {
     service: BlkService<RamDisk>,
 }
 
+/// With one copy (the default), the copy client's shared buffer is the
+/// disk region and the staging region that `system.xml` maps right after
+/// it: the disk (the prefilled image's length) at offset 0, the staging
+/// area for headers and ring traffic after the disk region. The VMM copies
+/// between guest RAM and the disk directly.
+#[cfg(not(feature = "two-copy"))]
+fn data_path(region: SharedBuffer) -> (SharedBuffer, RamDisk, (usize, usize)) {
+    let (staging_vaddr, staging_len) = (
+        *var!(staging_vaddr: usize = 0),
+        *var!(staging_size: usize = 0),
+    );
+    let contiguous = region.vaddr().as_ptr() as usize + region.len() == staging_vaddr;
+    assert!(
+        contiguous && staging_len > 0,
+        "blk: the staging region must follow the disk region"
+    );
+    // SAFETY: the two regions are mapped read-write here for the PD's whole
+    // life, back to back (checked above): one range of memory.
+    let buffer = unsafe { SharedBuffer::new(region.vaddr(), region.len() + staging_len) };
+    let disk_len = *var!(disk_prefill_size: usize = 0);
+    let disk = region.sub(0, disk_len).expect("disk inside its region");
+    (
+        buffer,
+        RamDisk::in_buffer(disk, 0),
+        (region.len(), staging_len),
+    )
+}
+
+/// With two copies (`BLK_COPIES=2`), a staging buffer of its own: disk →
+/// buffer here, buffer → guest RAM in the VMM, and the VMM never maps the
+/// disk.
+#[cfg(feature = "two-copy")]
+fn data_path(region: SharedBuffer) -> (SharedBuffer, RamDisk, (usize, usize)) {
+    // SAFETY: `system.xml` maps the staging buffer here, read-write, for
+    // the PD's whole life, and nothing in this PD takes references into it.
+    let buffer = unsafe {
+        SharedBuffer::new(
+            memory_region_symbol!(buffer_vaddr: *mut u8),
+            *var!(buffer_size: usize = 0),
+        )
+    };
+    let disk_len = *var!(disk_prefill_size: usize = 0);
+    let disk = region.sub(0, disk_len).expect("disk inside its region");
+    (buffer, RamDisk::new(disk), (0, buffer.len()))
+}
+
 #[protection_domain]
 fn init() -> Blk {
     common::init_logging(log::LevelFilter::Info);
     // SAFETY: `system.xml` maps these regions here, read-write, for the
     // PD's whole life, and nothing in this PD takes references into them.
-    let (buffer, page, disk) = unsafe {
+    let (page, region) = unsafe {
         (
-            SharedBuffer::new(
-                memory_region_symbol!(buffer_vaddr: *mut u8),
-                *var!(buffer_size: usize = 0),
-            ),
             SharedBuffer::new(
                 memory_region_symbol!(device_vaddr: *mut u8),
                 *var!(device_size: usize = 0),
@@ -44,32 +86,46 @@ fn init() -> Blk {
             ),
         )
     };
+    let (buffer, disk, (staging_at, staging_len)) = data_path(region);
     // The baseline for the device path's figure: 1 MiB copied locally,
-    // RAM disk → shared buffer, a buffer-full at a time.
+    // disk → the staging area, 64 KiB at a time (as the two-copy path
+    // moves it).
+    let scratch = buffer.sub(staging_at, staging_len).expect("staging area");
     let (start, hz) = counter();
-    let piece = buffer.len().min(disk.len()).max(1);
-    for offset in (0..disk.len()).step_by(piece) {
-        let _ = buffer.copy_from(0, &disk, offset, piece.min(disk.len() - offset));
+    let piece = staging_len.clamp(1, 0x10000);
+    let local = (1usize << 20).min(disk.len() as usize);
+    let whole = region;
+    for offset in (0..local).step_by(piece) {
+        let _ = scratch.copy_from(0, &whole, offset, piece.min(local - offset));
     }
     let (end, _) = counter();
     log::info!(
-        "blk: local copy of {} KiB: {} ticks at {hz} Hz ({} us)",
-        disk.len() >> 10,
+        "blk: local copy of {} KiB: {} ticks at {hz} Hz ({} us); disk {} KiB, {} copy path",
+        local >> 10,
         end - start,
-        (end - start) * 1_000_000 / hz.max(1)
+        (end - start) * 1_000_000 / hz.max(1),
+        disk.len() >> 10,
+        if cfg!(feature = "two-copy") {
+            "two-copy"
+        } else {
+            "one-copy"
+        }
     );
     let vmm = Channel::new(*var!(vmm_channel: usize = 0));
     Blk {
         vmm,
         large: 0,
-        client: Client::new(
+        client: Client::with_staging(
             CountingPpc {
                 ppc: Ppc(vmm),
                 calls: 0,
             },
             buffer,
-        ),
-        service: BlkService::new(page, RamDisk::new(disk)),
+            staging_at,
+            staging_len,
+        )
+        .expect("staging area inside the buffer"),
+        service: BlkService::new(page, disk),
     }
 }
 

@@ -202,13 +202,25 @@ pub struct LinuxImages {
 #[cfg(feature = "vm")]
 fn start_vm(ram: &mut Ram, server: &mut Server<5>) -> Option<vm::Vm> {
     use guest_ram::server::Window;
-    // SAFETY: as above: regions `system.xml` maps here for good.
+    // The blk PD's copy buffer: with one copy, its disk region and the
+    // staging region `system.xml` maps right after it, as one buffer; with
+    // two copies (no staging region), a staging buffer of its own.
+    let blk_vaddr = memory_region_symbol!(blk_buffer_vaddr: *mut u8);
+    let (blk_len, staging_vaddr, staging_len) = (
+        *var!(blk_buffer_size: usize = 0),
+        *var!(blk_staging_vaddr: usize = 0),
+        *var!(blk_staging_size: usize = 0),
+    );
+    let follows = staging_vaddr == blk_vaddr.as_ptr() as usize + blk_len;
+    if staging_len > 0 && !follows {
+        log::error!("vmm: the blk staging region does not follow the disk region; not using it");
+    }
+    let blk_len = blk_len + if follows { staging_len } else { 0 };
+    // SAFETY: as above: regions `system.xml` maps here for good (the two
+    // blk regions back to back, checked above).
     let (blk_buffer, page) = unsafe {
         (
-            SharedBuffer::new(
-                memory_region_symbol!(blk_buffer_vaddr: *mut u8),
-                *var!(blk_buffer_size: usize = 0),
-            ),
+            SharedBuffer::new(blk_vaddr, blk_len),
             SharedBuffer::new(
                 memory_region_symbol!(blk_device_vaddr: *mut u8),
                 *var!(blk_device_size: usize = 0),

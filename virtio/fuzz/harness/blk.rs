@@ -2,7 +2,9 @@
 //! The virtio-blk backend fuzz harness, shared by `cargo fuzz run blk` and
 //! the corpus-replay test (`tests/fuzz_corpus.rs`).
 //!
-//! Input: `[size selector, avail idx (2 LE), queue-area bytes...]`. The
+//! Input: `[size selector, avail idx (2 LE), queue-area bytes...]`; the
+//! size selector's bit 7 picks the data path (set: the disk lives in the
+//! blk PD's shared buffer, one copy; clear: a staging buffer, two). The
 //! queue area (descriptor table, rings, request headers and data, 16 KiB)
 //! is the guest's to scribble: the harness copies the input there, with
 //! each descriptor's address folded into a 64 KiB range around guest RAM
@@ -44,6 +46,7 @@ pub fn run(data: &[u8]) {
         return;
     }
     let size = 1u16 << (data[0] % 5);
+    let one_copy = data[0] & 0x80 != 0;
     let avail_idx = u16::from_le_bytes([data[1], data[2]]);
     let mut guest = vec![0u8; RAM];
     let area = &mut guest[(WINDOW - GPA) as usize..][..WINDOW_LEN as usize];
@@ -63,11 +66,15 @@ pub fn run(data: &[u8]) {
     guest[avail..avail + 2].copy_from_slice(&avail_idx.to_le_bytes());
     let outside_before: Vec<u8> = outside(&guest);
 
-    let mut staging_memory = vec![0u8; 0x800];
+    const DISK: usize = 0x2000;
+    const STAGING: usize = 0x800;
+    // The shared buffer: with one copy, the disk and then the staging
+    // area; with two, the staging buffer (and a disk of its own).
+    let mut shared_memory = vec![0u8; STAGING + if one_copy { DISK } else { 0 }];
     // One mapping, copied to both sides (as both PDs map one region): two
     // `&mut` borrows would invalidate each other's pointers.
-    let staging = buffer(&mut staging_memory);
-    let mut disk = vec![0u8; 0x2000];
+    let shared = buffer(&mut shared_memory);
+    let mut own_disk = vec![0u8; DISK];
     // SAFETY: `guest` outlives `ram`, and is accessed only through it
     // until `ram`'s last use.
     let region =
@@ -78,10 +85,20 @@ pub fn run(data: &[u8]) {
     let window = Window::read_write(WINDOW, WINDOW_LEN);
     server
         .borrow_mut()
-        .add_client(ClientConfig::new(1, staging, &[window]).unwrap())
+        .add_client(ClientConfig::new(1, shared, &[window]).unwrap())
         .unwrap();
-    let mut client = Client::new(Local::new(&server, &ram, 1), staging);
-    let mut disk = RamDisk::new(buffer(&mut disk));
+    let transport = Local::new(&server, &ram, 1);
+    let (mut client, mut disk) = if one_copy {
+        (
+            Client::with_staging(transport, shared, DISK, STAGING).unwrap(),
+            RamDisk::in_buffer(shared.sub(0, DISK).unwrap(), 0),
+        )
+    } else {
+        (
+            Client::new(transport, shared),
+            RamDisk::new(buffer(&mut own_disk)),
+        )
+    };
     let mut backend = BlkBackend::new();
     let mut served: u16 = 0;
     for _ in 0..2 {

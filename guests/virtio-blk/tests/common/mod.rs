@@ -67,20 +67,39 @@ impl Platform for Host<'_> {
     }
 }
 
-/// Builds the host system with a blk staging buffer of `staging_len` bytes
-/// and runs `f` as the guest. Returns what `f` returned, the lines the
-/// guest printed, and how many requests the copy server refused.
+/// How the blk PD moves data.
+#[derive(Clone, Copy, Debug)]
+pub enum Path {
+    /// The disk is a region of its own; data goes through a staging buffer
+    /// of this many bytes (two copies).
+    TwoCopies(usize),
+    /// The disk is the client's shared buffer, followed by a staging area
+    /// of this many bytes for headers and ring traffic (one copy).
+    OneCopy(usize),
+}
+
+const DISK_LEN: usize = 1 << 20;
+
+/// Builds the host system with the blk PD's data path `path` and runs `f`
+/// as the guest. Returns what `f` returned, the lines the guest printed,
+/// and how many requests the copy server refused.
 pub fn with_host<R>(
-    staging_len: usize,
+    path: Path,
     f: impl FnOnce(&mut Host<'_>, Setup) -> R,
 ) -> (R, Vec<String>, u64) {
     let mut guest_memory = vec![0u8; RAM_LEN as usize];
-    let mut staging_memory = vec![0u8; staging_len];
     let mut page_memory = vec![0u8; 4096];
-    let mut disk = vec![0u8; 1 << 20];
+    let (disk_in_buffer, staging_len) = match path {
+        Path::TwoCopies(n) => (false, n),
+        Path::OneCopy(n) => (true, n),
+    };
+    // The client's shared buffer (with one copy, the disk and then the
+    // staging area), and with two copies a disk of its own.
+    let mut shared_memory = vec![0u8; staging_len + if disk_in_buffer { DISK_LEN } else { 0 }];
+    let mut own_disk = vec![0u8; if disk_in_buffer { 0 } else { DISK_LEN }];
     // Each mapping is made once and copied to both sides, as both PDs map
     // one region: two `&mut` borrows would invalidate each other.
-    let staging = buffer(&mut staging_memory);
+    let shared = buffer(&mut shared_memory);
     let page = buffer(&mut page_memory);
     // SAFETY: `guest_memory` outlives `ram` and is only accessed through it.
     let region = unsafe {
@@ -96,13 +115,25 @@ pub fn with_host<R>(
     let window = Window::read_write(DMA_GPA, DMA_LEN);
     server
         .borrow_mut()
-        .add_client(ClientConfig::new(CHANNEL, staging, &[window]).unwrap())
+        .add_client(ClientConfig::new(CHANNEL, shared, &[window]).unwrap())
         .unwrap();
+    let transport = Local::new(&server, &ram, CHANNEL);
+    let (disk, client) = if disk_in_buffer {
+        (
+            RamDisk::in_buffer(shared.sub(0, DISK_LEN).unwrap(), 0),
+            Client::with_staging(transport, shared, DISK_LEN, staging_len).unwrap(),
+        )
+    } else {
+        (
+            RamDisk::new(buffer(&mut own_disk)),
+            Client::new(transport, shared),
+        )
+    };
     let mut host = Host {
         ram: &ram,
         frontend: BlkFrontend::new(page),
-        service: BlkService::new(page, RamDisk::new(buffer(&mut disk))),
-        client: Client::new(Local::new(&server, &ram, CHANNEL), staging),
+        service: BlkService::new(page, disk),
+        client,
         clock: 0,
         printed: Vec::new(),
     };
@@ -117,6 +148,6 @@ pub fn with_host<R>(
 }
 
 /// The guest's whole suite.
-pub fn suite(staging_len: usize) -> (virtio_blk_guest::Summary, Vec<String>, u64) {
-    with_host(staging_len, |host, setup| run(host, setup))
+pub fn suite(path: Path) -> (virtio_blk_guest::Summary, Vec<String>, u64) {
+    with_host(path, |host, setup| run(host, setup))
 }
