@@ -4,6 +4,7 @@
 #   make test                                  host checks (no SDK needed)
 #   make MICROKIT_SDK=/path/to/sdk             build the image for MICROKIT_BOARD
 #   make MICROKIT_SDK=/path/to/sdk qemu-test   boot it in QEMU, check the self-test
+#   make MICROKIT_SDK=/path/to/sdk pds-clippy  the PDs' lints (nightly clippy)
 #
 # Variables (all may be overridden):
 #   MICROKIT_SDK     Microkit SDK directory (image targets only)
@@ -67,7 +68,7 @@ NO_PANIC_BUILD = $(BARE_METAL_CARGO) --profile nopanic -p no-panic-check --targe
 CROSS_TARGETS := aarch64-unknown-none riscv64gc-unknown-none-elf x86_64-unknown-none
 GUEST_TARGET := aarch64-unknown-none-softfloat
 
-.PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri sdf-test system bench bench-instructions bench-qemu bench-qemu-run bench-linux fuzz \
+.PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri sdf-test system bench bench-instructions bench-qemu bench-qemu-run bench-linux pds-clippy fuzz \
         image run qemu-test clean help check-sdk check-board check-toolchain linux-inputs
 
 all: image
@@ -323,6 +324,20 @@ $(PD_ELFS) &: check-sdk check-board check-toolchain $(BUILD_DIR) FORCE
 	        --target $(RUST_TARGET) \
 	        --target-dir $(abspath $(BUILD_DIR))/target
 	for pd in $(PDS); do cp $(BUILD_DIR)/target/$(RUST_TARGET)/release/$$pd $(BUILD_DIR)/$$pd.elf; done
+
+# The PDs' lints (pds/Cargo.toml's [workspace.lints], the root's rules),
+# with clippy: needs the SDK (sel4-sys's headers) and a nightly toolchain
+# with rust-src for -Z build-std. Every feature set the Makefile builds.
+pds-clippy: check-sdk check-board
+	@for features in vmm/vm,vmm/bench vmm/vm,blk/two-copy vmm/linux; do \
+	    echo "pds-clippy: --features $$features"; \
+	    (cd pds && RUSTFLAGS="-C linker=$(LD_LLD) $(ARCH_RUSTFLAGS)" \
+	        SEL4_INCLUDE_DIRS=$(abspath $(SDK_BOARD_DIR)/include) \
+	        GUEST_RAM_GPA=$(GUEST_RAM_GPA) GUEST_RAM_SIZE=$(GUEST_RAM_SIZE) \
+	        $(CARGO) +nightly clippy -q --release --features $$features \
+	            -Z build-std=core,alloc,compiler_builtins -Z build-std-features=compiler-builtins-mem \
+	            --target $(RUST_TARGET) --target-dir $(abspath build/pds-clippy) -- -D warnings) || exit 1; \
+	done; echo "pds-clippy: clean"
 
 FORCE:
 

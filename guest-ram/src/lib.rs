@@ -15,6 +15,32 @@
 //! checked. Raw-pointer dereferences live in one private module (`mem`):
 //! no safe function hands out a Rust reference into guest memory, because
 //! the guest may change it at any time.
+//!
+//! ```
+//! use core::ptr::NonNull;
+//! use guest_ram::{GuestRam, MappedRegion};
+//!
+//! // In a PD, the mapping comes from system.xml (`setvar_vaddr`); here, a
+//! // host buffer stands in for it.
+//! let mut memory = vec![0u8; 1 << 20];
+//! let vaddr = NonNull::new(memory.as_mut_ptr()).unwrap();
+//! // SAFETY: `memory` outlives `ram` and is only used through it.
+//! let region = unsafe { MappedRegion::new(0x4000_0000, vaddr, 1 << 20) };
+//! let mut ram = GuestRam::<1, 16>::new(&[region]).unwrap();
+//! ram.register_at(0x4000_0000, 1 << 20).unwrap();
+//!
+//! // Bookkeeping: the kernel where the guest expects it, the rest placed.
+//! ram.mark_allocated(0x4000_0000, 0x8_0000).unwrap();
+//! let dtb = ram.allocate_aligned(0x1000, 0x1000).unwrap();
+//! assert_eq!(dtb, 0x4008_0000);
+//!
+//! // Copies by offset arithmetic over the fixed mapping, every range checked.
+//! ram.write(dtb, b"\xd0\x0d\xfe\xed").unwrap();
+//! let mut magic = [0u8; 4];
+//! ram.read(dtb, &mut magic).unwrap();
+//! assert_eq!(magic, [0xd0, 0x0d, 0xfe, 0xed]);
+//! assert!(ram.read(0x4010_0000 - 2, &mut magic).is_err()); // past the end of RAM
+//! ```
 #![no_std]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]

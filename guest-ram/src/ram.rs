@@ -579,10 +579,12 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
         Ok(())
     }
 
-    /// The VMM address of the RAM range `[gpa, gpa + len)`, which must lie in
-    /// one backing region so that the whole range is contiguous at that
-    /// address. The pointer is for `unsafe` PD code (e.g. handing a buffer to
-    /// a loader); the crate itself never dereferences it outside `mem`.
+    /// The VMM address of the RAM range `[gpa, gpa + len)`, which must be
+    /// contiguous in the VMM's address space: inside one backing region, or
+    /// across backing regions adjacent in both gpa and vaddr (they
+    /// translate as one). The pointer is for `unsafe` PD code (e.g. handing
+    /// a buffer to a loader); the crate itself never dereferences it
+    /// outside `mem`.
     ///
     /// Errors: [`Error::ZeroLength`], [`Error::Overflow`], [`Error::NotRam`],
     /// [`Error::NotContiguous`].

@@ -14,6 +14,17 @@
 //!   and returns the layout and the entry state of vCPU 0.
 //!
 //! `#![no_std]`, no allocation; every bad header or blob is an error value.
+//!
+//! ```
+//! use linux_boot::image::{ImageHeader, ImageError};
+//! // A gzip'd vmlinuz is not an Image: a clear error, not a crash.
+//! let mut header = [0u8; 64];
+//! header[..2].copy_from_slice(&[0x1f, 0x8b]);
+//! assert!(matches!(ImageHeader::parse(&header, 64), Err(ImageError::BadMagic(_))));
+//! ```
+//!
+//! [`load()`] does the whole job; `linux-boot/tests/load.rs` runs it on real
+//! memory with this repository's device tree.
 #![no_std]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

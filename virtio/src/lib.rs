@@ -17,6 +17,16 @@
 //!
 //! `#![no_std]`, no allocation, no panics on guest input: every bad value
 //! is an error or a counted, logged refusal.
+//!
+//! ```
+//! use virtio::mmio::{reg, status, Access, BlkConfig, MmioDevice, MAGIC};
+//! // The VMM's register file for a 1 MiB disk, driven by trapped accesses.
+//! let mut dev = MmioDevice::new(BlkConfig::new(2048));
+//! assert_eq!(dev.read(reg::MAGIC_VALUE, 4).value(), u64::from(MAGIC));
+//! dev.write(reg::STATUS, 4, u64::from(status::ACKNOWLEDGE | status::DRIVER));
+//! // A byte-wide read of a word register is refused, not emulated.
+//! assert!(matches!(dev.read(reg::MAGIC_VALUE, 1), Access::Ignored(_)));
+//! ```
 #![no_std]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

@@ -28,6 +28,8 @@
 
 use core::fmt;
 
+use crate::queue::Layout;
+
 /// `MagicValue`: "virt" in little-endian.
 pub const MAGIC: u32 = 0x7472_6976;
 /// The register layout version this device implements (non-legacy).
@@ -127,9 +129,8 @@ pub mod blk_feature {
     pub const FLUSH: u64 = 1 << 9;
 }
 
-/// Largest queue this device offers. A power of two, so a queue of any
-/// size up to it fits a 4 KiB descriptor snapshot (256 × 16 bytes).
-pub const QUEUE_SIZE_MAX: u16 = 256;
+/// Largest queue this device offers; the queue layer owns the limit.
+pub use crate::queue::QUEUE_SIZE_MAX;
 
 /// What a device type adds to the transport: its id, features, queues and
 /// configuration space.
@@ -514,7 +515,7 @@ impl<D: DeviceType> MmioDevice<D> {
             }
             1 if q.ready => Access::Done(0, Effect::None),
             1 => {
-                let layout = crate::queue::Layout::new(q.size, q.desc, q.avail, q.used);
+                let layout = Layout::new(q.size, q.desc, q.avail, q.used);
                 if layout.is_err() || q.size > QUEUE_SIZE_MAX {
                     return Access::Ignored(Ignored::BadQueue);
                 }

@@ -32,7 +32,11 @@ use guest_ram::GpaRange;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use crate::mmio::QUEUE_SIZE_MAX;
+/// Largest queue the device offers. A power of two, so a queue of any
+/// size up to it fits a 4 KiB descriptor snapshot (256 × 16 bytes). This
+/// layer owns it (and [`Layout`]); the register file imports both, never
+/// the other way round.
+pub const QUEUE_SIZE_MAX: u16 = 256;
 
 /// Descriptor flags.
 pub mod flags {
