@@ -2,7 +2,10 @@
 //! The benchmark PD of `make bench-qemu` (Microkit `benchmark` config, no
 //! kernel printing): runs `guest_ram::benchmark` over real PPC with the
 //! cycle counter and writes the table to the PL011 UART it maps. Glue only.
-#![allow(unsafe_code, reason = "maps its buffer, scratch regions and the UART that system.xml gives it, and reads the cycle counter")]
+#![allow(
+    unsafe_code,
+    reason = "maps its buffer, scratch regions and the UART that system.xml gives it, and reads the cycle counter"
+)]
 #![no_std]
 #![no_main]
 

@@ -3,7 +3,10 @@
 //! moving every byte of guest memory through guest-ram's copy service. It
 //! never maps guest RAM. Glue only: the queue walking and request handling
 //! are `virtio::device::BlkService`.
-#![allow(unsafe_code, reason = "maps the buffer, shared page and disk regions that system.xml gives it")]
+#![allow(
+    unsafe_code,
+    reason = "maps the buffer, shared page and disk regions that system.xml gives it"
+)]
 #![no_std]
 #![no_main]
 

@@ -6,7 +6,10 @@
 //! Buffer sizes and channel ids are not here: each PD reads them from
 //! symbols that the microkit tool sets from `system.xml` (`setvar_size`,
 //! `setvar_id`), so that file is their one source.
-#![allow(unsafe_code, reason = "reads the generic timer's system registers (inline assembly)")]
+#![allow(
+    unsafe_code,
+    reason = "reads the generic timer's system registers (inline assembly)"
+)]
 #![no_std]
 
 use guest_ram::client::Transport;

@@ -3,7 +3,10 @@
 //! read-only at its guest-physical address. Asked by the self-test, it
 //! checks that a pattern written through the VMM is at the right gpa, both
 //! in its own mapping and through its read-only window over PPC.
-#![allow(unsafe_code, reason = "maps guest RAM (read-only) and its buffer, as system.xml gives them")]
+#![allow(
+    unsafe_code,
+    reason = "maps guest RAM (read-only) and its buffer, as system.xml gives them"
+)]
 #![no_std]
 #![no_main]
 

@@ -4,7 +4,10 @@
 //! virtual machine (feature `vm`) runs the guest. Glue only: the
 //! bookkeeping is `GuestRam`, the request handling `Server::handle`, the
 //! guest's device `virtio::device`.
-#![allow(unsafe_code, reason = "maps guest RAM, the clients' buffers and the guest's images, as system.xml gives them")]
+#![allow(
+    unsafe_code,
+    reason = "maps guest RAM, the clients' buffers and the guest's images, as system.xml gives them"
+)]
 #![no_std]
 #![no_main]
 
