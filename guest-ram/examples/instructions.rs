@@ -14,7 +14,11 @@ use std::hint::black_box;
 use std::ptr::NonNull;
 
 use guest_ram::bookkeeping::{Table, Tree};
-use guest_ram::{GuestRam, MappedRegion};
+use guest_ram::client::Client;
+use guest_ram::protocol::{self, Op, Segment, MSG_WORDS};
+use guest_ram::server::{ClientConfig, Server, Window};
+use guest_ram::transport::Local;
+use guest_ram::{GpaRange, GuestRam, MappedRegion, SharedBuffer};
 
 const GPA: u64 = 0x4000_0000;
 const CAP: usize = 2 * 4096 + 4;
@@ -30,6 +34,10 @@ const OPS: &[&str] = &[
     "ram_write_4k",
     "memcpy_4k",
     "ram_check_ram",
+    "ping",
+    "read_in_place_4k",
+    "writev_in_place_4k",
+    "server_read_4k",
 ];
 
 fn holes<T>(
@@ -130,6 +138,52 @@ fn main() {
         "ram_check_ram" => {
             for _ in 0..n {
                 black_box(ram.check_ram(black_box(GPA + 0x1000), 4096).unwrap());
+            }
+        }
+        // The copy service's fixed cost: a client and the server in one
+        // address space (`transport::Local`, which copies the message
+        // words as the kernel would), 4 KiB through a 64 KiB buffer.
+        "ping" | "read_in_place_4k" | "writev_in_place_4k" | "server_read_4k" => {
+            let mut shared_memory = vec![0u8; 64 << 10];
+            // SAFETY: `shared_memory` outlives the buffer's users below.
+            let shared = unsafe {
+                SharedBuffer::new(NonNull::new(shared_memory.as_mut_ptr()).unwrap(), 64 << 10)
+            };
+            let server = std::cell::RefCell::new(Server::<2>::new());
+            let window = [Window::read_write(GPA, 1 << 20)];
+            server
+                .borrow_mut()
+                .add_client(ClientConfig::new(1, shared, &window).unwrap())
+                .unwrap();
+            let mut client = Client::new(Local::new(&server, &ram, 1), shared);
+            let segment = [GpaRange {
+                gpa: GPA + 0x1000,
+                len: 4096,
+            }];
+            let mut msg = [0u64; MSG_WORDS];
+            let (label, words) =
+                protocol::encode_copy(Op::Read, &[Segment::new(GPA + 0x1000, 4096, 0)], &mut msg)
+                    .unwrap();
+            for _ in 0..n {
+                match op {
+                    "ping" => client.ping().unwrap(),
+                    "read_in_place_4k" => {
+                        black_box(client.read_in_place(black_box(GPA + 0x1000), 4096).unwrap());
+                    }
+                    "writev_in_place_4k" => {
+                        client.writev_in_place(black_box(&segment)).unwrap();
+                    }
+                    _ => {
+                        let mut regs = msg;
+                        black_box(server.borrow_mut().handle(
+                            &ram,
+                            1,
+                            label,
+                            words,
+                            black_box(&mut regs),
+                        ));
+                    }
+                }
             }
         }
         other => {

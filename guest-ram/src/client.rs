@@ -280,7 +280,16 @@ impl<T: Transport> Client<T> {
             gpa,
             len: len as u64,
         };
-        self.transfer(Direction::FromGuest, &[range], len, |_, _, _| Ok(()))?;
+        range.end().map_err(shape_error)?;
+        // One segment that fits the staging area: one call, no chunking.
+        let segment = [Segment::new(gpa, range.len, self.staging_base)];
+        self.flush(
+            Direction::FromGuest,
+            &segment,
+            range.len,
+            0,
+            &mut |_, _, _| Ok(()),
+        )?;
         // SAFETY: the VMM writes this buffer only while this client is in a
         // PPC, and `&mut self` is held for the slice's lifetime.
         unsafe { self.staging.slice(len) }.map_err(|_| ClientError::TooLarge)
@@ -402,6 +411,12 @@ impl<T: Transport> Client<T> {
         let total = checked_total(segments)?;
         if start.checked_add(total).is_none_or(|end| end > limit) {
             return Err(ClientError::TooLarge);
+        }
+        // One segment (the common case): one call, no batching.
+        if let [s] = segments {
+            let segment = [Segment::new(s.gpa, s.len, start)];
+            self.flush(direction, &segment, s.len, 0, &mut |_, _, _| Ok(()))?;
+            return usize::try_from(total).map_err(|_| ClientError::Overflow);
         }
         let mut offset = start;
         for batch in segments.chunks(MAX_SEGMENTS) {

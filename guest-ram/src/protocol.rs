@@ -37,7 +37,7 @@
 //! match protocol::decode(label, &msg[..words]).unwrap() {
 //!     Request::Copy { op, segments } => {
 //!         assert_eq!(op, Op::Read);
-//!         assert_eq!(segments[0].gpa.get(), 0x4000_0000);
+//!         assert_eq!(segments.iter().next().unwrap().gpa, 0x4000_0000);
 //!     }
 //!     _ => unreachable!(),
 //! }
@@ -272,27 +272,70 @@ impl Header {
             count: count.into(),
         }
     }
+
+    /// The header as its message word: the same bytes as the struct,
+    /// little-endian, built with shifts rather than byte stores (a PD's
+    /// target has strict alignment, where unaligned fields cost a load
+    /// and a shift per byte).
+    fn word(count: u32) -> u64 {
+        (u64::from(VERSION) | u64::from(count) << 32).to_le()
+    }
+}
+
+/// The segments of a copy request, read where they lie in the message:
+/// [`SEGMENT_WORDS`] aligned words each (`gpa`, `len`, `buf_offset`, as
+/// [`Segment`] lays them out), never copied out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segments<'a>(&'a [u64]);
+
+impl<'a> Segments<'a> {
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.0.len() / SEGMENT_WORDS
+    }
+
+    /// Whether there are none (never, in a decoded request).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Each segment, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Segment> + 'a {
+        self.0.chunks_exact(SEGMENT_WORDS).map(|w| match *w {
+            [gpa, len, buf_offset] => Segment::new(
+                u64::from_le(gpa),
+                u64::from_le(len),
+                u64::from_le(buf_offset),
+            ),
+            // `chunks_exact` yields SEGMENT_WORDS words.
+            _ => Segment::new(0, 0, 0),
+        })
+    }
 }
 
 /// One guest range and where it goes in (or comes from) the shared buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
-#[repr(C)]
+/// On the wire: three little-endian words, in field order. The fields are
+/// native `u64`s, 8-byte aligned like the message words they come from:
+/// on a PD's strict-alignment target, little-endian wrapper types (align 1)
+/// would cost a load and a shift per byte, and a move a `memcpy` call.
+/// [`encode_copy`] and [`decode`] convert each word with `to_le`/`from_le`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Segment {
     /// Guest-physical address.
-    pub gpa: U64,
+    pub gpa: u64,
     /// Length in bytes.
-    pub len: U64,
+    pub len: u64,
     /// Offset in the client's shared buffer.
-    pub buf_offset: U64,
+    pub buf_offset: u64,
 }
 
 impl Segment {
     /// A segment.
-    pub fn new(gpa: u64, len: u64, buf_offset: u64) -> Self {
+    pub const fn new(gpa: u64, len: u64, buf_offset: u64) -> Self {
         Segment {
-            gpa: gpa.into(),
-            len: len.into(),
-            buf_offset: buf_offset.into(),
+            gpa,
+            len,
+            buf_offset,
         }
     }
 }
@@ -364,22 +407,32 @@ pub const REPLY_WORDS: usize = 2;
 const INFO_WORDS: usize = 2;
 const WINDOW_WORDS: usize = 3;
 
-/// A decoded, well-formed request (not yet checked against a client).
-// Decoded once per request on the stack; boxing would need `alloc`.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Request {
+/// A decoded, well-formed request (not yet checked against a client). It
+/// borrows the message: the segments are read where they lie, never
+/// copied (a copy of up to 39 of them would cost more than the checks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request<'a> {
     /// [`Op::Info`].
     Info,
     /// [`Op::Read`], [`Op::Write`], [`Op::ReadV`] or [`Op::WriteV`].
     Copy {
         /// Which of the four.
         op: Op,
-        /// 1 to [`MAX_SEGMENTS`] segments, in order.
-        segments: heapless::Vec<Segment, MAX_SEGMENTS>,
+        /// 1 to [`MAX_SEGMENTS`] segments, in order, in the message.
+        segments: Segments<'a>,
     },
     /// [`Op::Fill`].
-    Fill(FillArgs),
+    /// (The arguments as native values, not [`FillArgs`]: an enum holding
+    /// an align-1 struct is moved with `memcpy` calls on a PD's
+    /// strict-alignment target.)
+    Fill {
+        /// First guest-physical address.
+        gpa: u64,
+        /// Bytes to set.
+        len: u64,
+        /// The value.
+        byte: u8,
+    },
     /// [`Op::Ping`].
     Ping,
 }
@@ -387,17 +440,19 @@ pub enum Request {
 /// Parses a request from its label and its message words (exactly the
 /// `MessageInfo` count of them). Never panics; every malformation is a
 /// [`Status`].
-pub fn decode(label: u64, msg: &[u64]) -> Result<Request, Status> {
+pub fn decode(label: u64, msg: &[u64]) -> Result<Request<'_>, Status> {
     let op = Op::from_label(label).ok_or(Status::UnknownOp)?;
-    let bytes = msg.as_bytes();
-    let (header, rest) = Header::read_from_prefix(bytes).map_err(|_| Status::Malformed)?;
-    if header.version.get() != VERSION {
+    // The header word, as `Header` lays it out (little-endian).
+    let (first, rest_words) = msg.split_first().ok_or(Status::Malformed)?;
+    let header = u64::from_le(*first);
+    if header as u16 != VERSION {
         return Err(Status::BadVersion);
     }
-    if header.flags.get() != 0 {
+    if (header >> 16) as u16 != 0 {
         return Err(Status::Malformed);
     }
-    let count = header.count.get() as usize;
+    let count = (header >> 32) as usize;
+    let rest = rest_words.as_bytes();
     match op {
         Op::Info | Op::Ping => {
             if count != 0 || msg.len() != HEADER_WORDS {
@@ -417,7 +472,11 @@ pub fn decode(label: u64, msg: &[u64]) -> Result<Request, Status> {
             if args.reserved != [0; 7] {
                 return Err(Status::Malformed);
             }
-            Ok(Request::Fill(args))
+            Ok(Request::Fill {
+                gpa: args.gpa.get(),
+                len: args.len.get(),
+                byte: args.byte,
+            })
         }
         Op::Read | Op::Write | Op::ReadV | Op::WriteV => {
             let single = matches!(op, Op::Read | Op::Write);
@@ -430,9 +489,10 @@ pub fn decode(label: u64, msg: &[u64]) -> Result<Request, Status> {
             if msg.len() != HEADER_WORDS + count * SEGMENT_WORDS {
                 return Err(Status::Malformed);
             }
-            let segs = <[Segment]>::ref_from_bytes(rest).map_err(|_| Status::Malformed)?;
-            let segments = heapless::Vec::from_slice(segs).map_err(|_| Status::TooManySegments)?;
-            Ok(Request::Copy { op, segments })
+            Ok(Request::Copy {
+                op,
+                segments: Segments(rest_words),
+            })
         }
     }
 }
@@ -462,11 +522,21 @@ pub fn encode_copy(
         }
         _ => return Err(Status::Malformed),
     }
-    let mut at = put(msg, 0, &Header::new(segments.len() as u32)).ok_or(Status::Malformed)?;
-    for segment in segments {
-        at = put(msg, at, segment).ok_or(Status::TooManySegments)?;
+    // Word stores: the same bytes as `Header` and `Segment` (see
+    // `Header::word`).
+    let words = msg
+        .get_mut(..HEADER_WORDS + segments.len() * SEGMENT_WORDS)
+        .ok_or(Status::TooManySegments)?;
+    let (first, rest) = words.split_first_mut().ok_or(Status::Malformed)?;
+    *first = Header::word(segments.len() as u32);
+    for (w, s) in rest.chunks_exact_mut(SEGMENT_WORDS).zip(segments) {
+        if let [gpa, len, buf_offset] = w {
+            *gpa = s.gpa.to_le();
+            *len = s.len.to_le();
+            *buf_offset = s.buf_offset.to_le();
+        }
     }
-    Ok((op as u64, at))
+    Ok((op as u64, HEADER_WORDS + segments.len() * SEGMENT_WORDS))
 }
 
 /// Encodes an `Info` request.
@@ -504,15 +574,15 @@ pub fn encode_fill(gpa: u64, len: u64, byte: u8, msg: &mut [u64; MSG_WORDS]) -> 
 
 /// Encodes a reply of `status` and `bytes`; returns label and word count.
 pub fn encode_reply(status: Status, bytes: u64, msg: &mut [u64]) -> (u64, usize) {
-    let header = ReplyHeader {
-        version: VERSION.into(),
-        status: (status as u16).into(),
-        reserved: 0.into(),
-        bytes: bytes.into(),
-    };
-    // `msg` always has MSG_WORDS words (the IPC buffer).
-    let words = put(msg, 0, &header).unwrap_or(0);
-    (status as u64, words)
+    // `ReplyHeader`'s bytes, as two word stores.
+    match msg.get_mut(..REPLY_WORDS) {
+        Some([first, second]) => {
+            *first = (u64::from(VERSION) | u64::from(status as u16) << 16).to_le();
+            *second = bytes.to_le();
+            (status as u64, REPLY_WORDS)
+        }
+        _ => (status as u64, 0),
+    }
 }
 
 /// Encodes an `Info` reply.
@@ -543,11 +613,15 @@ pub struct Reply {
 /// Parses a reply header; `None` if the reply is malformed (a server of
 /// another version, or a label that disagrees with the body).
 pub fn decode_reply(label: u64, msg: &[u64]) -> Option<Reply> {
-    let (header, _) = ReplyHeader::read_from_prefix(msg.as_bytes()).ok()?;
-    let status = Status::from_u16(header.status.get())?;
-    (header.version.get() == VERSION && label == status as u64).then_some(Reply {
+    // `ReplyHeader`'s two words.
+    let (first, second) = match msg.get(..REPLY_WORDS)? {
+        [first, second] => (u64::from_le(*first), u64::from_le(*second)),
+        _ => return None,
+    };
+    let status = Status::from_u16((first >> 16) as u16)?;
+    (first as u16 == VERSION && label == status as u64).then_some(Reply {
         status,
-        bytes: header.bytes.get(),
+        bytes: second,
     })
 }
 

@@ -552,6 +552,22 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
         direction: Direction,
     ) -> Result<(), Error> {
         let end = self.check_ram(gpa, len)?;
+        self.copy_buffer_ram_checked(gpa, end, len, buffer, offset, direction)
+    }
+
+    /// The copy service's copy: the server checked `[gpa, end)` is RAM
+    /// (`end` from [`check_ram`](Self::check_ram)) with this same
+    /// `GuestRam`, which it holds shared, so RAM cannot have changed since;
+    /// the buffer side is still checked here.
+    pub(crate) fn copy_buffer_ram_checked<A: Access>(
+        &self,
+        gpa: u64,
+        end: u64,
+        len: u64,
+        buffer: &SharedBuffer<A>,
+        offset: u64,
+        direction: Direction,
+    ) -> Result<(), Error> {
         let base = buffer.range_ptr(offset, len)?;
         if let Some(vaddr) = self.in_one_region(gpa, end) {
             let (src, dst) = match direction {

@@ -97,12 +97,12 @@ impl<const C: usize> Default for Server<C> {
     }
 }
 
-/// A segment that passed every check.
-#[derive(Clone, Copy)]
-struct Checked {
-    gpa: u64,
-    len: u64,
-    offset: u64,
+/// What a request that passed its checks and was carried out replies.
+enum Reply {
+    /// `Ok` and a byte count.
+    Bytes(u64),
+    /// The client's buffer size and windows.
+    Info,
 }
 
 impl<const C: usize> Server<C> {
@@ -167,14 +167,26 @@ impl<const C: usize> Server<C> {
             }
             return protocol::encode_reply(Status::UnknownClient, 0, regs);
         };
-        let entry = &mut self.clients[index];
-        let request = match regs.get(..words.min(MSG_WORDS)) {
-            Some(msg) if words <= MSG_WORDS => protocol::decode(label, msg),
+        let Some(entry) = self.clients.get_mut(index) else {
+            return protocol::encode_reply(Status::Internal, 0, regs);
+        };
+        // The request is read where it lies in `regs` and carried out
+        // before the reply overwrites it.
+        let result = match regs.get(..words.min(MSG_WORDS)) {
+            Some(msg) if words <= MSG_WORDS => {
+                protocol::decode(label, msg).and_then(|request| serve(ram, &entry.config, request))
+            }
             _ => Err(Status::Malformed),
         };
-        let result = request.and_then(|request| serve(ram, &entry.config, request, regs));
         match result {
-            Ok(reply) => reply,
+            Ok(Reply::Bytes(n)) => protocol::encode_reply(Status::Ok, n, regs),
+            Ok(Reply::Info) => {
+                let mut descs: heapless::Vec<WindowDesc, MAX_WINDOWS> = heapless::Vec::new();
+                for w in entry.config.windows.iter() {
+                    let _ = descs.push(w.desc());
+                }
+                protocol::encode_info_reply(entry.config.buffer.len() as u64, &descs, regs)
+            }
             Err(status) => {
                 entry.refusals = entry.refusals.saturating_add(1);
                 if should_log(entry.refusals) {
@@ -193,44 +205,30 @@ fn should_log(n: u32) -> bool {
     n <= LOG_EVERY_REFUSAL || n.is_power_of_two()
 }
 
-/// Checks and carries out one decoded request; the reply is written into
-/// `regs` only after the request has been read out of them.
+/// Checks and carries out one decoded request, which still lies in the
+/// message registers; the caller writes the reply once it is done.
 fn serve<const B: usize, const E: usize>(
     ram: &GuestRam<B, E>,
     client: &ClientConfig,
-    request: Request,
-    regs: &mut [u64],
-) -> Result<(u64, usize), Status> {
+    request: Request<'_>,
+) -> Result<Reply, Status> {
     match request {
-        Request::Info => {
-            let mut descs: heapless::Vec<WindowDesc, MAX_WINDOWS> = heapless::Vec::new();
-            for w in client.windows.iter() {
-                let _ = descs.push(w.desc());
-            }
-            Ok(protocol::encode_info_reply(
-                client.buffer.len() as u64,
-                &descs,
-                regs,
-            ))
-        }
-        Request::Ping => Ok(protocol::encode_reply(Status::Ok, 0, regs)),
-        Request::Fill(args) => {
-            let (gpa, len) = (args.gpa.get(), args.len.get());
+        Request::Info => Ok(Reply::Info),
+        Request::Ping => Ok(Reply::Bytes(0)),
+        Request::Fill { gpa, len, byte } => {
             check_guest(ram, client, gpa, len, Direction::ToGuest)?;
-            ram.fill(gpa, len, args.byte).map_err(internal)?;
-            Ok(protocol::encode_reply(Status::Ok, len, regs))
+            ram.fill(gpa, len, byte).map_err(internal)?;
+            Ok(Reply::Bytes(len))
         }
         Request::Copy { op, segments } => {
             let direction = op.direction();
-            let mut checked: heapless::Vec<Checked, { protocol::MAX_SEGMENTS }> =
-                heapless::Vec::new();
+            // Every segment is checked before any byte moves.
             let mut total: u64 = 0;
             for segment in segments.iter() {
-                let c = check_segment(ram, client, segment, direction)?;
-                total = total.checked_add(c.len).ok_or(Status::Overflow)?;
-                let _ = checked.push(c);
+                let len = check_segment(ram, client, &segment, direction)?;
+                total = total.checked_add(len).ok_or(Status::Overflow)?;
             }
-            for (i, c) in checked.iter().enumerate() {
+            for (i, segment) in segments.iter().enumerate() {
                 // Segments reach the guest in their order, each before the
                 // next, as separate calls would: a virtqueue's used
                 // elements before its used index, its available index
@@ -238,14 +236,12 @@ fn serve<const B: usize, const E: usize>(
                 if i > 0 {
                     core::sync::atomic::fence(core::sync::atomic::Ordering::AcqRel);
                 }
-                let done = match direction {
-                    Direction::ToGuest => {
-                        ram.write_from_buffer(c.gpa, c.len, &client.buffer, c.offset)
-                    }
-                    Direction::FromGuest => {
-                        ram.read_to_buffer(c.gpa, c.len, &client.buffer, c.offset)
-                    }
-                };
+                let (gpa, len, offset) = (segment.gpa, segment.len, segment.buf_offset);
+                // `check_segment` checked this range is RAM, against the
+                // same `ram`, which nothing can change while we hold it.
+                let end = gpa.checked_add(len).ok_or(Status::Overflow)?;
+                let done =
+                    ram.copy_buffer_ram_checked(gpa, end, len, &client.buffer, offset, direction);
                 // Everything was checked above; a failure here is a VMM bug,
                 // reported rather than panicked on.
                 done.map_err(internal)?;
@@ -259,7 +255,7 @@ fn serve<const B: usize, const E: usize>(
             // x86, whose stores and loads are not reordered among
             // themselves (SeqCst would add an `mfence` there).
             core::sync::atomic::fence(core::sync::atomic::Ordering::AcqRel);
-            Ok(protocol::encode_reply(Status::Ok, total, regs))
+            Ok(Reply::Bytes(total))
         }
     }
 }
@@ -302,16 +298,12 @@ fn check_segment<const B: usize, const E: usize>(
     client: &ClientConfig,
     segment: &Segment,
     direction: Direction,
-) -> Result<Checked, Status> {
-    let (gpa, len, offset) = (
-        segment.gpa.get(),
-        segment.len.get(),
-        segment.buf_offset.get(),
-    );
+) -> Result<u64, Status> {
+    let (gpa, len, offset) = (segment.gpa, segment.len, segment.buf_offset);
     check_guest(ram, client, gpa, len, direction)?;
     let buf_end = offset.checked_add(len).ok_or(Status::Overflow)?;
     if buf_end > client.buffer.len() as u64 {
         return Err(Status::OutsideBuffer);
     }
-    Ok(Checked { gpa, len, offset })
+    Ok(len)
 }

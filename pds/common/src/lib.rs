@@ -132,10 +132,25 @@ pub struct Ppc(pub Channel);
 impl Transport for Ppc {
     fn call(&mut self, label: u64, words: usize, msg: &mut [u64; MSG_WORDS]) -> (u64, usize) {
         let words = words.min(MSG_WORDS);
-        with_msg_regs_mut(|regs| regs[..words].copy_from_slice(&msg[..words]));
+        with_msg_regs_mut(|regs| copy_words(&msg[..words], regs));
         let reply = self.0.pp_call(MessageInfo::new(label, words));
         let reply_words = reply.count().min(MSG_WORDS);
-        with_msg_regs(|regs| msg[..reply_words].copy_from_slice(&regs[..reply_words]));
+        with_msg_regs(|regs| copy_words(&regs[..reply_words.min(regs.len())], msg));
         (reply.label(), reply_words)
+    }
+}
+
+/// Copies `src` to the start of `dst`. Most messages are at most 4 words
+/// (what seL4 passes in registers on its fast path): those go word by
+/// word, as a `memcpy` call would cost more than the copy.
+fn copy_words(src: &[u64], dst: &mut [u64]) {
+    const INLINE: usize = 4;
+    for i in 0..INLINE {
+        if let (Some(s), Some(d)) = (src.get(i), dst.get_mut(i)) {
+            *d = *s;
+        }
+    }
+    if let (Some(s), Some(d)) = (src.get(INLINE..), dst.get_mut(INLINE..src.len())) {
+        d.copy_from_slice(s);
     }
 }
