@@ -91,6 +91,29 @@ struct Node {
     max_free: u64,
 }
 
+/// Deepest path [`Extents::path_to`] records: a treap of random
+/// priorities is about `2.5 ln n` deep, 23 for 8,192 extents; deeper
+/// paths fall back to recursion.
+const PATH: usize = 40;
+/// In a [`Path`] entry, the step from this node went left.
+const WENT_LEFT: u32 = 1 << 31;
+
+/// A root-to-node path: node indices, each with [`WENT_LEFT`] if the next
+/// step went left.
+struct Path {
+    steps: [u32; PATH],
+    len: usize,
+}
+
+impl Path {
+    /// The node and direction of step `k`.
+    fn get(&self, k: usize) -> Option<(u32, bool)> {
+        self.steps
+            .get(k)
+            .map(|s| (s & !WENT_LEFT, s & WENT_LEFT != 0))
+    }
+}
+
 const EMPTY: Node = Node {
     extent: Extent {
         start: 0,
@@ -372,7 +395,8 @@ impl<const N: usize> Extents<N> {
     }
 
     /// Inserts node `i` (whose extent starts at `key`, a start no extent
-    /// has) into subtree `t`; returns the new subtree root.
+    /// has) into subtree `t`; returns the new subtree root. Recursive: the
+    /// fallback of [`add`](Self::add) for a path deeper than its stack.
     fn insert(&mut self, t: u32, i: u32, key: u64) -> u32 {
         let Some(&n) = self.node(t) else {
             return i;
@@ -394,7 +418,8 @@ impl<const N: usize> Extents<N> {
     }
 
     /// Removes the extent that starts at `key` from subtree `t`; returns
-    /// the new subtree root.
+    /// the new subtree root. Recursive: the fallback of
+    /// [`remove_at`](Self::remove_at).
     fn remove(&mut self, t: u32, key: u64) -> u32 {
         let Some(&n) = self.node(t) else {
             return NIL;
@@ -417,9 +442,144 @@ impl<const N: usize> Extents<N> {
         t
     }
 
+    /// The path from the root towards `key`: the nodes visited and whether
+    /// each step went left, stopping at the node that starts at `key` (if
+    /// any, included). `None` if the tree is deeper than the stack (with
+    /// random priorities, as unlikely as a treap of 2^32 nodes; the
+    /// callers then fall back to recursion).
+    fn path_to(&self, key: u64, path: &mut Path) -> bool {
+        path.len = 0;
+        let mut t = self.root;
+        while let Some(n) = self.node(t) {
+            let left = key < n.extent.start;
+            let Some(slot) = path.steps.get_mut(path.len) else {
+                return false;
+            };
+            *slot = if left { t | WENT_LEFT } else { t };
+            path.len += 1;
+            if key == n.extent.start {
+                return true;
+            }
+            t = if left { n.left } else { n.right };
+        }
+        true
+    }
+
+    /// Hangs subtree `child` where the path's node `k` (or, past the end,
+    /// the root) had the subtree the path continued into, and brings
+    /// `max_free` up to date above it. Stops as soon as a node's
+    /// `max_free` comes out unchanged: nothing above it can change.
+    fn reattach(&mut self, path: &Path, mut k: usize, child: u32) {
+        let mut child = child;
+        loop {
+            let Some(k_up) = k.checked_sub(1) else {
+                self.root = child;
+                return;
+            };
+            k = k_up;
+            let Some((p, left)) = path.get(k) else {
+                return;
+            };
+            let Some(&pn) = self.node(p) else {
+                return;
+            };
+            let before = pn.max_free;
+            let (l, r) = if left {
+                (child, pn.right)
+            } else {
+                (pn.left, child)
+            };
+            let relinked = if left {
+                pn.left != child
+            } else {
+                pn.right != child
+            };
+            self.set_children(p, l, r);
+            if !relinked && self.max_free(p) == before {
+                return;
+            }
+            child = p;
+            if !relinked {
+                // Only max_free changed here: the links above are right.
+                continue;
+            }
+            // The link changed (a new subtree root below p): p itself stays
+            // the root of its subtree, so only max_free above can change.
+        }
+    }
+
     fn add(&mut self, extent: Extent) {
         let i = self.alloc(extent);
-        self.root = self.insert(self.root, i, extent.start);
+        let mut path = Path {
+            steps: [0; PATH],
+            len: 0,
+        };
+        if !self.path_to(extent.start, &mut path) {
+            self.root = self.insert(self.root, i, extent.start);
+            return;
+        }
+        // Hang `i` below the path's last node, then rotate it up while its
+        // priority beats its parent's.
+        let mut k = path.len;
+        let mut sub = i;
+        while let Some(k_up) = k.checked_sub(1) {
+            let Some((p, left)) = path.get(k_up) else {
+                break;
+            };
+            let Some(&pn) = self.node(p) else {
+                break;
+            };
+            if self.priority(sub) <= pn.priority {
+                break;
+            }
+            // `sub` rises above `p`.
+            if left {
+                if let Some(n) = self.nodes.get_mut(p as usize) {
+                    n.left = sub;
+                }
+                sub = self.rotate_right(p);
+            } else {
+                if let Some(n) = self.nodes.get_mut(p as usize) {
+                    n.right = sub;
+                }
+                sub = self.rotate_left(p);
+            }
+            k = k_up;
+        }
+        self.reattach(&path, k, sub);
+    }
+
+    /// Removes the extent that starts at `key`.
+    fn remove_at(&mut self, key: u64) {
+        let mut path = Path {
+            steps: [0; PATH],
+            len: 0,
+        };
+        let found = self.path_to(key, &mut path)
+            && path
+                .len
+                .checked_sub(1)
+                .and_then(|k| path.get(k))
+                .and_then(|(t, _)| self.extent(t))
+                .is_some_and(|e| e.start == key);
+        if !found {
+            self.root = self.remove(self.root, key);
+            return;
+        }
+        let k = path.len - 1;
+        let Some((t, _)) = path.get(k) else {
+            return;
+        };
+        let Some(&n) = self.node(t) else {
+            return;
+        };
+        if let Some(node) = self.nodes.get_mut(t as usize) {
+            node.left = self.free_list;
+        }
+        self.free_list = t;
+        self.len -= 1;
+        let joined = self.merge(n.left, n.right);
+        self.reattach(&path, k, joined);
     }
 
     /// The node holding `addr`, with its neighbours in address order.
@@ -448,6 +608,17 @@ impl<const N: usize> Extents<N> {
             }
         }
         None
+    }
+
+    /// Frees `[start, end)` if it lies inside one allocated extent (the
+    /// common case: freeing what one allocation made), in one descent;
+    /// `None` if it does not, for the caller's general path.
+    pub fn free_within(&mut self, start: u64, end: u64) -> Option<Result<(), Error>> {
+        let x = self.first_reaching_past(start)?;
+        if !(x.allocated && x.start <= start && end <= x.end) {
+            return None;
+        }
+        self.paint_within(start, end, false)
     }
 
     /// `paint` of a range inside one extent: boundaries move in place (the
@@ -487,16 +658,16 @@ impl<const N: usize> Extents<N> {
         match (at_start, at_end) {
             (true, true) => match (le, re) {
                 (Some(le), Some(re)) => {
-                    self.root = self.remove(self.root, xe.start);
-                    self.root = self.remove(self.root, re.start);
+                    self.remove_at(xe.start);
+                    self.remove_at(re.start);
                     self.set_extent(l, Extent { end: re.end, ..le });
                 }
                 (Some(le), None) => {
-                    self.root = self.remove(self.root, xe.start);
+                    self.remove_at(xe.start);
                     self.set_extent(l, Extent { end: xe.end, ..le });
                 }
                 (None, Some(re)) => {
-                    self.root = self.remove(self.root, xe.start);
+                    self.remove_at(xe.start);
                     self.set_extent(
                         r,
                         Extent {

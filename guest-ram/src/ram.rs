@@ -318,6 +318,10 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
     /// [`Error::CapacityExceeded`].
     pub fn free(&mut self, gpa: u64, len: u64) -> Result<(), Error> {
         let end = GpaRange { gpa, len }.end()?;
+        // Inside one allocated extent (RAM, all allocated): no classifying.
+        if let Some(done) = self.extents.free_within(gpa, end) {
+            return done;
+        }
         match self.extents.range_state(gpa, end) {
             RangeState::NotAllRam => Err(Error::NotRam),
             RangeState::AllAllocated => self.extents.paint(gpa, end, false),
