@@ -283,7 +283,7 @@ impl Header {
 }
 
 /// The segments of a copy request, read where they lie in the message:
-/// [`SEGMENT_WORDS`] aligned words each (`gpa`, `len`, `buf_offset`, as
+/// three aligned words each (`gpa`, `len`, `buf_offset`, as
 /// [`Segment`] lays them out), never copied out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segments<'a>(&'a [u64]);
