@@ -118,6 +118,8 @@ extern "C" fn _start() -> ! {
     black_box(gic.mmio(word(), word() as u8, None));
     let _ = black_box(gic.raise(word()));
     black_box(gic.eoi(word()));
+    black_box(gic.is_quiet());
+    black_box(trap::vtimer_deadline(word(), word(), word()));
     while let Some(injection) = gic.next_injection() {
         if word() == 0 {
             gic.injection_failed(injection);

@@ -56,6 +56,26 @@ pub fn decode(hsr: u64) -> VcpuTrap {
     }
 }
 
+/// When an idle guest's virtual timer fires, on the physical counter: the
+/// deadline a VMM arms a timer of its own for before it stops the vCPU at a
+/// `wfi` (the vCPU's timer cannot fire while the vCPU is switched out).
+/// `cntv_ctl`, `cntv_cval` and `cntvoff` are the vCPU's registers; `None`
+/// when the timer is off or its interrupt masked (then only a device
+/// interrupt wakes the guest, as on hardware).
+///
+/// ```
+/// use vcpu_fault::trap::vtimer_deadline;
+/// // Enabled, unmasked: fires when CNTVCT = CNTPCT - CNTVOFF reaches CVAL.
+/// assert_eq!(vtimer_deadline(1, 5_000, 100), Some(5_100));
+/// assert_eq!(vtimer_deadline(0b11, 5_000, 100), None); // IMASK
+/// assert_eq!(vtimer_deadline(0, 5_000, 100), None); // disabled
+/// ```
+pub fn vtimer_deadline(cntv_ctl: u64, cntv_cval: u64, cntvoff: u64) -> Option<u64> {
+    const ENABLE: u64 = 1;
+    const IMASK: u64 = 2;
+    (cntv_ctl & (ENABLE | IMASK) == ENABLE).then(|| cntv_cval.wrapping_add(cntvoff))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

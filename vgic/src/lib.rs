@@ -132,6 +132,31 @@ impl<const LRS: usize> VGic<LRS> {
         self.dist.set_pending(injection.irq);
     }
 
+    /// Whether nothing would wake a `wfi` now: no list register holds an
+    /// interrupt and none is pending that the guest has enabled (with the
+    /// distributor on). A VMM may then stop the vCPU until an interrupt
+    /// arrives.
+    ///
+    /// ```
+    /// use vgic::{dist, VGic};
+    /// let mut gic = VGic::<4>::new();
+    /// gic.raise(48).unwrap();
+    /// assert!(gic.is_quiet()); // pending, but not enabled
+    /// gic.mmio(dist::reg::CTLR, 4, Some(1));
+    /// gic.mmio(dist::reg::ISENABLER + 4, 4, Some(1 << 16));
+    /// assert!(!gic.is_quiet());
+    /// ```
+    pub fn is_quiet(&self) -> bool {
+        let held = (0..=u8::MAX).take(LRS).any(|lr| self.lrs.get(lr).is_some());
+        let deliverable = self.dist.is_on()
+            && self
+                .dist
+                .pending()
+                .iter()
+                .any(|irq| self.dist.is_enabled(*irq));
+        !held && !deliverable
+    }
+
     /// The guest's end of interrupt for list register `lr` (a
     /// `VGICMaintenance` fault): the list register is free. Returns the
     /// interrupt it held, which the glue acknowledges at its source (a

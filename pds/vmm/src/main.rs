@@ -271,7 +271,8 @@ fn start_vm(ram: &mut Ram, server: &mut Server<5>) -> Option<vm::Vm> {
             }
         };
         let uart = Channel::new(*var!(uart_irq_channel: usize = 0));
-        vm::Vm::start_linux(ram, images, page, blk, uart)
+        let idle_timer = Channel::new(*var!(idle_timer_channel: usize = 0));
+        vm::Vm::start_linux(ram, images, page, blk, uart, idle_timer)
     };
     match started {
         Ok((vm, window)) => {
@@ -317,6 +318,7 @@ impl Handler for Vmm {
     fn notified(&mut self, set: ChannelSet) -> Result<(), Self::Error> {
         #[cfg(feature = "vm")]
         if let Some(vm) = self.vm.as_mut() {
+            vm.wake(set);
             if set.contains(Channel::new(blk_channel())) {
                 vm.backend_signalled();
             }

@@ -56,6 +56,7 @@ const VIRTIO_BLK_IRQ: u16 = 48;
 /// Counts of what the guest made the VMM do, logged at power-off.
 #[derive(Default)]
 struct Counts {
+    sleeps: u64,
     mmio: u64,
     gicd: u64,
     vppi: u64,
@@ -71,17 +72,29 @@ pub struct Vm {
     blk: Channel,
     gic: VGic<LIST_REGISTERS>,
     uart_irq: Option<Channel>,
+    /// The EL1 physical timer's interrupt (PPI 30), which wakes an idle
+    /// guest at its virtual timer's deadline (Linux guest only).
+    idle_timer: Option<Channel>,
+    /// vCPU 0 is stopped at a `wfi` until an interrupt for it arrives.
+    asleep: bool,
     counts: Counts,
     ignored_gicd: u32,
 }
 
 impl Vm {
-    fn new(page: SharedBuffer, blk: Channel, uart_irq: Option<Channel>) -> Vm {
+    fn new(
+        page: SharedBuffer,
+        blk: Channel,
+        uart_irq: Option<Channel>,
+        idle_timer: Option<Channel>,
+    ) -> Vm {
         Vm {
             frontend: BlkFrontend::new(page),
             blk,
             gic: VGic::new(),
             uart_irq,
+            idle_timer,
+            asleep: false,
             counts: Counts::default(),
             ignored_gicd: 0,
         }
@@ -127,7 +140,7 @@ impl Vm {
             gpa: dma,
             len: DMA_LEN,
         };
-        Ok((Vm::new(page, blk, None), window))
+        Ok((Vm::new(page, blk, None, None), window))
     }
 
     /// A Linux guest: the kernel, initrd and device tree placed and loaded
@@ -142,6 +155,7 @@ impl Vm {
         page: SharedBuffer,
         blk: Channel,
         uart_irq: Channel,
+        idle_timer: Channel,
     ) -> Result<(Vm, guest_ram::GpaRange), &'static str> {
         let memory = guest_ram::GpaRange {
             gpa: LAYOUT.gpa,
@@ -185,7 +199,8 @@ impl Vm {
             layout.entry
         );
         start_vcpu(layout.entry, [layout.dtb.gpa, 0, 0])?;
-        Ok((Vm::new(page, blk, Some(uart_irq)), memory))
+        idle::disarm();
+        Ok((Vm::new(page, blk, Some(uart_irq), Some(idle_timer)), memory))
     }
 
     /// The blk PD signalled: used buffers (or a broken queue). Interrupt
@@ -206,6 +221,55 @@ impl Vm {
     /// The channel of the forwarded UART IRQ, if any.
     pub fn uart_channel(&self) -> Option<Channel> {
         self.uart_irq
+    }
+
+    /// Any notification: if vCPU 0 sleeps at a `wfi`, wake it (an
+    /// interrupt for it may follow; a spurious wake-up only costs the
+    /// guest one more turn of its idle loop). Acknowledges the idle timer.
+    pub fn wake(&mut self, set: sel4_microkit::ChannelSet) {
+        if let Some(timer) = self.idle_timer.filter(|t| set.contains(*t)) {
+            idle::disarm();
+            if timer.irq_ack().is_err() {
+                log::error!("vmm: acknowledging the idle timer failed");
+            }
+        }
+        if !self.asleep {
+            return;
+        }
+        idle::disarm();
+        self.asleep = false;
+        if vm_tcb(0).tcb_resume().is_err() {
+            log::error!("vmm: TCB_Resume of vCPU 0 failed");
+        }
+    }
+
+    /// A `wfi` with nothing to wake it: arm the idle timer for the guest's
+    /// virtual timer deadline (if it has one) and stop the vCPU until a
+    /// notification, instead of resuming it to spin through its idle loop.
+    /// Only where a timer to wake on exists (the Linux guest's system).
+    fn sleep(&mut self, id: usize) -> Result<Resume, &'static str> {
+        let pc = current_pc(id)?;
+        set_x0_and_skip(id, None, pc)?;
+        if self.idle_timer.is_none() || !self.gic.is_quiet() {
+            return Ok(Resume::Yes);
+        }
+        let vcpu = vm_vcpu(id);
+        let read = |reg| vcpu.vcpu_read_regs(reg).map_err(|_| "VCPU_ReadRegs failed");
+        let deadline = trap::vtimer_deadline(
+            read(sel4::VCpuReg::CNTV_CTL)?,
+            read(sel4::VCpuReg::CNTV_CVAL)?,
+            read(sel4::VCpuReg::CNTVOFF)?,
+        );
+        match deadline {
+            Some(at) => idle::arm(at),
+            None => idle::disarm(),
+        }
+        if vm_tcb(id).tcb_suspend().is_err() {
+            return Err("TCB_Suspend failed");
+        }
+        self.asleep = true;
+        self.counts.sleeps += 1;
+        Ok(Resume::Asleep)
     }
 
     fn raise(&mut self, irq: u16) {
@@ -241,6 +305,8 @@ impl Vm {
         let id = child.index();
         match self.handle(ram, id, info.fault()) {
             Ok(Resume::Yes) => Some(MessageInfo::new(0, 0)),
+            // Suspended at a `wfi`; `wake` resumes it.
+            Ok(Resume::Asleep) => None,
             Ok(Resume::Stop) => suspend(id),
             Err(why) => stop(id, why),
         }
@@ -282,9 +348,12 @@ impl Vm {
                 Ok(Resume::Yes)
             }
             Fault::VCpuFault(f) => match trap::decode(f.hsr()) {
-                VcpuTrap::Wfi | VcpuTrap::Wfe => {
-                    // Resume after it: the guest's idle loop checks for
-                    // work and waits again (see the README: what idle costs).
+                VcpuTrap::Wfi => {
+                    self.counts.wfx += 1;
+                    self.sleep(id)
+                }
+                VcpuTrap::Wfe => {
+                    // A spin-lock back-off: resume after it.
                     self.counts.wfx += 1;
                     set_x0_and_skip(id, None, current_pc(id)?)?;
                     Ok(Resume::Yes)
@@ -337,8 +406,8 @@ impl Vm {
             Outcome::SystemOff | Outcome::CpuOff => {
                 let c = &self.counts;
                 log::info!(
-                    "vmm: guest faults: {} virtio-mmio, {} GICD, {} timer VPPIs, {} maintenance, {} IRQs injected, {} WFI/WFE, {} SMC",
-                    c.mmio, c.gicd, c.vppi, c.maintenance, c.injected, c.wfx, c.smc
+                    "vmm: guest faults: {} virtio-mmio, {} GICD, {} timer VPPIs, {} maintenance, {} IRQs injected, {} WFI/WFE ({} slept), {} SMC",
+                    c.mmio, c.gicd, c.vppi, c.maintenance, c.injected, c.wfx, c.sleeps, c.smc
                 );
                 log::info!("vmm: guest powered off");
                 Ok(Resume::Stop)
@@ -456,7 +525,34 @@ fn set_x0_and_skip(id: usize, x0: Option<u64>, pc: u64) -> Result<(), &'static s
 
 enum Resume {
     Yes,
+    /// Stopped at a `wfi` until a notification.
+    Asleep,
     Stop,
+}
+
+/// The EL1 physical timer, which the VMM arms to wake an idle guest
+/// (`system.xml` gives the VMM its PPI 30; seL4, a hypervisor, keeps the
+/// EL2 timer, and exports this one to user level on qemu_virt_aarch64).
+mod idle {
+    /// Fire when the physical counter reaches `at`.
+    pub fn arm(at: u64) {
+        // SAFETY: writes the EL1 physical timer's registers, which seL4
+        // lets user level use here (KernelArmExportPTMRUser); no memory.
+        unsafe {
+            core::arch::asm!(
+                "msr cntp_cval_el0, {at}", "msr cntp_ctl_el0, {on}", "isb",
+                at = in(reg) at, on = in(reg) 1u64, options(nostack)
+            );
+        }
+    }
+
+    /// Off (and its interrupt line low).
+    pub fn disarm() {
+        // SAFETY: as in `arm`.
+        unsafe {
+            core::arch::asm!("msr cntp_ctl_el0, xzr", "isb", options(nostack));
+        }
+    }
 }
 
 /// Suspends the vCPU and answers nothing: the guest stays stopped.
