@@ -385,17 +385,33 @@ impl<T: Transport> Client<T> {
                 .checked_add(s.range.len)
                 .ok_or(ClientError::Overflow)?;
         }
-        for batch in segments.chunks(MAX_SEGMENTS) {
+        let wire = segments
+            .iter()
+            .map(|s| Segment::new(s.range.gpa, s.range.len, s.buffer_offset));
+        self.send_in_place(direction, wire)?;
+        usize::try_from(total).map_err(|_| ClientError::Overflow)
+    }
+
+    /// Sends checked in-place segments (the data already where they say),
+    /// [`MAX_SEGMENTS`] a call.
+    fn send_in_place(
+        &mut self,
+        direction: Direction,
+        mut segments: impl Iterator<Item = Segment>,
+    ) -> Result<(), ClientError> {
+        loop {
             let mut wire: heapless::Vec<Segment, MAX_SEGMENTS> = heapless::Vec::new();
             let mut bytes = 0;
-            for s in batch {
-                // Cannot fail: `chunks(MAX_SEGMENTS)`.
-                let _ = wire.push(Segment::new(s.range.gpa, s.range.len, s.buffer_offset));
-                bytes += s.range.len;
+            for s in segments.by_ref().take(MAX_SEGMENTS) {
+                // Cannot fail: `take(MAX_SEGMENTS)`.
+                let _ = wire.push(s);
+                bytes += s.len;
+            }
+            if wire.is_empty() {
+                return Ok(());
             }
             self.flush(direction, &wire, bytes, 0, &mut |_, _, _| Ok(()))?;
         }
-        usize::try_from(total).map_err(|_| ClientError::Overflow)
     }
 
     /// In-place transfers: segment `i` sits at the buffer offset where
@@ -418,18 +434,14 @@ impl<T: Transport> Client<T> {
             self.flush(direction, &segment, s.len, 0, &mut |_, _, _| Ok(()))?;
             return usize::try_from(total).map_err(|_| ClientError::Overflow);
         }
+        // Segment `i` sits where segment `i - 1` ended (all checked above).
         let mut offset = start;
-        for batch in segments.chunks(MAX_SEGMENTS) {
-            let mut wire: heapless::Vec<Segment, MAX_SEGMENTS> = heapless::Vec::new();
-            let mut bytes = 0;
-            for s in batch {
-                // Cannot fail: `chunks(MAX_SEGMENTS)`.
-                let _ = wire.push(Segment::new(s.gpa, s.len, offset + bytes));
-                bytes += s.len;
-            }
-            self.flush(direction, &wire, bytes, 0, &mut |_, _, _| Ok(()))?;
-            offset += bytes;
-        }
+        let wire = segments.iter().map(|s| {
+            let segment = Segment::new(s.gpa, s.len, offset);
+            offset += s.len;
+            segment
+        });
+        self.send_in_place(direction, wire)?;
         usize::try_from(total).map_err(|_| ClientError::Overflow)
     }
 

@@ -164,35 +164,50 @@ fn loads_and_the_device_tree_agrees() {
     drop(g.memory);
 }
 
-#[test]
-fn bad_inputs_are_errors_and_change_nothing() {
-    let memory = GpaRange { gpa: GPA, len: RAM };
-    let mut initrd = vec![0u8; 0x1000];
-    let good_dtb = repo_dtb();
-
-    // Not an Image (a gzip'd vmlinuz).
+/// One refused load: its error, after checking that it left guest RAM's
+/// bookkeeping as it found it (all of it free).
+fn refused(
+    kernel: &mut [u8],
+    kernel_len: u64,
+    initrd: &mut [u8],
+    initrd_len: u64,
+    dtb: &mut [u8],
+) -> LoadError {
     let mut g = Guest::new();
-    let mut gz = kernel_image(0x10_0000, 0x1000);
-    gz[0x38] = 0x1f;
-    let mut dtb = good_dtb.clone();
+    let memory = GpaRange { gpa: GPA, len: RAM };
     let err = load(
         &mut g.ram,
         memory,
-        &buffer(&mut gz),
-        0x1000,
-        &buffer(&mut initrd),
-        0,
-        &mut dtb,
+        &buffer(kernel),
+        kernel_len,
+        &buffer(initrd),
+        initrd_len,
+        dtb,
+    )
+    .expect_err("the load must be refused");
+    assert_eq!(
+        g.ram.find_largest_free_region().unwrap(),
+        memory,
+        "{err:?} left something allocated"
     );
-    assert!(matches!(
-        err,
-        Err(LoadError::Image(ImageError::BadMagic(_)))
-    ));
-    assert!(err.unwrap_err().to_string().contains("not an arm64 Image"));
+    err
+}
+
+#[test]
+fn bad_inputs_are_errors_and_change_nothing() {
+    let mut initrd = vec![0u8; 0x1000];
+    let mut big = vec![0u8; 4 << 20];
+    let good_dtb = repo_dtb();
+
+    // Not an Image (a gzip'd vmlinuz).
+    let mut gz = kernel_image(0x10_0000, 0x1000);
+    gz[0x38] = 0x1f;
+    let err = refused(&mut gz, 0x1000, &mut initrd, 0, &mut good_dtb.clone());
+    assert!(matches!(err, LoadError::Image(ImageError::BadMagic(_))));
+    assert!(err.to_string().contains("not an arm64 Image"));
 
     // A device tree without /chosen's initrd placeholders.
-    let mut kernel = kernel_image(0x10_0000, 0x1000);
-    let mut dtb = fdt::tests_support::Builder::default()
+    let mut no_chosen = fdt::tests_support::Builder::default()
         .begin("")
         .begin("memory@40000000")
         .prop("reg", &[0; 16])
@@ -200,134 +215,56 @@ fn bad_inputs_are_errors_and_change_nothing() {
         .end()
         .finish()
         .to_vec();
-    let err = load(
-        &mut g.ram,
-        memory,
-        &buffer(&mut kernel),
-        0x1000,
-        &buffer(&mut initrd),
-        0,
-        &mut dtb,
-    );
-    assert!(
-        matches!(err, Err(LoadError::Fdt(fdt::FdtError::NotFound, _))),
-        "{err:?}"
-    );
-
-    // A kernel whose image_size does not fit the memory.
-    let mut huge = kernel_image(RAM + 0x1000, 0x1000);
-    let mut dtb = good_dtb.clone();
-    let err = load(
-        &mut g.ram,
-        memory,
-        &buffer(&mut huge),
-        0x1000,
-        &buffer(&mut initrd),
-        0,
-        &mut dtb,
-    );
-    assert!(
-        matches!(err, Err(LoadError::Ram(guest_ram::Error::NoSpace, _))),
-        "{err:?}"
-    );
-
-    // A kernel that fills the memory: no room for the device tree, and
-    // the kernel's reservation is given back.
-    let mut full = kernel_image(RAM, 0x1000);
-    let mut dtb = good_dtb.clone();
-    let err = load(
-        &mut g.ram,
-        memory,
-        &buffer(&mut full),
-        0x1000,
-        &buffer(&mut initrd),
-        0,
-        &mut dtb,
-    );
-    assert!(
-        matches!(
-            err,
-            Err(LoadError::Ram(guest_ram::Error::NoSpace, "device tree"))
-        ),
-        "{err:?}"
-    );
-
-    // Lengths longer than their buffers (the fuzzer's find: the initrd's
-    // copy failed after the kernel was placed and copied, leaving both).
     let mut kernel = kernel_image(0x10_0000, 0x1000);
-    let mut dtb = good_dtb.clone();
-    let err = load(
-        &mut g.ram,
-        memory,
-        &buffer(&mut kernel),
-        0x1000,
-        &buffer(&mut initrd),
-        0x1001,
-        &mut dtb,
-    );
+    let err = refused(&mut kernel, 0x1000, &mut initrd, 0, &mut no_chosen);
     assert!(
-        matches!(err, Err(LoadError::Ram(guest_ram::Error::OutsideBuffer, _))),
-        "{err:?}"
-    );
-    let err = load(
-        &mut g.ram,
-        memory,
-        &buffer(&mut kernel),
-        0x2000,
-        &buffer(&mut initrd),
-        0,
-        &mut dtb,
-    );
-    assert!(
-        matches!(err, Err(LoadError::Ram(guest_ram::Error::OutsideBuffer, _))),
+        matches!(err, LoadError::Fdt(fdt::FdtError::NotFound, _)),
         "{err:?}"
     );
 
-    // None of that left anything allocated.
-    assert_eq!(g.ram.find_largest_free_region().unwrap(), memory);
-
-    // An initrd that does not fit after the kernel.
-    let mut kernel = kernel_image(RAM - (2 << 20), 0x1000);
-    let mut big = vec![0u8; 4 << 20];
-    let mut dtb = good_dtb.clone();
-    let err = load(
-        &mut g.ram,
-        memory,
-        &buffer(&mut kernel),
-        0x1000,
-        &buffer(&mut big),
-        4 << 20,
-        &mut dtb,
-    );
-    assert!(
-        matches!(
-            err,
-            Err(LoadError::Ram(guest_ram::Error::NoSpace, "initrd"))
+    // Placement that does not fit, at each step (the allocations made
+    // before the failing one are given back), and lengths longer than
+    // their buffers (the fuzzer's find: an initrd's copy failed after the
+    // kernel was placed and copied, leaving both).
+    use guest_ram::Error::{NoSpace, OutsideBuffer};
+    let cases: [(u64, u64, u64, guest_ram::Error, &str); 6] = [
+        // (image_size, kernel length, initrd length, error, step)
+        (
+            RAM + 0x1000,
+            0x1000,
+            0,
+            NoSpace,
+            "kernel image_size past guest memory",
         ),
-        "{err:?}"
-    );
-    assert_eq!(g.ram.find_largest_free_region().unwrap(), memory);
-
-    // Room for the initrd but not the device tree: both given back.
-    let mut kernel = kernel_image(RAM - (4 << 20), 0x1000);
-    let mut dtb = good_dtb.clone();
-    let err = load(
-        &mut g.ram,
-        memory,
-        &buffer(&mut kernel),
-        0x1000,
-        &buffer(&mut big),
-        4 << 20,
-        &mut dtb,
-    );
-    assert!(
-        matches!(
-            err,
-            Err(LoadError::Ram(guest_ram::Error::NoSpace, "device tree"))
+        (RAM, 0x1000, 0, NoSpace, "device tree"),
+        (RAM - (2 << 20), 0x1000, 4 << 20, NoSpace, "initrd"),
+        (RAM - (4 << 20), 0x1000, 4 << 20, NoSpace, "device tree"),
+        (
+            0x10_0000,
+            0x1000,
+            (4 << 20) + 1,
+            OutsideBuffer,
+            "initrd longer than its buffer",
         ),
-        "{err:?}"
-    );
-    assert_eq!(g.ram.find_largest_free_region().unwrap(), memory);
+        (
+            0x10_0000,
+            0x2000,
+            0,
+            OutsideBuffer,
+            "kernel longer than its buffer",
+        ),
+    ];
+    for (image_size, kernel_len, initrd_len, want, step) in cases {
+        let mut kernel = kernel_image(image_size, 0x1000);
+        let err = refused(
+            &mut kernel,
+            kernel_len,
+            &mut big,
+            initrd_len,
+            &mut good_dtb.clone(),
+        );
+        assert_eq!(err, LoadError::Ram(want, step));
+    }
 }
 
 #[test]
