@@ -227,16 +227,16 @@ impl Vm {
     /// interrupt for it may follow; a spurious wake-up only costs the
     /// guest one more turn of its idle loop). Acknowledges the idle timer.
     pub fn wake(&mut self, set: sel4_microkit::ChannelSet) {
-        if let Some(timer) = self.idle_timer.filter(|t| set.contains(*t)) {
+        let fired = self.idle_timer.filter(|t| set.contains(*t));
+        if fired.is_some() || self.asleep {
             idle::disarm();
-            if timer.irq_ack().is_err() {
-                log::error!("vmm: acknowledging the idle timer failed");
-            }
+        }
+        if fired.is_some_and(|timer| timer.irq_ack().is_err()) {
+            log::error!("vmm: acknowledging the idle timer failed");
         }
         if !self.asleep {
             return;
         }
-        idle::disarm();
         self.asleep = false;
         if vm_tcb(0).tcb_resume().is_err() {
             log::error!("vmm: TCB_Resume of vCPU 0 failed");
@@ -248,8 +248,7 @@ impl Vm {
     /// notification, instead of resuming it to spin through its idle loop.
     /// Only where a timer to wake on exists (the Linux guest's system).
     fn sleep(&mut self, id: usize) -> Result<Resume, &'static str> {
-        let pc = current_pc(id)?;
-        set_x0_and_skip(id, None, pc)?;
+        set_x0_and_skip(id, None, None)?;
         if self.idle_timer.is_none() || !self.gic.is_quiet() {
             return Ok(Resume::Yes);
         }
@@ -327,7 +326,7 @@ impl Vm {
                 if let Resume::Stop = resume {
                     return Ok(Resume::Stop);
                 }
-                set_x0_and_skip(id, Some(ret), s.fault_ip())?;
+                set_x0_and_skip(id, Some(ret), Some(s.fault_ip()))?;
                 Ok(Resume::Yes)
             }
             Fault::VGicMaintenance(m) => {
@@ -355,7 +354,7 @@ impl Vm {
                 VcpuTrap::Wfe => {
                     // A spin-lock back-off: resume after it.
                     self.counts.wfx += 1;
-                    set_x0_and_skip(id, None, current_pc(id)?)?;
+                    set_x0_and_skip(id, None, None)?;
                     Ok(Resume::Yes)
                 }
                 VcpuTrap::Smc { .. } => {
@@ -501,16 +500,10 @@ fn start_vcpu(pc: u64, x: [u64; 3]) -> Result<(), &'static str> {
         .map_err(|_| "starting vCPU 0 failed (TCB_WriteRegisters)")
 }
 
-fn current_pc(id: usize) -> Result<u64, &'static str> {
-    vm_tcb(id)
-        .tcb_read_all_registers(false)
-        .map(|regs| *regs.pc())
-        .map_err(|_| "TCB_ReadRegisters failed")
-}
-
-/// Resumes vCPU `id` after the 4-byte instruction at `pc`, with `x0` set
-/// if given.
-fn set_x0_and_skip(id: usize, x0: Option<u64>, pc: u64) -> Result<(), &'static str> {
+/// Resumes vCPU `id` after the 4-byte instruction at `pc` (`None`: at its
+/// current pc, where seL4 leaves it for a WFI or SMC trap), with `x0` set
+/// if given. One register read and one write.
+fn set_x0_and_skip(id: usize, x0: Option<u64>, pc: Option<u64>) -> Result<(), &'static str> {
     let tcb = vm_tcb(id);
     let mut regs = tcb
         .tcb_read_all_registers(false)
@@ -518,7 +511,7 @@ fn set_x0_and_skip(id: usize, x0: Option<u64>, pc: u64) -> Result<(), &'static s
     if let Some(x0) = x0 {
         *regs.gpr_mut(0) = x0;
     }
-    *regs.pc_mut() = pc + 4;
+    *regs.pc_mut() = pc.unwrap_or(*regs.pc()) + 4;
     tcb.tcb_write_all_registers(false, &mut regs)
         .map_err(|_| "TCB_WriteRegisters failed")
 }
