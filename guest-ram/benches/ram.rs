@@ -103,12 +103,11 @@ fn allocator(c: &mut Criterion) {
     });
 }
 
-/// The allocate/free sequence `GuestRam` runs, on either structure.
+/// The allocate/free sequence `GuestRam` runs on the tree.
 macro_rules! alloc_free {
     ($x:expr) => {{
-        let gpa = $x.first_fit(black_box(4096), 1).unwrap();
-        $x.paint(gpa, gpa + 4096, true).unwrap();
-        $x.paint(gpa, gpa + 4096, false).unwrap();
+        let gpa = $x.allocate(black_box(4096), 1).unwrap();
+        $x.free_within(gpa, gpa + 4096).unwrap().unwrap();
         gpa
     }};
 }

@@ -94,9 +94,9 @@ fn main() {
         "tree_alloc_free_64" | "tree_alloc_free_4096" => {
             let mut t = tree(if op.ends_with("4096") { 4096 } else { 64 });
             for _ in 0..n {
-                let gpa = t.first_fit(black_box(4096), 1).unwrap();
-                t.paint(gpa, gpa + 4096, true).unwrap();
-                t.paint(gpa, gpa + 4096, false).unwrap();
+                // What `GuestRam::allocate` and `free` run.
+                let gpa = t.allocate(black_box(4096), 1).unwrap();
+                t.free_within(gpa, gpa + 4096).unwrap().unwrap();
             }
         }
         "table_alloc_free_64" | "table_alloc_free_4096" => {

@@ -12,7 +12,13 @@
 //! order of changes) in a fixed arena of `N` nodes: no allocation. Each node
 //! also holds the longest free extent in its subtree, which answers "the
 //! largest free region" at the root and lets first fit skip every subtree
-//! with no free extent long enough.
+//! with no free extent long enough. Each node links to its parent and to
+//! its neighbours in address order, so once a descent has found an extent,
+//! its neighbours, the slot for a new extent beside it and the path back
+//! to the root are at hand: an allocate or a free is one descent, and the
+//! rest is `O(1)` expected work (a treap insertion or removal makes fewer
+//! than two rotations on average; `max_free` updates stop at the first
+//! ancestor they do not change).
 //!
 //! The registered RAM runs (free and allocated together) are kept apart in
 //! a short sorted list that only registration changes. "Is this range
@@ -22,16 +28,18 @@
 //! Complexity, with `n` the number of extents (at most `N`), `d` the
 //! tree's depth (`O(log n)` expected) and `r` the number of RAM runs:
 //! - "is `[a, b)` RAM": `O(log r)`;
-//! - the state of a range covering `k` extents: `O(k·d)`;
+//! - the state of a range covering `k` extents: `O(d + k)`;
 //! - changing a range inside one extent (every allocate and free, most
-//!   marks): `O(d)`, boundaries moved in place and at most two nodes
-//!   inserted or removed; a range covering `k` extents: `O(d + k)`
-//!   (split, replace, merge);
+//!   marks): `O(d)` (the descent that finds it, then boundaries moved in
+//!   place and at most two nodes inserted or removed beside it); a range
+//!   covering `k` extents (only registration, which touches at most two,
+//!   and direct use of [`Extents::paint`]): `O(k·d)`;
 //! - largest free extent: `O(d)`;
-//! - first fit of `len` bytes: `O(d)` when `align` is 1, or when the first
-//!   free extent of at least `len` bytes can hold an aligned range; each
-//!   free extent of at least `len` but less than `len + align - 1` bytes
-//!   that cannot adds `O(d)`.
+//! - first fit of `len` bytes: `O(d)` when `align` is 1; otherwise `O(d)`
+//!   when the first free extent of at least `len` bytes can hold an
+//!   aligned range, and each free extent of at least `len` but less than
+//!   `len + align - 1` bytes that cannot adds `O(d)`;
+//! - iterating over the extents: `O(1)` per extent.
 
 use crate::Error;
 
@@ -84,34 +92,17 @@ const NIL: u32 = u32::MAX;
 #[derive(Clone, Copy, Debug)]
 struct Node {
     extent: Extent,
-    left: u32,
-    right: u32,
-    priority: u32,
     /// Longest free extent in this subtree (0: none).
     max_free: u64,
-}
-
-/// Deepest path [`Extents::path_to`] records: a treap of random
-/// priorities is about `2.5 ln n` deep, 23 for 8,192 extents; deeper
-/// paths fall back to recursion.
-const PATH: usize = 40;
-/// In a [`Path`] entry, the step from this node went left.
-const WENT_LEFT: u32 = 1 << 31;
-
-/// A root-to-node path: node indices, each with [`WENT_LEFT`] if the next
-/// step went left.
-struct Path {
-    steps: [u32; PATH],
-    len: usize,
-}
-
-impl Path {
-    /// The node and direction of step `k`.
-    fn get(&self, k: usize) -> Option<(u32, bool)> {
-        self.steps
-            .get(k)
-            .map(|s| (s & !WENT_LEFT, s & WENT_LEFT != 0))
-    }
+    left: u32,
+    right: u32,
+    parent: u32,
+    /// The extent before this one in address order (`NIL`: none).
+    prev: u32,
+    /// The extent after this one in address order (`NIL`: none); on the
+    /// free list, the next free node.
+    next: u32,
+    priority: u32,
 }
 
 const EMPTY: Node = Node {
@@ -120,10 +111,13 @@ const EMPTY: Node = Node {
         end: 0,
         allocated: false,
     },
+    max_free: 0,
     left: NIL,
     right: NIL,
+    parent: NIL,
+    prev: NIL,
+    next: NIL,
     priority: 0,
-    max_free: 0,
 };
 
 /// The canonical extents and RAM runs; see the module docs.
@@ -131,7 +125,9 @@ const EMPTY: Node = Node {
 pub struct Extents<const N: usize> {
     nodes: [Node; N],
     root: u32,
-    /// Head of the list of free nodes, linked through `left`.
+    /// The lowest extent (`NIL`: none).
+    head: u32,
+    /// Head of the list of free nodes, linked through `next`.
     free_list: u32,
     /// Nodes `[0, fresh)` have been handed out at least once.
     fresh: usize,
@@ -154,6 +150,7 @@ impl<const N: usize> Extents<N> {
         Self {
             nodes: [EMPTY; N],
             root: NIL,
+            head: NIL,
             free_list: NIL,
             fresh: 0,
             len: 0,
@@ -177,51 +174,70 @@ impl<const N: usize> Extents<N> {
         &self.runs
     }
 
-    /// The extents in address order. `O(d)` per step.
+    /// The extents in address order. `O(1)` per step.
     pub fn iter(&self) -> impl Iterator<Item = Extent> + '_ {
-        let mut at = 0u64;
-        let mut done = false;
+        let mut t = self.head;
         core::iter::from_fn(move || {
-            if done {
-                return None;
-            }
-            let e = self.first_reaching_past(at)?;
-            done = e.end == u64::MAX;
-            at = e.end;
-            Some(e)
+            let n = self.node(t)?;
+            t = n.next;
+            Some(n.extent)
         })
     }
 
     // --- arena -----------------------------------------------------------
+    //
+    // Every access goes through `get`: an index that is `NIL` (or, if the
+    // links were ever wrong, out of range) reads as "no node" and writes
+    // nothing, so there is no panic path.
 
     fn node(&self, i: u32) -> Option<&Node> {
         self.nodes.get(i as usize)
+    }
+
+    fn node_mut(&mut self, i: u32) -> Option<&mut Node> {
+        self.nodes.get_mut(i as usize)
+    }
+
+    fn extent(&self, i: u32) -> Option<Extent> {
+        self.node(i).map(|n| n.extent)
     }
 
     fn max_free(&self, i: u32) -> u64 {
         self.node(i).map_or(0, |n| n.max_free)
     }
 
+    fn priority(&self, i: u32) -> u32 {
+        self.node(i).map_or(0, |n| n.priority)
+    }
+
     fn left(&self, i: u32) -> u32 {
         self.node(i).map_or(NIL, |n| n.left)
     }
 
-    fn set_children(&mut self, i: u32, left: u32, right: u32) {
-        let max_free = self
-            .max_free(left)
-            .max(self.max_free(right))
-            .max(self.node(i).map_or(0, |n| n.extent.free_len()));
-        if let Some(n) = self.nodes.get_mut(i as usize) {
-            n.left = left;
-            n.right = right;
-            n.max_free = max_free;
+    fn right(&self, i: u32) -> u32 {
+        self.node(i).map_or(NIL, |n| n.right)
+    }
+
+    fn parent(&self, i: u32) -> u32 {
+        self.node(i).map_or(NIL, |n| n.parent)
+    }
+
+    fn next(&self, i: u32) -> u32 {
+        self.node(i).map_or(NIL, |n| n.next)
+    }
+
+    fn set_parent(&mut self, i: u32, parent: u32) {
+        if let Some(n) = self.node_mut(i) {
+            n.parent = parent;
         }
     }
 
+    /// Takes a node for `extent`, unlinked; `NIL` if all `N` are in use
+    /// (the callers check capacity first).
     fn alloc(&mut self, extent: Extent) -> u32 {
         let i = if self.free_list != NIL {
             let i = self.free_list;
-            self.free_list = self.left(i);
+            self.free_list = self.next(i);
             i
         } else if self.fresh < N {
             self.fresh += 1;
@@ -232,407 +248,276 @@ impl<const N: usize> Extents<N> {
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 17;
         self.seed ^= self.seed << 5;
-        if let Some(n) = self.nodes.get_mut(i as usize) {
-            *n = Node {
-                extent,
-                left: NIL,
-                right: NIL,
-                priority: self.seed,
-                max_free: extent.free_len(),
-            };
-        }
+        let priority = self.seed;
+        let Some(n) = self.node_mut(i) else {
+            return NIL;
+        };
+        *n = Node {
+            extent,
+            max_free: extent.free_len(),
+            priority,
+            ..EMPTY
+        };
         self.len += 1;
         i
     }
 
-    /// Returns every node of subtree `t` to the free list.
-    fn release(&mut self, t: u32) {
-        let Some(&n) = self.node(t) else {
-            return;
-        };
-        self.release(n.left);
-        self.release(n.right);
-        if let Some(node) = self.nodes.get_mut(t as usize) {
-            node.left = self.free_list;
-        }
-        self.free_list = t;
-        self.len -= 1;
-    }
-
-    fn count(&self, t: u32) -> usize {
-        self.node(t)
-            .map_or(0, |n| 1 + self.count(n.left) + self.count(n.right))
-    }
-
     // --- treap -----------------------------------------------------------
 
-    /// Splits subtree `t` into the extents that satisfy `before` (a prefix
-    /// in address order) and the rest.
-    fn split(&mut self, t: u32, before: &impl Fn(&Extent) -> bool) -> (u32, u32) {
-        let Some(&n) = self.node(t) else {
-            return (NIL, NIL);
+    /// Recomputes node `i`'s `max_free` from its children; whether it
+    /// changed.
+    fn update(&mut self, i: u32) -> bool {
+        let Some(&n) = self.node(i) else {
+            return false;
         };
-        if before(&n.extent) {
-            let (a, b) = self.split(n.right, before);
-            self.set_children(t, n.left, a);
-            (t, b)
-        } else {
-            let (a, b) = self.split(n.left, before);
-            self.set_children(t, b, n.right);
-            (a, t)
+        let max_free = n
+            .extent
+            .free_len()
+            .max(self.max_free(n.left))
+            .max(self.max_free(n.right));
+        if let Some(node) = self.node_mut(i) {
+            node.max_free = max_free;
         }
+        max_free != n.max_free
     }
 
-    /// Joins two subtrees, every extent of `a` before every extent of `b`.
-    fn merge(&mut self, a: u32, b: u32) -> u32 {
-        match (self.node(a).copied(), self.node(b).copied()) {
-            (None, _) => b,
-            (_, None) => a,
-            (Some(x), Some(y)) => {
-                if x.priority >= y.priority {
-                    let right = self.merge(x.right, b);
-                    self.set_children(a, x.left, right);
-                    a
-                } else {
-                    let left = self.merge(a, y.left);
-                    self.set_children(b, left, y.right);
-                    b
-                }
+    /// Brings `max_free` up to date from `i` towards the root, after a
+    /// change in `i`'s own extent or in the subtree below it. Stops at the
+    /// first node whose `max_free` comes out unchanged: every value above
+    /// it is a maximum over the same numbers as before.
+    fn fix_up(&mut self, mut i: u32) {
+        while i != NIL {
+            if !self.update(i) {
+                return;
             }
+            i = self.parent(i);
         }
     }
 
-    fn leftmost(&self, mut t: u32) -> Option<Extent> {
-        let mut found = None;
-        while let Some(n) = self.node(t) {
-            found = Some(n.extent);
-            t = n.left;
+    /// Puts `new` where `old` hangs below `parent` (`NIL`: the root).
+    fn replace_child(&mut self, parent: u32, old: u32, new: u32) {
+        match self.node_mut(parent) {
+            None => self.root = new,
+            Some(p) if p.left == old => p.left = new,
+            Some(p) => p.right = new,
         }
-        found
+        self.set_parent(new, parent);
     }
 
-    fn rightmost(&self, mut t: u32) -> Option<Extent> {
-        let mut found = None;
-        while let Some(n) = self.node(t) {
-            found = Some(n.extent);
-            t = n.right;
-        }
-        found
-    }
-
-    /// The first extent that ends after `addr` (it contains `addr`, or
-    /// lies past it).
-    fn first_reaching_past(&self, addr: u64) -> Option<Extent> {
-        let mut t = self.root;
-        let mut found = None;
-        while let Some(n) = self.node(t) {
-            if n.extent.end > addr {
-                found = Some(n.extent);
-                t = n.left;
-            } else {
-                t = n.right;
-            }
-        }
-        found
-    }
-
-    // --- in-place changes (the common case) --------------------------------
-
-    fn extent(&self, i: u32) -> Option<Extent> {
-        self.node(i).map(|n| n.extent)
-    }
-
-    fn priority(&self, i: u32) -> u32 {
-        self.node(i).map_or(0, |n| n.priority)
-    }
-
-    /// Replaces node `i`'s extent (same place in the order) and, if its
-    /// free length changed, recomputes `max_free` up to the root. An
-    /// allocated extent's free length is 0 before and after: no walk.
-    fn set_extent(&mut self, i: u32, extent: Extent) {
-        let Some(n) = self.nodes.get_mut(i as usize) else {
+    /// Rotates `x` above its parent, keeping the address order; brings
+    /// both nodes' `max_free` up to date.
+    fn rotate_up(&mut self, x: u32) {
+        let p = self.parent(x);
+        let g = self.parent(p);
+        let Some(&xn) = self.node(x) else {
             return;
         };
-        let changed = n.extent.free_len() != extent.free_len();
-        n.extent = extent;
-        if changed {
-            self.refresh(self.root, extent.start);
-        }
-    }
-
-    /// Recomputes `max_free` along the path from `t` to the extent that
-    /// starts at `key`.
-    fn refresh(&mut self, t: u32, key: u64) {
-        let Some(&n) = self.node(t) else {
+        let Some(pn) = self.node_mut(p) else {
             return;
         };
-        if key < n.extent.start {
-            self.refresh(n.left, key);
-        } else if key > n.extent.start {
-            self.refresh(n.right, key);
-        }
-        self.set_children(t, n.left, n.right);
-    }
-
-    fn rotate_right(&mut self, t: u32) -> u32 {
-        let l = self.left(t);
-        let (Some(&tn), Some(&ln)) = (self.node(t), self.node(l)) else {
-            return t;
-        };
-        self.set_children(t, ln.right, tn.right);
-        self.set_children(l, ln.left, t);
-        l
-    }
-
-    fn rotate_left(&mut self, t: u32) -> u32 {
-        let r = self.node(t).map_or(NIL, |n| n.right);
-        let (Some(&tn), Some(&rn)) = (self.node(t), self.node(r)) else {
-            return t;
-        };
-        self.set_children(t, tn.left, rn.left);
-        self.set_children(r, t, rn.right);
-        r
-    }
-
-    /// Inserts node `i` (whose extent starts at `key`, a start no extent
-    /// has) into subtree `t`; returns the new subtree root. Recursive: the
-    /// fallback of [`add`](Self::add) for a path deeper than its stack.
-    fn insert(&mut self, t: u32, i: u32, key: u64) -> u32 {
-        let Some(&n) = self.node(t) else {
-            return i;
-        };
-        if key < n.extent.start {
-            let l = self.insert(n.left, i, key);
-            self.set_children(t, l, n.right);
-            if self.priority(l) > n.priority {
-                return self.rotate_right(t);
+        pn.parent = x;
+        let moved = if pn.left == x {
+            pn.left = xn.right;
+            if let Some(x) = self.node_mut(x) {
+                x.right = p;
             }
+            xn.right
         } else {
-            let r = self.insert(n.right, i, key);
-            self.set_children(t, n.left, r);
-            if self.priority(r) > n.priority {
-                return self.rotate_left(t);
+            pn.right = xn.left;
+            if let Some(x) = self.node_mut(x) {
+                x.left = p;
             }
-        }
-        t
-    }
-
-    /// Removes the extent that starts at `key` from subtree `t`; returns
-    /// the new subtree root. Recursive: the fallback of
-    /// [`remove_at`](Self::remove_at).
-    fn remove(&mut self, t: u32, key: u64) -> u32 {
-        let Some(&n) = self.node(t) else {
-            return NIL;
+            xn.left
         };
-        if key == n.extent.start {
-            if let Some(node) = self.nodes.get_mut(t as usize) {
-                node.left = self.free_list;
-            }
-            self.free_list = t;
-            self.len -= 1;
-            return self.merge(n.left, n.right);
-        }
-        if key < n.extent.start {
-            let l = self.remove(n.left, key);
-            self.set_children(t, l, n.right);
+        self.set_parent(moved, p);
+        self.replace_child(g, p, x);
+        self.update(p);
+        self.update(x);
+    }
+
+    /// Inserts node `i` (taken by [`alloc`](Self::alloc)) right after
+    /// `prev` in address order (`NIL`: first). No search: the slot between
+    /// two neighbours in address order is always a free child link of one
+    /// of them. Then `i` rises while its priority beats its parent's
+    /// (`O(1)` rotations expected).
+    fn link_after(&mut self, i: u32, prev: u32) {
+        let next = if prev == NIL {
+            self.head
         } else {
-            let r = self.remove(n.right, key);
-            self.set_children(t, n.left, r);
+            self.next(prev)
+        };
+        // The address-order list.
+        if let Some(n) = self.node_mut(i) {
+            n.prev = prev;
+            n.next = next;
         }
-        t
+        match self.node_mut(prev) {
+            Some(p) => p.next = i,
+            None => self.head = i,
+        }
+        if let Some(n) = self.node_mut(next) {
+            n.prev = i;
+        }
+        // The tree: a leaf between `prev` and `next`. If `prev` has a right
+        // subtree, `next` is its leftmost node, whose left link is free.
+        if self.root == NIL {
+            self.root = i;
+        } else if prev != NIL && self.right(prev) == NIL {
+            if let Some(p) = self.node_mut(prev) {
+                p.right = i;
+            }
+            self.set_parent(i, prev);
+        } else if let Some(n) = self.node_mut(next).filter(|n| n.left == NIL) {
+            n.left = i;
+            self.set_parent(i, next);
+        }
+        let priority = self.priority(i);
+        while self
+            .node(self.parent(i))
+            .is_some_and(|p| p.priority < priority)
+        {
+            self.rotate_up(i);
+        }
+        self.fix_up(self.parent(i));
     }
 
-    /// The path from the root towards `key`: the nodes visited and whether
-    /// each step went left, stopping at the node that starts at `key` (if
-    /// any, included). `None` if the tree is deeper than the stack (with
-    /// random priorities, as unlikely as a treap of 2^32 nodes; the
-    /// callers then fall back to recursion).
-    fn path_to(&self, key: u64, path: &mut Path) -> bool {
-        path.len = 0;
-        let mut t = self.root;
-        while let Some(n) = self.node(t) {
-            let left = key < n.extent.start;
-            let Some(slot) = path.steps.get_mut(path.len) else {
-                return false;
-            };
-            *slot = if left { t | WENT_LEFT } else { t };
-            path.len += 1;
-            if key == n.extent.start {
-                return true;
-            }
-            t = if left { n.left } else { n.right };
-        }
-        true
-    }
-
-    /// Hangs subtree `child` where the path's node `k` (or, past the end,
-    /// the root) had the subtree the path continued into, and brings
-    /// `max_free` up to date above it. Stops as soon as a node's
-    /// `max_free` comes out unchanged: nothing above it can change.
-    fn reattach(&mut self, path: &Path, mut k: usize, child: u32) {
-        let mut child = child;
-        loop {
-            let Some(k_up) = k.checked_sub(1) else {
-                self.root = child;
-                return;
-            };
-            k = k_up;
-            let Some((p, left)) = path.get(k) else {
-                return;
-            };
-            let Some(&pn) = self.node(p) else {
-                return;
-            };
-            let before = pn.max_free;
-            let (l, r) = if left {
-                (child, pn.right)
-            } else {
-                (pn.left, child)
-            };
-            let relinked = if left {
-                pn.left != child
-            } else {
-                pn.right != child
-            };
-            self.set_children(p, l, r);
-            if !relinked && self.max_free(p) == before {
-                return;
-            }
-            child = p;
-            if !relinked {
-                // Only max_free changed here: the links above are right.
-                continue;
-            }
-            // The link changed (a new subtree root below p): p itself stays
-            // the root of its subtree, so only max_free above can change.
-        }
-    }
-
-    fn add(&mut self, extent: Extent) {
+    /// A new node for `extent`, right after `prev` in address order.
+    fn add_after(&mut self, prev: u32, extent: Extent) -> u32 {
         let i = self.alloc(extent);
-        let mut path = Path {
-            steps: [0; PATH],
-            len: 0,
-        };
-        if !self.path_to(extent.start, &mut path) {
-            self.root = self.insert(self.root, i, extent.start);
-            return;
+        if i != NIL {
+            self.link_after(i, prev);
         }
-        // Hang `i` below the path's last node, then rotate it up while its
-        // priority beats its parent's.
-        let mut k = path.len;
-        let mut sub = i;
-        while let Some(k_up) = k.checked_sub(1) {
-            let Some((p, left)) = path.get(k_up) else {
-                break;
-            };
-            let Some(&pn) = self.node(p) else {
-                break;
-            };
-            if self.priority(sub) <= pn.priority {
+        i
+    }
+
+    /// Removes node `i` from the order and the tree and frees it: it
+    /// rotates down below its higher-priority child until it has at most
+    /// one child (`O(1)` rotations expected), which takes its place.
+    fn unlink(&mut self, i: u32) {
+        let Some(&n) = self.node(i) else {
+            return;
+        };
+        match self.node_mut(n.prev) {
+            Some(p) => p.next = n.next,
+            None => self.head = n.next,
+        }
+        if let Some(next) = self.node_mut(n.next) {
+            next.prev = n.prev;
+        }
+        loop {
+            let (l, r) = (self.left(i), self.right(i));
+            if l == NIL || r == NIL {
                 break;
             }
-            // `sub` rises above `p`.
-            if left {
-                if let Some(n) = self.nodes.get_mut(p as usize) {
-                    n.left = sub;
-                }
-                sub = self.rotate_right(p);
+            self.rotate_up(if self.priority(l) >= self.priority(r) {
+                l
             } else {
-                if let Some(n) = self.nodes.get_mut(p as usize) {
-                    n.right = sub;
-                }
-                sub = self.rotate_left(p);
-            }
-            k = k_up;
+                r
+            });
         }
-        self.reattach(&path, k, sub);
-    }
-
-    /// Removes the extent that starts at `key`.
-    fn remove_at(&mut self, key: u64) {
-        let mut path = Path {
-            steps: [0; PATH],
-            len: 0,
+        let child = match self.left(i) {
+            NIL => self.right(i),
+            l => l,
         };
-        let found = self.path_to(key, &mut path)
-            && path
-                .len
-                .checked_sub(1)
-                .and_then(|k| path.get(k))
-                .and_then(|(t, _)| self.extent(t))
-                .is_some_and(|e| e.start == key);
-        if !found {
-            self.root = self.remove(self.root, key);
-            return;
+        let parent = self.parent(i);
+        self.replace_child(parent, i, child);
+        let free_list = self.free_list;
+        if let Some(node) = self.node_mut(i) {
+            *node = Node {
+                next: free_list,
+                ..EMPTY
+            };
         }
-        let k = path.len - 1;
-        let Some((t, _)) = path.get(k) else {
-            return;
-        };
-        let Some(&n) = self.node(t) else {
-            return;
-        };
-        if let Some(node) = self.nodes.get_mut(t as usize) {
-            node.left = self.free_list;
-        }
-        self.free_list = t;
+        self.free_list = i;
         self.len -= 1;
-        let joined = self.merge(n.left, n.right);
-        self.reattach(&path, k, joined);
+        self.fix_up(parent);
     }
 
-    /// The node holding `addr`, with its neighbours in address order.
-    fn locate(&self, addr: u64) -> Option<(u32, u32, u32)> {
-        let (mut before, mut after) = (NIL, NIL);
+    /// Replaces node `i`'s extent (same place in the order) and brings
+    /// `max_free` up to date.
+    fn set_extent(&mut self, i: u32, extent: Extent) {
+        if let Some(n) = self.node_mut(i) {
+            n.extent = extent;
+        }
+        self.fix_up(i);
+    }
+
+    /// The node holding `addr` (`NIL`: none). `O(d)`.
+    fn locate(&self, addr: u64) -> u32 {
         let mut t = self.root;
         while let Some(n) = self.node(t) {
             if addr < n.extent.start {
-                after = t;
                 t = n.left;
             } else if addr >= n.extent.end {
-                before = t;
                 t = n.right;
             } else {
-                let mut l = n.left;
-                while let Some(ln) = self.node(l) {
-                    before = l;
-                    l = ln.right;
-                }
-                let mut r = n.right;
-                while let Some(rn) = self.node(r) {
-                    after = r;
-                    r = rn.left;
-                }
-                return Some((t, before, after));
+                return t;
             }
         }
-        None
+        NIL
     }
+
+    /// The first node that ends at or after `addr` (holds it, touches it
+    /// or lies past it); `NIL`: none. `O(d)`.
+    fn first_touching(&self, addr: u64) -> u32 {
+        let mut t = self.root;
+        let mut found = NIL;
+        while let Some(n) = self.node(t) {
+            if n.extent.end >= addr {
+                found = t;
+                t = n.left;
+            } else {
+                t = n.right;
+            }
+        }
+        found
+    }
+
+    /// The last node in address order (`NIL`: none). `O(d)`.
+    fn last(&self) -> u32 {
+        let mut t = self.root;
+        while let Some(n) = self.node(t).filter(|n| n.right != NIL) {
+            t = n.right;
+        }
+        t
+    }
+
+    // --- in-place changes (the common case) --------------------------------
 
     /// Frees `[start, end)` if it lies inside one allocated extent (the
     /// common case: freeing what one allocation made), in one descent;
     /// `None` if it does not, for the caller's general path.
     pub fn free_within(&mut self, start: u64, end: u64) -> Option<Result<(), Error>> {
-        let x = self.first_reaching_past(start)?;
-        if !(x.allocated && x.start <= start && end <= x.end) {
+        let x = self.locate(start);
+        let xe = self.extent(x)?;
+        if !(xe.allocated && end <= xe.end) {
             return None;
         }
-        self.paint_within(start, end, false)
+        Some(self.paint_node(x, start, end, false))
     }
 
-    /// `paint` of a range inside one extent: boundaries move in place (the
-    /// order stays valid) and at most two nodes are inserted or removed.
-    /// `None` if the range is not inside one extent.
+    /// `paint` of a range inside one extent; `None` if it is not.
     fn paint_within(&mut self, start: u64, end: u64, allocated: bool) -> Option<Result<(), Error>> {
-        let (x, l, r) = self.locate(start)?;
-        let xe = self.extent(x)?;
-        if end > xe.end {
+        let x = self.locate(start);
+        if end > self.extent(x)?.end {
             return None;
         }
+        Some(self.paint_node(x, start, end, allocated))
+    }
+
+    /// Paints `[start, end)`, which lies inside node `x`'s extent:
+    /// boundaries move in place (the order stays valid), neighbours are
+    /// found through the address-order links, and at most two nodes are
+    /// added or removed.
+    fn paint_node(&mut self, x: u32, start: u64, end: u64, allocated: bool) -> Result<(), Error> {
+        let Some(&xn) = self.node(x) else {
+            return Ok(());
+        };
+        let xe = xn.extent;
         if xe.allocated == allocated {
-            return Some(Ok(()));
+            return Ok(());
         }
+        let (l, r) = (xn.prev, xn.next);
         // Neighbours that touch and already have the new state absorb.
         let le = self
             .extent(l)
@@ -648,7 +533,7 @@ impl<const N: usize> Extents<N> {
             (false, false) => 2,
         };
         if self.len + needed > N {
-            return Some(Err(Error::CapacityExceeded));
+            return Err(Error::CapacityExceeded);
         }
         let changed = Extent {
             start,
@@ -658,16 +543,16 @@ impl<const N: usize> Extents<N> {
         match (at_start, at_end) {
             (true, true) => match (le, re) {
                 (Some(le), Some(re)) => {
-                    self.remove_at(xe.start);
-                    self.remove_at(re.start);
+                    self.unlink(x);
+                    self.unlink(r);
                     self.set_extent(l, Extent { end: re.end, ..le });
                 }
                 (Some(le), None) => {
-                    self.remove_at(xe.start);
+                    self.unlink(x);
                     self.set_extent(l, Extent { end: xe.end, ..le });
                 }
                 (None, Some(re)) => {
-                    self.remove_at(xe.start);
+                    self.unlink(x);
                     self.set_extent(
                         r,
                         Extent {
@@ -676,35 +561,33 @@ impl<const N: usize> Extents<N> {
                         },
                     );
                 }
-                (None, None) => {
-                    self.set_extent(x, changed);
-                }
+                (None, None) => self.set_extent(x, changed),
             },
             (true, false) => {
                 self.set_extent(x, Extent { start: end, ..xe });
                 match le {
-                    Some(le) => {
-                        self.set_extent(l, Extent { end, ..le });
+                    Some(le) => self.set_extent(l, Extent { end, ..le }),
+                    None => {
+                        self.add_after(l, changed);
                     }
-                    None => self.add(changed),
                 }
             }
             (false, true) => {
                 self.set_extent(x, Extent { end: start, ..xe });
                 match re {
-                    Some(re) => {
-                        self.set_extent(r, Extent { start, ..re });
+                    Some(re) => self.set_extent(r, Extent { start, ..re }),
+                    None => {
+                        self.add_after(x, changed);
                     }
-                    None => self.add(changed),
                 }
             }
             (false, false) => {
                 self.set_extent(x, Extent { end: start, ..xe });
-                self.add(changed);
-                self.add(Extent { start: end, ..xe });
+                let c = self.add_after(x, changed);
+                self.add_after(c, Extent { start: end, ..xe });
             }
         }
-        Some(Ok(()))
+        Ok(())
     }
 
     // --- queries ---------------------------------------------------------
@@ -727,16 +610,18 @@ impl<const N: usize> Extents<N> {
     }
 
     /// Classifies `[start, end)`; `start < end` is the caller's business.
+    /// `O(d + k)` for a range over `k` extents.
     pub fn range_state(&self, start: u64, end: u64) -> RangeState {
         if !self.is_ram(start, end) {
             return RangeState::NotAllRam;
         }
         let (mut free, mut allocated) = (false, false);
         let mut at = start;
+        let mut t = self.locate(start);
         while at < end {
-            match self.first_reaching_past(at) {
-                Some(e) if e.start <= at => {
-                    if e.allocated {
+            match self.node(t) {
+                Some(n) if n.extent.start <= at => {
+                    if n.extent.allocated {
                         allocated = true;
                     } else {
                         free = true;
@@ -744,7 +629,8 @@ impl<const N: usize> Extents<N> {
                     if free && allocated {
                         return RangeState::Mixed;
                     }
-                    at = e.end;
+                    at = n.extent.end;
+                    t = n.next;
                 }
                 // Cannot happen for RAM; the honest answer if it did.
                 _ => return RangeState::NotAllRam,
@@ -760,16 +646,38 @@ impl<const N: usize> Extents<N> {
     /// Lowest `addr` with `addr % align == 0` such that `[addr, addr + len)`
     /// is free RAM (first fit). `align` is a power of two, `len > 0`.
     pub fn first_fit(&self, len: u64, align: u64) -> Option<u64> {
-        self.first_fit_in(self.root, len, align)
+        self.fit(len, align).map(|(addr, _)| addr)
     }
 
-    fn first_fit_in(&self, t: u32, len: u64, align: u64) -> Option<u64> {
+    /// [`first_fit`](Self::first_fit), with the node that holds the range.
+    fn fit(&self, len: u64, align: u64) -> Option<(u64, u32)> {
+        if align > 1 {
+            return self.fit_aligned(self.root, len, align);
+        }
+        // Unaligned: `max_free` says which way, so one descent.
+        let mut t = self.root;
+        if self.max_free(t) < len {
+            return None;
+        }
+        while let Some(n) = self.node(t) {
+            if self.max_free(n.left) >= len {
+                t = n.left;
+            } else if n.extent.free_len() >= len {
+                return Some((n.extent.start, t));
+            } else {
+                t = n.right;
+            }
+        }
+        None
+    }
+
+    fn fit_aligned(&self, t: u32, len: u64, align: u64) -> Option<(u64, u32)> {
         let n = self.node(t)?;
         if n.max_free < len {
             return None;
         }
-        if let Some(addr) = self.first_fit_in(n.left, len, align) {
-            return Some(addr);
+        if let Some(found) = self.fit_aligned(n.left, len, align) {
+            return Some(found);
         }
         let e = n.extent;
         if !e.allocated {
@@ -778,11 +686,11 @@ impl<const N: usize> Extents<N> {
                 .checked_add(align - 1)
                 .map(|a| a & !(align - 1))
                 .filter(|a| a.checked_add(len).is_some_and(|end| end <= e.end));
-            if fits.is_some() {
-                return fits;
+            if let Some(addr) = fits {
+                return Some((addr, t));
             }
         }
-        self.first_fit_in(n.right, len, align)
+        self.fit_aligned(n.right, len, align)
     }
 
     /// The largest free extent; the lowest one among equals. `O(d)`.
@@ -805,6 +713,20 @@ impl<const N: usize> Extents<N> {
     }
 
     // --- changes ---------------------------------------------------------
+
+    /// Allocates `len` bytes at the lowest free address that is a multiple
+    /// of `align` (a power of two; `len > 0` is the caller's business):
+    /// first fit and painting in one, the fit's node reused. `O(d)` for
+    /// `align` 1.
+    ///
+    /// Errors: [`Error::NoSpace`], [`Error::CapacityExceeded`].
+    pub fn allocate(&mut self, len: u64, align: u64) -> Result<u64, Error> {
+        let (start, x) = self.fit(len, align).ok_or(Error::NoSpace)?;
+        // The fit checked `start + len` against the extent's end.
+        let end = start.checked_add(len).ok_or(Error::NoSpace)?;
+        self.paint_node(x, start, end, true)?;
+        Ok(start)
+    }
 
     /// Declares `[start, end)` free RAM. The caller has checked that no
     /// byte of it is RAM yet. Fails with [`Error::CapacityExceeded`],
@@ -839,12 +761,23 @@ impl<const N: usize> Extents<N> {
         if let Some(done) = self.paint_within(start, end, allocated) {
             return done;
         }
-        // The extents that overlap or touch [start, end]: `middle`.
-        let (left, rest) = self.split(self.root, &|e| e.end < start);
-        let (middle, right) = self.split(rest, &|e| e.start <= end);
+        // The extents that overlap or touch [start, end]: `k` of them from
+        // `first`, all replaced by at most three pieces after `anchor`.
+        let first = self.first_touching(start);
+        let anchor = match self.node(first) {
+            Some(n) => n.prev,
+            None => self.last(),
+        };
+        let (mut k, mut last) = (0usize, NIL);
+        let mut t = first;
+        while let Some(n) = self.node(t).filter(|n| n.extent.start <= end) {
+            k += 1;
+            last = t;
+            t = n.next;
+        }
         let mut pieces: heapless::Vec<Extent, 3> = heapless::Vec::new();
         let (mut new_start, mut new_end) = (start, end);
-        if let Some(first) = self.leftmost(middle) {
+        if let Some(first) = self.extent(first).filter(|_| k > 0) {
             if first.start < start {
                 if first.allocated == allocated {
                     new_start = first.start;
@@ -857,7 +790,7 @@ impl<const N: usize> Extents<N> {
             }
         }
         let mut tail = None;
-        if let Some(last) = self.rightmost(middle) {
+        if let Some(last) = self.extent(last) {
             if last.end > end {
                 if last.allocated == allocated {
                     new_end = last.end;
@@ -877,19 +810,19 @@ impl<const N: usize> Extents<N> {
         if let Some(tail) = tail {
             let _ = pieces.push(tail);
         }
-        let replaced = self.count(middle);
-        if self.len - replaced + pieces.len() > N {
-            let joined = self.merge(left, middle);
-            self.root = self.merge(joined, right);
+        if self.len - k + pieces.len() > N {
             return Err(Error::CapacityExceeded);
         }
-        self.release(middle);
-        let mut tree = left;
-        for piece in pieces {
-            let node = self.alloc(piece);
-            tree = self.merge(tree, node);
+        let mut t = first;
+        for _ in 0..k {
+            let next = self.next(t);
+            self.unlink(t);
+            t = next;
         }
-        self.root = self.merge(tree, right);
+        let mut at = anchor;
+        for piece in pieces {
+            at = self.add_after(at, piece);
+        }
         Ok(())
     }
 }
@@ -938,7 +871,9 @@ pub(crate) fn splice_one<T: Copy, const N: usize>(
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
+    use std::{format, string::String, vec, vec::Vec};
 
     fn ext(start: u64, end: u64, allocated: bool) -> Extent {
         Extent {
@@ -950,6 +885,220 @@ mod tests {
 
     fn all<const N: usize>(x: &Extents<N>) -> heapless::Vec<Extent, N> {
         x.iter().collect()
+    }
+
+    /// Every structural invariant, or the first one broken: the in-order
+    /// walk, the address-order list and `head` agree; extents are sorted,
+    /// non-empty, non-overlapping and canonical; parents, heap order and
+    /// `max_free` are right; every node is in the tree or on the free list.
+    fn check<const N: usize>(x: &Extents<N>) -> Result<(), String> {
+        fn walk<const N: usize>(
+            x: &Extents<N>,
+            t: u32,
+            parent: u32,
+            order: &mut Vec<u32>,
+        ) -> Result<u64, String> {
+            let Some(n) = x.node(t) else { return Ok(0) };
+            if n.parent != parent {
+                return Err(format!("node {t}: parent {} != {parent}", n.parent));
+            }
+            for c in [n.left, n.right] {
+                if c != NIL && x.priority(c) > n.priority {
+                    return Err(format!("node {t}: child {c} has a higher priority"));
+                }
+            }
+            let l = walk(x, n.left, t, order)?;
+            order.push(t);
+            let r = walk(x, n.right, t, order)?;
+            let want = n.extent.free_len().max(l).max(r);
+            if n.max_free != want {
+                return Err(format!("node {t}: max_free {} != {want}", n.max_free));
+            }
+            Ok(want)
+        }
+        let mut order = Vec::new();
+        walk(x, x.root, NIL, &mut order)?;
+        if order.len() != x.len {
+            return Err(format!("{} nodes in the tree, len {}", order.len(), x.len));
+        }
+        let mut listed = Vec::new();
+        let (mut t, mut prev) = (x.head, NIL);
+        while let Some(n) = x.node(t) {
+            if n.prev != prev {
+                return Err(format!("node {t}: prev {} != {prev}", n.prev));
+            }
+            listed.push(t);
+            if listed.len() > N {
+                return Err("the list has a cycle".into());
+            }
+            prev = t;
+            t = n.next;
+        }
+        if listed != order {
+            return Err(format!("list {listed:?} != in-order {order:?}"));
+        }
+        for pair in order.windows(2) {
+            let (a, b) = (x.extent(pair[0]).unwrap(), x.extent(pair[1]).unwrap());
+            if a.end > b.start || (a.end == b.start && a.allocated == b.allocated) {
+                return Err(format!("{a:?} then {b:?}"));
+            }
+        }
+        if order
+            .iter()
+            .any(|&i| x.extent(i).is_some_and(|e| e.start >= e.end))
+        {
+            return Err("an empty extent".into());
+        }
+        let mut free = 0;
+        let mut t = x.free_list;
+        while x.node(t).is_some() {
+            free += 1;
+            if free > N {
+                return Err("the free list has a cycle".into());
+            }
+            t = x.next(t);
+        }
+        if free + x.len != x.fresh {
+            return Err(format!(
+                "{free} free + {} used != {} handed out",
+                x.len, x.fresh
+            ));
+        }
+        Ok(())
+    }
+
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        const UNIVERSE: u64 = 256;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Register(u64, u64),
+            Paint(u64, u64, bool),
+            Allocate(u64, u64),
+            FreeWithin(u64, u64),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let range = (0..UNIVERSE, 1..64u64);
+            prop_oneof![
+                range.clone().prop_map(|(a, l)| Op::Register(a, l)),
+                (range.clone(), any::<bool>()).prop_map(|((a, l), s)| Op::Paint(a, l, s)),
+                (1..48u64, 0..4u32).prop_map(|(l, k)| Op::Allocate(l, 1 << k)),
+                range.prop_map(|(a, l)| Op::FreeWithin(a, l)),
+            ]
+        }
+
+        /// Byte states: `None` not RAM, `Some(allocated)`.
+        fn extents_of(bytes: &[Option<bool>]) -> Vec<Extent> {
+            let mut out: Vec<Extent> = Vec::new();
+            for (a, s) in bytes.iter().enumerate() {
+                let Some(allocated) = *s else { continue };
+                let a = a as u64;
+                match out.last_mut() {
+                    Some(e) if e.end == a && e.allocated == allocated => e.end += 1,
+                    _ => out.push(ext(a, a + 1, allocated)),
+                }
+            }
+            out
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 8 } else { 1000 }))]
+            /// The tree against a byte map, every invariant after every
+            /// change, with a capacity small enough to be hit.
+            #[test]
+            fn tree_matches_byte_map(ops in prop::collection::vec(op(), 1..80)) {
+                const N: usize = 24;
+                let mut x = Extents::<N>::new();
+                let mut bytes = vec![None; UNIVERSE as usize + 64];
+                for op in ops {
+                    // Each op gives what the bytes become, or a refusal
+                    // (capacity) that must change nothing.
+                    let mut next = bytes.clone();
+                    let refused = match op {
+                        Op::Register(a, l) => {
+                            let r = a as usize..(a + l) as usize;
+                            if !bytes[r.clone()].iter().all(Option::is_none) {
+                                continue;
+                            }
+                            next[r].fill(Some(false));
+                            x.register(a, a + l).err()
+                        }
+                        Op::Paint(a, l, s) => {
+                            let r = a as usize..(a + l) as usize;
+                            if !bytes[r.clone()].iter().all(Option::is_some) {
+                                continue;
+                            }
+                            next[r].fill(Some(s));
+                            x.paint(a, a + l, s).err()
+                        }
+                        Op::Allocate(l, align) => {
+                            let want = (0..=UNIVERSE + 64 - l)
+                                .filter(|a| a % align == 0)
+                                .find(|&a| {
+                                    bytes[a as usize..(a + l) as usize]
+                                        .iter()
+                                        .all(|s| *s == Some(false))
+                                });
+                            prop_assert_eq!(x.first_fit(l, align), want);
+                            if let Some(a) = want {
+                                next[a as usize..(a + l) as usize].fill(Some(true));
+                            }
+                            match x.allocate(l, align) {
+                                Ok(a) => {
+                                    prop_assert_eq!(Some(a), want);
+                                    None
+                                }
+                                Err(Error::NoSpace) => {
+                                    prop_assert_eq!(want, None);
+                                    None
+                                }
+                                Err(e) => Some(e),
+                            }
+                        }
+                        Op::FreeWithin(a, l) => {
+                            let inside = x
+                                .iter()
+                                .any(|e| e.allocated && e.start <= a && a + l <= e.end);
+                            if inside {
+                                next[a as usize..(a + l) as usize].fill(Some(false));
+                            }
+                            match x.free_within(a, a + l) {
+                                None => {
+                                    prop_assert!(!inside);
+                                    None
+                                }
+                                Some(r) => {
+                                    prop_assert!(inside);
+                                    r.err()
+                                }
+                            }
+                        }
+                    };
+                    match refused {
+                        None => bytes = next,
+                        Some(e) => prop_assert_eq!(e, Error::CapacityExceeded),
+                    }
+                    if let Err(broken) = check(&x) {
+                        return Err(TestCaseError::fail(broken));
+                    }
+                    let want = extents_of(&bytes);
+                    prop_assert_eq!(x.iter().collect::<Vec<_>>(), want.clone());
+                    prop_assert_eq!(x.len(), want.len());
+                    let largest = want
+                        .iter()
+                        .filter(|e| !e.allocated)
+                        .fold(None::<Extent>, |best, e| match best {
+                            Some(b) if b.end - b.start >= e.end - e.start => Some(b),
+                            _ => Some(*e),
+                        });
+                    prop_assert_eq!(x.largest_free(), largest);
+                }
+            }
+        }
     }
 
     #[test]

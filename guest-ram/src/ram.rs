@@ -72,9 +72,10 @@ pub struct RamExtent {
 ///
 /// Nothing is mapped at run time: the backing is fixed in `system.xml`, and
 /// translating a gpa is a binary search over the backing plus an offset.
-/// Lookups are `O(log E)`; changes are `O(E)` (an in-place splice of a
-/// sorted table, never a sort); `allocate` and
-/// `find_largest_free_region` scan the table in `O(E)`.
+/// The extents are a treap over a fixed arena of `E` nodes: `allocate`,
+/// `free`, `mark_allocated` and `find_largest_free_region` are `O(log n)`
+/// expected in the number `n` of extents, and "is this RAM", asked by
+/// every copy, does not depend on it.
 ///
 /// ```
 /// use core::ptr::NonNull;
@@ -304,9 +305,7 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
         if !align.is_power_of_two() {
             return Err(Error::BadAlignment);
         }
-        let gpa = self.extents.first_fit(len, align).ok_or(Error::NoSpace)?;
-        self.extents.paint(gpa, gpa + len, true)?;
-        Ok(gpa)
+        self.extents.allocate(len, align)
     }
 
     /// Frees `[gpa, gpa + len)`, which must be entirely allocated; free
