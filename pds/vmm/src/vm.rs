@@ -77,6 +77,11 @@ pub struct Vm {
     idle_timer: Option<Channel>,
     /// vCPU 0 is stopped at a `wfi` until an interrupt for it arrives.
     asleep: bool,
+    /// The VMM's doorbell to itself (`ring`: one end of a channel whose
+    /// other end, `rung`, is the VMM's too); see [`Vm::fault`].
+    doorbell: Doorbell,
+    /// What to do to which vCPU when the doorbell rings.
+    pending: Option<(usize, Pending)>,
     counts: Counts,
     ignored_gicd: u32,
 }
@@ -95,6 +100,8 @@ impl Vm {
             uart_irq,
             idle_timer,
             asleep: false,
+            doorbell: Doorbell::from_system(),
+            pending: None,
             counts: Counts::default(),
             ignored_gicd: 0,
         }
@@ -223,10 +230,29 @@ impl Vm {
         self.uart_irq
     }
 
-    /// Any notification: if vCPU 0 sleeps at a `wfi`, wake it (an
-    /// interrupt for it may follow; a spurious wake-up only costs the
-    /// guest one more turn of its idle loop). Acknowledges the idle timer.
-    pub fn wake(&mut self, set: sel4_microkit::ChannelSet) {
+    /// Notifications: first the doorbell (a vCPU to stop, or to put to
+    /// sleep), then anything else wakes a sleeping vCPU 0.
+    pub fn notified(&mut self, set: sel4_microkit::ChannelSet) {
+        let rung = self.doorbell.rung;
+        if set.contains(rung) {
+            if let Some((id, what)) = self.pending.take() {
+                if vm_tcb(id).tcb_suspend().is_err() {
+                    log::error!("vmm: TCB_Suspend of vCPU {id} failed");
+                } else if what == Pending::Sleep && id == 0 {
+                    self.asleep = true;
+                }
+            }
+        }
+        if set.iter().any(|c| c.index() != rung.index()) {
+            self.wake(set);
+        }
+    }
+
+    /// Any notification but the doorbell: if vCPU 0 sleeps at a `wfi`,
+    /// wake it (an interrupt for it may follow; a spurious wake-up only
+    /// costs the guest one more turn of its idle loop). Acknowledges the
+    /// idle timer.
+    fn wake(&mut self, set: sel4_microkit::ChannelSet) {
         let fired = self.idle_timer.filter(|t| set.contains(*t));
         if fired.is_some() || self.asleep {
             idle::disarm();
@@ -263,10 +289,6 @@ impl Vm {
             Some(at) => idle::arm(at),
             None => idle::disarm(),
         }
-        if vm_tcb(id).tcb_suspend().is_err() {
-            return Err("TCB_Suspend failed");
-        }
-        self.asleep = true;
         self.counts.sleeps += 1;
         Ok(Resume::Asleep)
     }
@@ -299,16 +321,39 @@ impl Vm {
         }
     }
 
-    /// A fault from vCPU `child`: emulate, resume (a reply), or stop.
+    /// A fault from vCPU `child`: emulate and resume (a reply), or stop
+    /// the vCPU, for good or (at a `wfi`) until a notification.
+    ///
+    /// A stop is never a `TCB_Suspend` here. The VMM is passive: it runs a
+    /// fault on the faulting vCPU's scheduling context, which seL4 hands
+    /// back to the vCPU when its pending reply is cancelled, and
+    /// suspending it would cancel that reply and leave the VMM mid-handler
+    /// with no scheduling context, never to run again. Instead the handler
+    /// rings the VMM's own doorbell and replies: the reply gives the
+    /// scheduling context back, the doorbell is already pending when the
+    /// VMM waits again, so it runs next (on its notification's scheduling
+    /// context, at a priority above the guest's) and suspends the vCPU
+    /// before the vCPU runs an instruction.
     pub fn fault(&mut self, ram: &Ram, child: Child, info: MessageInfo) -> Option<MessageInfo> {
         let id = child.index();
-        match self.handle(ram, id, info.fault()) {
-            Ok(Resume::Yes) => Some(MessageInfo::new(0, 0)),
-            // Suspended at a `wfi`; `wake` resumes it.
-            Ok(Resume::Asleep) => None,
-            Ok(Resume::Stop) => suspend(id),
-            Err(why) => stop(id, why),
+        let stop = match self.handle(ram, id, info.fault()) {
+            Ok(Resume::Yes) => None,
+            // `notified` suspends it; `wake` resumes it.
+            Ok(Resume::Asleep) => Some(Pending::Sleep),
+            Ok(Resume::Stop) => Some(Pending::Stop),
+            Err(why) => {
+                log::error!("vmm: stopping the guest (vCPU {id}): {why}");
+                Some(Pending::Stop)
+            }
+        };
+        if let Some(what) = stop {
+            // A stop for good is never downgraded to a sleep.
+            if !matches!(self.pending, Some((_, Pending::Stop))) {
+                self.pending = Some((id, what));
+            }
+            self.doorbell.ring.notify();
         }
+        Some(MessageInfo::new(0, 0))
     }
 
     fn handle(&mut self, ram: &Ram, id: usize, fault: Fault) -> Result<Resume, &'static str> {
@@ -518,7 +563,7 @@ fn set_x0_and_skip(id: usize, x0: Option<u64>, pc: Option<u64>) -> Result<(), &'
 
 enum Resume {
     Yes,
-    /// Stopped at a `wfi` until a notification.
+    /// Stop at a `wfi` until a notification.
     Asleep,
     Stop,
 }
@@ -548,18 +593,30 @@ mod idle {
     }
 }
 
-/// Suspends the vCPU and answers nothing: the guest stays stopped.
-fn stop(id: usize, why: &str) -> Option<MessageInfo> {
-    log::error!("vmm: stopping the guest (vCPU {id}): {why}");
-    suspend(id)
+/// Both ends of the VMM's channel to itself (`system.xml`).
+struct Doorbell {
+    /// Notified to ring.
+    ring: Channel,
+    /// Seen in `notified` when it has rung.
+    rung: Channel,
 }
 
-/// Suspends vCPU `id`, loudly if that fails; no reply.
-fn suspend(id: usize) -> Option<MessageInfo> {
-    if vm_tcb(id).tcb_suspend().is_err() {
-        log::error!("vmm: TCB_Suspend of vCPU {id} failed");
+impl Doorbell {
+    fn from_system() -> Doorbell {
+        Doorbell {
+            ring: Channel::new(*sel4_microkit::var!(doorbell_ring_channel: usize = 0)),
+            rung: Channel::new(*sel4_microkit::var!(doorbell_rung_channel: usize = 0)),
+        }
     }
-    None
+}
+
+/// What the doorbell does to a vCPU.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    /// Suspend it until a notification (`wfi`).
+    Sleep,
+    /// Suspend it for good.
+    Stop,
 }
 
 /// Reads `len` (at most `MAX_PRINT`) bytes of guest RAM at `gpa` into
