@@ -36,7 +36,9 @@ def system(board_name: str, guest_image: str, disk_image: str = "disk.img", disk
     vm_board = b.get("VM") == "yes"
     sdf = S(ARCHES[b["ARCH"]], 0x1_0000_0000)
 
-    vmm = S.ProtectionDomain("vmm", "vmm.elf", priority=200, stack_size=0x10000)
+    # Passive: seL4's fastpath takes a Call only to a server without a
+    # scheduling context of its own.
+    vmm = S.ProtectionDomain("vmm", "vmm.elf", priority=200, passive=True, stack_size=0x10000)
     selftest = S.ProtectionDomain("selftest", "selftest.elf", priority=100, stack_size=0x20000)
     view = S.ProtectionDomain("guest-view", "guest-view.elf", priority=150)
     c_client = S.ProtectionDomain("c-client", "c-client.elf", priority=90)
@@ -77,7 +79,11 @@ def system(board_name: str, guest_image: str, disk_image: str = "disk.img", disk
         vm = S.VirtualMachine("guest", [S.VirtualMachine.Vcpu(id=0)], priority=50)
         ram.map_into_vm(vm)
         vmm.set_virtual_machine(vm)
-        pds.append(blk)
+        # The doorbell PD rings the VMM back: how a passive VMM stops its vCPU.
+        doorbell = S.ProtectionDomain("doorbell", "doorbell.elf", priority=170)
+        sdf.add_channel(S.Channel(vmm, doorbell, a_id=8, b_id=0, pd_a_setvar_id="doorbell_channel",
+                                  pd_b_setvar_id="vmm_channel"))
+        pds += [blk, doorbell]
     for pd in pds + [view, selftest, c_client]:
         sdf.add_pd(pd)
     return render(sdf)

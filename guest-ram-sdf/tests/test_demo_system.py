@@ -42,7 +42,7 @@ def canonical(xml: str):
         vm_desc = None if vm is None else (
             vm.get("name"), number(vm.get("priority")),
             sorted(number(v.get("id")) for v in vm.findall("vcpu")), maps(vm))
-        pds[pd.get("name")] = (number(pd.get("priority")), number(pd.get("stack_size")),
+        pds[pd.get("name")] = (number(pd.get("priority")), pd.get("passive", "false"), number(pd.get("stack_size")),
                                pd.find("program_image").get("path"), maps(pd), vm_desc)
     channels = {
         frozenset((e.get("pd"), number(e.get("id")), e.get("pp", "false"), e.get("setvar_id"))

@@ -77,9 +77,9 @@ pub struct Vm {
     idle_timer: Option<Channel>,
     /// vCPU 0 is stopped at a `wfi` until an interrupt for it arrives.
     asleep: bool,
-    /// The VMM's doorbell to itself (`ring`: one end of a channel whose
-    /// other end, `rung`, is the VMM's too); see [`Vm::fault`].
-    doorbell: Doorbell,
+    /// The channel to the doorbell PD, which rings back when rung; see
+    /// [`Vm::fault`].
+    doorbell: Channel,
     /// What to do to which vCPU when the doorbell rings.
     pending: Option<(usize, Pending)>,
     counts: Counts,
@@ -100,7 +100,7 @@ impl Vm {
             uart_irq,
             idle_timer,
             asleep: false,
-            doorbell: Doorbell::from_system(),
+            doorbell: Channel::new(*sel4_microkit::var!(doorbell_channel: usize = 0)),
             pending: None,
             counts: Counts::default(),
             ignored_gicd: 0,
@@ -233,7 +233,7 @@ impl Vm {
     /// Notifications: first the doorbell (a vCPU to stop, or to put to
     /// sleep), then anything else wakes a sleeping vCPU 0.
     pub fn notified(&mut self, set: sel4_microkit::ChannelSet) {
-        let rung = self.doorbell.rung;
+        let rung = self.doorbell;
         if set.contains(rung) {
             if let Some((id, what)) = self.pending.take() {
                 if vm_tcb(id).tcb_suspend().is_err() {
@@ -329,11 +329,10 @@ impl Vm {
     /// back to the vCPU when its pending reply is cancelled, and
     /// suspending it would cancel that reply and leave the VMM mid-handler
     /// with no scheduling context, never to run again. Instead the handler
-    /// rings the VMM's own doorbell and replies: the reply gives the
-    /// scheduling context back, the doorbell is already pending when the
-    /// VMM waits again, so it runs next (on its notification's scheduling
-    /// context, at a priority above the guest's) and suspends the vCPU
-    /// before the vCPU runs an instruction.
+    /// rings the doorbell PD and replies: the reply gives the scheduling
+    /// context back, the doorbell PD (above the guest) runs next and rings
+    /// back, and the VMM (on its notification's scheduling context)
+    /// suspends the vCPU in `notified`, before the vCPU runs.
     pub fn fault(&mut self, ram: &Ram, child: Child, info: MessageInfo) -> Option<MessageInfo> {
         let id = child.index();
         let stop = match self.handle(ram, id, info.fault()) {
@@ -351,7 +350,7 @@ impl Vm {
             if !matches!(self.pending, Some((_, Pending::Stop))) {
                 self.pending = Some((id, what));
             }
-            self.doorbell.ring.notify();
+            self.doorbell.notify();
         }
         Some(MessageInfo::new(0, 0))
     }
@@ -589,23 +588,6 @@ mod idle {
         // SAFETY: as in `arm`.
         unsafe {
             core::arch::asm!("msr cntp_ctl_el0, xzr", "isb", options(nostack));
-        }
-    }
-}
-
-/// Both ends of the VMM's channel to itself (`system.xml`).
-struct Doorbell {
-    /// Notified to ring.
-    ring: Channel,
-    /// Seen in `notified` when it has rung.
-    rung: Channel,
-}
-
-impl Doorbell {
-    fn from_system() -> Doorbell {
-        Doorbell {
-            ring: Channel::new(*sel4_microkit::var!(doorbell_ring_channel: usize = 0)),
-            rung: Channel::new(*sel4_microkit::var!(doorbell_rung_channel: usize = 0)),
         }
     }
 }
