@@ -31,6 +31,9 @@
 #   BLK_COPIES       1 (default): the blk PD's disk region is its copy
 #                    buffer, the VMM copies guest RAM <-> disk; 2: a 64 KiB
 #                    staging buffer, disk <-> buffer <-> guest RAM
+#   MEMCPY           builtins (default): the PDs copy with compiler-builtins'
+#                    memcpy/memmove; wide: with pd-memcpy's (AArch64: 64
+#                    bytes a turn through ldp/stp pairs, no FP/SIMD)
 #   LINUX_DTS, LINUX_DTB
 #                    GUEST=linux: the device tree source (board file's
 #                    default), or a compiled blob to use instead; the VMM
@@ -101,8 +104,9 @@ ifeq ($(SEL4_RUSTC),)
 	@echo "  install rustup's rust-src, or Debian's rustc-web and rust-web-src, or set SEL4_RUSTC"
 else
 	@for t in $(CROSS_TARGETS); do \
-	    echo "cross-check: guest-ram, virtio, vcpu-fault, vgic, linux-boot for $$t (no_std, $(SEL4_RUSTC))"; \
+	    echo "cross-check: guest-ram, virtio, vcpu-fault, vgic, linux-boot, pd-memcpy (exported) for $$t (no_std, $(SEL4_RUSTC))"; \
 	    RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 $(CARGO) build -q -p guest-ram -p virtio -p vcpu-fault -p vgic -p linux-boot \
+	        -p pd-memcpy --features pd-memcpy/export \
 	        --release --target $$t -Z build-std=core --target-dir target/cross || exit 1; \
 	done
 ifeq ($(LD_LLD),)
@@ -158,6 +162,7 @@ miri:
 	    $(MIRI) test -q -p vcpu-fault --lib --test fuzz_corpus && \
 	    $(MIRI) test -q -p vgic --lib --test fuzz_corpus && \
 	    $(MIRI) test -q -p linux-boot --lib --test fuzz_corpus && \
+	    $(MIRI) test -q -p pd-memcpy --lib && \
 	    echo "miri: no undefined behaviour found"; \
 	fi
 
@@ -254,7 +259,7 @@ SDK_BOARD_DIR := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
 IMAGE_FILE := $(BUILD_DIR)/loader.img
 REPORT_FILE := $(BUILD_DIR)/report.txt
 SYSTEM_FILE := $(BUILD_DIR)/guest-ram.system
-PDS := vmm $(if $(filter linux,$(GUEST)),,selftest guest-view) $(if $(filter yes,$(VM)),blk) $(if $(filter yes,$(BENCH)),bench)
+PDS := vmm $(if $(filter linux,$(GUEST)),,selftest guest-view) $(if $(filter yes,$(VM)),blk doorbell) $(if $(filter yes,$(BENCH)),bench)
 PD_ELFS := $(addprefix $(BUILD_DIR)/,$(addsuffix .elf,$(PDS)))
 # The C client PD: C, built like Microkit's own examples (the SDK's
 # libmicrokit and microkit.ld, a C cross compiler from Debian, ld.lld).
@@ -283,9 +288,15 @@ $(C_CLIENT_ELF): c-client/pd.c c-client/selftest.c c-client/selftest.h include/g
 	$(LD_LLD) -L$(SDK_BOARD_DIR)/lib $(BUILD_DIR)/c-client-pd.o $(BUILD_DIR)/c-client-selftest.o \
 	    -lmicrokit -Tmicrokit.ld -o $@
 
+MEMCPY ?= builtins
+ifeq ($(filter $(MEMCPY),builtins wide),)
+$(error MEMCPY must be builtins or wide, not '$(MEMCPY)')
+endif
+
 PD_FEATURES := $(if $(filter yes,$(VM)),--features vmm/vm) $(if $(filter linux,$(GUEST)),--features vmm/linux) \
     $(if $(filter 2,$(BLK_COPIES)),--features blk/two-copy) \
-    $(if $(filter yes,$(BENCH)),--features vmm/bench)
+    $(if $(filter yes,$(BENCH)),--features vmm/bench) \
+    $(if $(filter wide,$(MEMCPY)),--features common/wide-memcpy)
 
 # The guest (VM boards): bare-metal AArch64 at EL1, soft-float (its MMU
 # and FP are off), linked at the start of guest RAM, loaded as a raw image.
@@ -329,7 +340,7 @@ $(PD_ELFS) &: check-sdk check-board check-toolchain $(BUILD_DIR) FORCE
 # with clippy: needs the SDK (sel4-sys's headers) and a nightly toolchain
 # with rust-src for -Z build-std. Every feature set the Makefile builds.
 pds-clippy: check-sdk check-board
-	@for features in vmm/vm,vmm/bench vmm/vm,blk/two-copy vmm/linux; do \
+	@for features in vmm/vm,vmm/bench,common/wide-memcpy vmm/vm,blk/two-copy vmm/linux; do \
 	    echo "pds-clippy: --features $$features"; \
 	    (cd pds && RUSTFLAGS="-C linker=$(LD_LLD) $(ARCH_RUSTFLAGS)" \
 	        SEL4_INCLUDE_DIRS=$(abspath $(SDK_BOARD_DIR)/include) \
@@ -476,7 +487,7 @@ endif
 # -icount shift=0 so that the cycle counts repeat from run to run.
 bench-qemu:
 	@$(MAKE) --no-print-directory MICROKIT_BOARD=qemu_virt_aarch64 MICROKIT_CONFIG=benchmark \
-	    BENCH=yes BUILD_DIR=build/qemu_virt_aarch64/bench bench-qemu-run
+	    BENCH=yes BUILD_DIR=build/qemu_virt_aarch64/bench$(if $(filter wide,$(MEMCPY)),-wide) bench-qemu-run
 
 bench-qemu-run: $(IMAGE_FILE)
 	@log=$(BUILD_DIR)/bench.log; rm -f $$log; \
@@ -494,7 +505,7 @@ bench-qemu-run: $(IMAGE_FILE)
 # refills, which cost nothing here). BLK_COPIES=2 measures the two-copy path.
 bench-blk:
 	@$(MAKE) --no-print-directory MICROKIT_BOARD=qemu_virt_aarch64 GUEST=baremetal \
-	    BUILD_DIR=build/qemu_virt_aarch64/bench-blk$(if $(filter 2,$(BLK_COPIES)),-two-copy) bench-blk-run
+	    BUILD_DIR=build/qemu_virt_aarch64/bench-blk$(if $(filter 2,$(BLK_COPIES)),-two-copy)$(if $(filter wide,$(MEMCPY)),-wide) bench-blk-run
 
 bench-blk-run: $(IMAGE_FILE)
 	@log=$(BUILD_DIR)/bench-blk.log; rm -f $$log; \

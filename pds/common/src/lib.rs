@@ -12,6 +12,11 @@
 )]
 #![no_std]
 
+// Every PD links common: with feature `wide-memcpy`, every PD gets
+// pd-memcpy's `memcpy` and `memmove` (AArch64) in place of
+// compiler-builtins' weak ones. The selftest PD checks its routines either way.
+pub use pd_memcpy;
+
 use guest_ram::client::Transport;
 use guest_ram::protocol::MSG_WORDS;
 use guest_ram::selftest::Layout;
