@@ -234,6 +234,13 @@ impl Vm {
     /// sleep), then anything else wakes a sleeping vCPU 0.
     pub fn notified(&mut self, set: sel4_microkit::ChannelSet) {
         let rung = self.doorbell;
+        let others = set.iter().any(|c| c.index() != rung.index());
+        // Something to wake for came before (or with) the doorbell's ring:
+        // the sleep is off, as if it had already ended (the guest's `wfi`
+        // just returns). Suspending now would sleep through it.
+        if others && matches!(self.pending, Some((_, Pending::Sleep))) {
+            self.pending = None;
+        }
         if set.contains(rung) {
             if let Some((id, what)) = self.pending.take() {
                 if vm_tcb(id).tcb_suspend().is_err() {
@@ -243,7 +250,7 @@ impl Vm {
                 }
             }
         }
-        if set.iter().any(|c| c.index() != rung.index()) {
+        if others {
             self.wake(set);
         }
     }
