@@ -18,7 +18,7 @@ use std::ptr::NonNull;
 use guest_ram::{GpaRange, GuestRam, MappedRegion, SharedBuffer};
 use linux_boot::fdt::{self, Fdt};
 use linux_boot::image::ImageHeader;
-use linux_boot::load::{agrees, load};
+use linux_boot::load::{agrees, load, unload};
 
 const GPA: u64 = 0x4000_0000;
 const RAM: u64 = 4 << 20;
@@ -111,6 +111,9 @@ pub fn run(data: &[u8]) -> bool {
             let mut in_guest = vec![0u8; layout.dtb.len as usize];
             ram.read(layout.dtb.gpa, &mut in_guest).unwrap();
             assert!(agrees(&in_guest, &layout).unwrap());
+            // A reset gives everything back.
+            unload(&mut ram, &layout).unwrap();
+            assert_eq!(ram.find_largest_free_region().unwrap(), whole);
         }
         Err(e) => assert_eq!(ram.find_largest_free_region().unwrap(), whole, "{e:?}"),
     }

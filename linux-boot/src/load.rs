@@ -44,6 +44,9 @@ pub struct BootLayout {
     pub initrd: GpaRange,
     /// The device tree (`totalsize` bytes): `x0` at entry.
     pub dtb: GpaRange,
+    /// What the kernel holds in the allocator: from the 2 MiB base to
+    /// `text_offset + image_size`, page-rounded.
+    pub kernel_reserved: GpaRange,
 }
 
 /// Why a guest was not loaded.
@@ -197,7 +200,49 @@ pub fn load<const B: usize, const E: usize, K: Access, I: Access>(
             gpa: dtb_gpa,
             len: dtb_len,
         },
+        kernel_reserved: GpaRange {
+            gpa: base,
+            len: reserved,
+        },
     })
+}
+
+/// Gives back to the allocator everything [`load`] took for `layout`
+/// (the kernel's reservation, the initrd's and the device tree's pages),
+/// e.g. before loading the guest again for a reset. Frees all three even
+/// if one fails, and returns the first error.
+///
+/// ```no_run
+/// # fn f<const B: usize, const E: usize>(ram: &mut guest_ram::GuestRam<B, E>, layout: linux_boot::load::BootLayout) {
+/// linux_boot::load::unload(ram, &layout).unwrap();
+/// # }
+/// ```
+pub fn unload<const B: usize, const E: usize>(
+    ram: &mut GuestRam<B, E>,
+    layout: &BootLayout,
+) -> Result<(), guest_ram::Error> {
+    let page_rounded = |r: GpaRange| {
+        round_up(r.len, PAGE_SIZE)
+            .ok_or(guest_ram::Error::Overflow)
+            .map(|len| GpaRange { gpa: r.gpa, len })
+    };
+    let kernel = Ok(layout.kernel_reserved);
+    let initrd = page_rounded(layout.initrd);
+    let dtb = page_rounded(layout.dtb);
+    let mut first = Ok(());
+    for range in [kernel, initrd, dtb] {
+        let freed = range.and_then(|r| {
+            if r.len == 0 {
+                Ok(())
+            } else {
+                ram.free(r.gpa, r.len)
+            }
+        });
+        if first.is_ok() {
+            first = freed;
+        }
+    }
+    first
 }
 
 /// Patches `dtb`'s `/memory` and `/chosen` initrd range, then copies the

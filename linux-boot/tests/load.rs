@@ -15,7 +15,7 @@ use std::ptr::NonNull;
 use guest_ram::{GpaRange, GuestRam, MappedRegion, SharedBuffer};
 use linux_boot::fdt::{self, Fdt};
 use linux_boot::image::{ImageError, MAGIC};
-use linux_boot::load::{agrees, load, LoadError};
+use linux_boot::load::{agrees, load, unload, LoadError};
 
 const GPA: u64 = 0x4000_0000;
 const RAM: u64 = 128 << 20;
@@ -160,6 +160,30 @@ fn loads_and_the_device_tree_agrees() {
     assert_eq!(
         tree.u64_property("/chosen", "linux,initrd-end"),
         Ok(layout.initrd.gpa + initrd_len)
+    );
+
+    // A reset: unload gives everything back, and loading again (into the
+    // already-patched device tree) puts everything where it was.
+    assert_eq!(layout.kernel_reserved.gpa, GPA);
+    unload(&mut g.ram, &layout).unwrap();
+    assert_eq!(g.ram.find_largest_free_region().unwrap(), memory);
+    let again = load(
+        &mut g.ram,
+        memory,
+        &buffer(&mut kernel),
+        kernel_len,
+        &buffer(&mut initrd),
+        initrd_len,
+        &mut dtb,
+    )
+    .unwrap();
+    assert_eq!(again, layout);
+    assert!(agrees(&g.bytes(again.dtb), &again).unwrap());
+    // Unloading twice is an error, not a double free.
+    unload(&mut g.ram, &again).unwrap();
+    assert_eq!(
+        unload(&mut g.ram, &again),
+        Err(guest_ram::Error::NotAllocated)
     );
     drop(g.memory);
 }
