@@ -428,9 +428,10 @@ endif
 # the wait at once.
 ifeq ($(GUEST),linux)
 # The Linux guest's suite, and its power-off through PSCI.
+# Two boots (the first ends in a guest reset), then a power-off.
 SUMMARY := ^linux: virtio-blk [0-9]+/[0-9]+ passed
-PASSED := ^(linux: virtio-blk ([0-9]+)/\2 passed|INFO: vmm: guest powered off)
-SUITES := 2
+PASSED := ^(linux: virtio-blk ([0-9]+)/\2 passed|linux: reset: ok, booted again|INFO: vmm: guest powered off)
+SUITES := 4
 STOPPED := vmm: (stopping the guest|guest not started)|Kernel panic|end Kernel panic
 else
 SUMMARY := ^(guest-ram: selftest|guest-ram: c-client|guest: virtio-blk) [0-9]+/[0-9]+ passed

@@ -318,7 +318,7 @@ impl Handler for Vmm {
     fn notified(&mut self, set: ChannelSet) -> Result<(), Self::Error> {
         #[cfg(feature = "vm")]
         if let Some(vm) = self.vm.as_mut() {
-            vm.notified(set);
+            vm.notified(&mut self.ram, set);
             if set.contains(Channel::new(blk_channel())) {
                 vm.backend_signalled();
             }

@@ -82,6 +82,9 @@ pub struct Vm {
     doorbell: Channel,
     /// What to do to which vCPU when the doorbell rings.
     pending: Option<(usize, Pending)>,
+    /// What a reset needs to load the Linux guest again.
+    #[cfg(feature = "linux")]
+    linux: Option<LinuxGuest>,
     counts: Counts,
     ignored_gicd: u32,
 }
@@ -102,6 +105,8 @@ impl Vm {
             asleep: false,
             doorbell: Channel::new(*sel4_microkit::var!(doorbell_channel: usize = 0)),
             pending: None,
+            #[cfg(feature = "linux")]
+            linux: None,
             counts: Counts::default(),
             ignored_gicd: 0,
         }
@@ -158,7 +163,7 @@ impl Vm {
     #[cfg(feature = "linux")]
     pub fn start_linux(
         ram: &mut Ram,
-        images: crate::LinuxImages,
+        mut images: crate::LinuxImages,
         page: SharedBuffer,
         blk: Channel,
         uart_irq: Channel,
@@ -168,46 +173,21 @@ impl Vm {
             gpa: LAYOUT.gpa,
             len: LAYOUT.size,
         };
-        let layout = linux_boot::load(
-            ram,
-            memory,
-            &images.kernel,
-            images.kernel_len,
-            &images.initrd,
-            images.initrd_len,
-            images.dtb,
-        )
-        .map_err(|e| {
-            log::error!("vmm: Linux not loaded: {e}");
-            "loading Linux failed"
-        })?;
-        let dtb_len = layout.dtb.len as usize;
-        match images
-            .dtb
-            .get(..dtb_len)
-            .map(|b| linux_boot::load::agrees(b, &layout))
-        {
-            Some(Ok(true)) => {}
-            _ => return Err("the patched device tree disagrees with the layout"),
-        }
-        let end = |r: guest_ram::GpaRange| r.gpa + r.len;
-        log::info!(
-            "vmm: Linux guest: RAM {:#x}..{:#x}, kernel {:#x}..{:#x} (image_size {:#x}, {} bytes copied), initrd {:#x}..{:#x}, dtb {:#x}..{:#x}, entry {:#x}",
-            memory.gpa,
-            end(memory),
-            layout.kernel.gpa,
-            end(layout.kernel),
-            layout.kernel.len,
-            images.kernel_len.min(layout.kernel.len),
-            layout.initrd.gpa,
-            end(layout.initrd),
-            layout.dtb.gpa,
-            end(layout.dtb),
-            layout.entry
-        );
+        let layout = load_linux(ram, &mut images, memory)?;
+        // The vCPU's SCTLR_EL1 before its first instruction (MMU and caches
+        // off, as Linux's boot protocol wants): a reset puts it back.
+        let sctlr = vm_vcpu(0)
+            .vcpu_read_regs(sel4::VCpuReg::SCTLR)
+            .map_err(|_| "VCPU_ReadRegs of SCTLR failed")?;
         start_vcpu(layout.entry, [layout.dtb.gpa, 0, 0])?;
         idle::disarm();
-        Ok((Vm::new(page, blk, Some(uart_irq), Some(idle_timer)), memory))
+        let mut vm = Vm::new(page, blk, Some(uart_irq), Some(idle_timer));
+        vm.linux = Some(LinuxGuest {
+            images,
+            layout,
+            sctlr,
+        });
+        Ok((vm, memory))
     }
 
     /// The blk PD signalled: used buffers (or a broken queue). Interrupt
@@ -232,7 +212,7 @@ impl Vm {
 
     /// Notifications: first the doorbell (a vCPU to stop, or to put to
     /// sleep), then anything else wakes a sleeping vCPU 0.
-    pub fn notified(&mut self, set: sel4_microkit::ChannelSet) {
+    pub fn notified(&mut self, ram: &mut Ram, set: sel4_microkit::ChannelSet) {
         let rung = self.doorbell;
         let others = set.iter().any(|c| c.index() != rung.index());
         // Something to wake for came before (or with) the doorbell's ring:
@@ -247,6 +227,13 @@ impl Vm {
                     log::error!("vmm: TCB_Suspend of vCPU {id} failed");
                 } else if what == Pending::Sleep && id == 0 {
                     self.asleep = true;
+                } else if what == Pending::Reset {
+                    match self.restart(ram) {
+                        Ok(()) => log::info!("vmm: guest reset: loaded again and restarted"),
+                        Err(why) => {
+                            log::error!("vmm: stopping the guest (vCPU {id}): reset failed: {why}")
+                        }
+                    }
                 }
             }
         }
@@ -300,6 +287,40 @@ impl Vm {
         Ok(Resume::Asleep)
     }
 
+    /// A guest reset, with vCPU 0 suspended: what the loader placed goes
+    /// back to the allocator and is loaded again from the images; the
+    /// vCPU's SCTLR_EL1 and virtual timer are as before its first
+    /// instruction; interrupts left mid-flight (the timer's VPPI, the
+    /// UART's line) are acknowledged and the vGIC starts empty; then vCPU
+    /// 0 starts at the kernel again. The virtio device is not touched: the
+    /// new kernel resets it when it probes it, as after a real reset.
+    #[cfg(feature = "linux")]
+    fn restart(&mut self, ram: &mut Ram) -> Result<(), &'static str> {
+        let linux = self.linux.as_mut().ok_or("no Linux guest to restart")?;
+        linux_boot::load::unload(ram, &linux.layout).map_err(|_| "unloading the guest failed")?;
+        let layout = load_linux(ram, &mut linux.images, linux.layout.memory)?;
+        linux.layout = layout;
+        let vcpu = vm_vcpu(0);
+        vcpu.vcpu_write_regs(sel4::VCpuReg::SCTLR, linux.sctlr)
+            .and_then(|()| vcpu.vcpu_write_regs(sel4::VCpuReg::CNTV_CTL, 0))
+            .map_err(|_| "VCPU_WriteRegs failed")?;
+        // Either may not be pending: acknowledging then changes nothing.
+        let _ = vcpu.vcpu_ack_vppi(u64::from(TIMER_IRQ));
+        if let Some(uart) = self.uart_irq {
+            let _ = uart.irq_ack();
+        }
+        idle::disarm();
+        self.gic = VGic::new();
+        self.asleep = false;
+        start_vcpu(layout.entry, [layout.dtb.gpa, 0, 0])
+    }
+
+    /// Without a Linux guest there is nothing to load again.
+    #[cfg(not(feature = "linux"))]
+    fn restart(&mut self, _ram: &mut Ram) -> Result<(), &'static str> {
+        Err("restarting the bare-metal guest is not supported")
+    }
+
     fn raise(&mut self, irq: u16) {
         if let Err(e) = self.gic.raise(u64::from(irq)) {
             log::error!("vmm: {e}");
@@ -347,13 +368,14 @@ impl Vm {
             // `notified` suspends it; `wake` resumes it.
             Ok(Resume::Asleep) => Some(Pending::Sleep),
             Ok(Resume::Stop) => Some(Pending::Stop),
+            Ok(Resume::Reset) => Some(Pending::Reset),
             Err(why) => {
                 log::error!("vmm: stopping the guest (vCPU {id}): {why}");
                 Some(Pending::Stop)
             }
         };
         if let Some(what) = stop {
-            // A stop for good is never downgraded to a sleep.
+            // A stop for good is never downgraded.
             if !matches!(self.pending, Some((_, Pending::Stop))) {
                 self.pending = Some((id, what));
             }
@@ -463,8 +485,8 @@ impl Vm {
                 Ok(Resume::Stop)
             }
             Outcome::SystemReset => {
-                log::info!("vmm: guest asked for a reset; restarting a guest is not supported: stopping it");
-                Ok(Resume::Stop)
+                log::info!("vmm: guest asked for a reset");
+                Ok(Resume::Reset)
             }
         }
     }
@@ -572,6 +594,8 @@ enum Resume {
     /// Stop at a `wfi` until a notification.
     Asleep,
     Stop,
+    /// Stop, load the guest again and start it afresh (PSCI SYSTEM_RESET).
+    Reset,
 }
 
 /// The EL1 physical timer, which the VMM arms to wake an idle guest
@@ -599,6 +623,64 @@ mod idle {
     }
 }
 
+/// The Linux guest's images and where they were loaded, for a reset.
+#[cfg(feature = "linux")]
+struct LinuxGuest {
+    images: crate::LinuxImages,
+    layout: linux_boot::load::BootLayout,
+    /// vCPU 0's SCTLR_EL1 before the guest first ran.
+    sctlr: u64,
+}
+
+/// Loads the kernel, initrd and device tree into `memory` and checks that
+/// the device tree in guest RAM says what the layout says; logs where
+/// everything went.
+#[cfg(feature = "linux")]
+fn load_linux(
+    ram: &mut Ram,
+    images: &mut crate::LinuxImages,
+    memory: guest_ram::GpaRange,
+) -> Result<linux_boot::load::BootLayout, &'static str> {
+    let layout = linux_boot::load(
+        ram,
+        memory,
+        &images.kernel,
+        images.kernel_len,
+        &images.initrd,
+        images.initrd_len,
+        images.dtb,
+    )
+    .map_err(|e| {
+        log::error!("vmm: Linux not loaded: {e}");
+        "loading Linux failed"
+    })?;
+    let dtb_len = layout.dtb.len as usize;
+    match images
+        .dtb
+        .get(..dtb_len)
+        .map(|b| linux_boot::load::agrees(b, &layout))
+    {
+        Some(Ok(true)) => {}
+        _ => return Err("the patched device tree disagrees with the layout"),
+    }
+    let end = |r: guest_ram::GpaRange| r.gpa + r.len;
+    log::info!(
+        "vmm: Linux guest: RAM {:#x}..{:#x}, kernel {:#x}..{:#x} (image_size {:#x}, {} bytes copied), initrd {:#x}..{:#x}, dtb {:#x}..{:#x}, entry {:#x}",
+        memory.gpa,
+        end(memory),
+        layout.kernel.gpa,
+        end(layout.kernel),
+        layout.kernel.len,
+        images.kernel_len.min(layout.kernel.len),
+        layout.initrd.gpa,
+        end(layout.initrd),
+        layout.dtb.gpa,
+        end(layout.dtb),
+        layout.entry
+    );
+    Ok(layout)
+}
+
 /// What the doorbell does to a vCPU.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Pending {
@@ -606,6 +688,8 @@ enum Pending {
     Sleep,
     /// Suspend it for good.
     Stop,
+    /// Suspend it, load the guest again and restart it.
+    Reset,
 }
 
 /// Reads `len` (at most `MAX_PRINT`) bytes of guest RAM at `gpa` into
