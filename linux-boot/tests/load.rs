@@ -15,7 +15,7 @@ use std::ptr::NonNull;
 use guest_ram::{GpaRange, GuestRam, MappedRegion, SharedBuffer};
 use linux_boot::fdt::{self, Fdt};
 use linux_boot::image::{ImageError, MAGIC};
-use linux_boot::load::{agrees, load, unload, LoadError};
+use linux_boot::load::{agrees, load, unload, BootLayout, LoadError};
 
 const GPA: u64 = 0x4000_0000;
 const RAM: u64 = 128 << 20;
@@ -70,6 +70,25 @@ impl Guest {
         ram.register_at(GPA, RAM).unwrap();
         Guest { memory, ram }
     }
+    /// `load` into this guest's RAM: the kernel's and initrd's files
+    /// with the lengths to copy, and the device tree's region.
+    fn load(
+        &mut self,
+        memory: GpaRange,
+        (kernel, kernel_len): (&mut [u8], u64),
+        (initrd, initrd_len): (&mut [u8], u64),
+        dtb: &mut [u8],
+    ) -> Result<BootLayout, LoadError> {
+        load(
+            &mut self.ram,
+            memory,
+            &buffer(kernel),
+            kernel_len,
+            &buffer(initrd),
+            initrd_len,
+            dtb,
+        )
+    }
     fn bytes(&self, range: GpaRange) -> Vec<u8> {
         let mut out = vec![0u8; range.len as usize];
         self.ram.read(range.gpa, &mut out).unwrap();
@@ -94,16 +113,14 @@ fn loads_and_the_device_tree_agrees() {
     let mut dtb = repo_dtb();
     dtb.resize(0x2000, 0); // page-rounded region
     let memory = GpaRange { gpa: GPA, len: RAM };
-    let layout = load(
-        &mut g.ram,
-        memory,
-        &buffer(&mut kernel),
-        kernel_len,
-        &buffer(&mut initrd),
-        initrd_len,
-        &mut dtb,
-    )
-    .unwrap();
+    let layout = g
+        .load(
+            memory,
+            (&mut kernel, kernel_len),
+            (&mut initrd, initrd_len),
+            &mut dtb,
+        )
+        .unwrap();
 
     assert_eq!(layout.entry, GPA);
     assert_eq!(
@@ -167,16 +184,14 @@ fn loads_and_the_device_tree_agrees() {
     assert_eq!(layout.kernel_reserved.gpa, GPA);
     unload(&mut g.ram, &layout).unwrap();
     assert_eq!(g.ram.find_largest_free_region().unwrap(), memory);
-    let again = load(
-        &mut g.ram,
-        memory,
-        &buffer(&mut kernel),
-        kernel_len,
-        &buffer(&mut initrd),
-        initrd_len,
-        &mut dtb,
-    )
-    .unwrap();
+    let again = g
+        .load(
+            memory,
+            (&mut kernel, kernel_len),
+            (&mut initrd, initrd_len),
+            &mut dtb,
+        )
+        .unwrap();
     assert_eq!(again, layout);
     assert!(agrees(&g.bytes(again.dtb), &again).unwrap());
     // Unloading twice is an error, not a double free.
@@ -199,16 +214,9 @@ fn refused(
 ) -> LoadError {
     let mut g = Guest::new();
     let memory = GpaRange { gpa: GPA, len: RAM };
-    let err = load(
-        &mut g.ram,
-        memory,
-        &buffer(kernel),
-        kernel_len,
-        &buffer(initrd),
-        initrd_len,
-        dtb,
-    )
-    .expect_err("the load must be refused");
+    let err = g
+        .load(memory, (kernel, kernel_len), (initrd, initrd_len), dtb)
+        .expect_err("the load must be refused");
     assert_eq!(
         g.ram.find_largest_free_region().unwrap(),
         memory,
@@ -303,16 +311,14 @@ fn text_offset_is_honoured() {
         gpa: GPA + (1 << 20),
         len: RAM - (1 << 20),
     };
-    let layout = load(
-        &mut g.ram,
-        memory,
-        &buffer(&mut kernel),
-        0x2000,
-        &buffer(&mut initrd),
-        0x1000,
-        &mut dtb,
-    )
-    .unwrap();
+    let layout = g
+        .load(
+            memory,
+            (&mut kernel, 0x2000),
+            (&mut initrd, 0x1000),
+            &mut dtb,
+        )
+        .unwrap();
     assert_eq!(layout.entry, GPA + (2 << 20) + 0x8_0000);
     assert_eq!(
         g.bytes(GpaRange {
