@@ -109,6 +109,7 @@ extern "C" fn _start() -> ! {
         black_box(frontend.emulate(word(), &access, word()));
     }
     frontend.backend_signalled();
+    black_box(frontend.reset());
     black_box(trap::decode(word()));
     black_box(psci::call(word(), word(), word(), word()));
 
@@ -158,6 +159,7 @@ extern "C" fn _start() -> ! {
     );
     if let Ok(layout) = loaded {
         let _ = black_box(linux_boot::load::agrees(&blob, &layout));
+        let _ = black_box(linux_boot::load::unload(&mut ram, &layout));
     }
 
     // The blk PD: the guest's rings through a client whose VMM lies.

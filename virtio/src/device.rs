@@ -105,6 +105,28 @@ impl BlkFrontend {
         }
     }
 
+    /// Resets the device from outside the guest, as a power cycle resets
+    /// hardware (a guest reset): as if the driver wrote 0 to `STATUS`.
+    /// The backend is told that the queue it knew is gone, so nothing the
+    /// old guest left in its rings is served into the new one's memory.
+    ///
+    /// ```
+    /// # use core::ptr::NonNull;
+    /// # use guest_ram::SharedBuffer;
+    /// use virtio::device::{Action, BlkFrontend};
+    /// use virtio::mmio::{reg, status};
+    /// # let mut page = [0u8; 4096];
+    /// # // SAFETY: `page` outlives `blk`.
+    /// # let page = unsafe { SharedBuffer::new(NonNull::new(page.as_mut_ptr()).unwrap(), 4096) };
+    /// let mut blk = BlkFrontend::new(page);
+    /// blk.access(reg::STATUS, 4, Some(u64::from(status::ACKNOWLEDGE)));
+    /// assert_eq!(blk.reset(), Action::SignalBackend);
+    /// assert_eq!(blk.access(reg::STATUS, 4, None).0, 0);
+    /// ```
+    pub fn reset(&mut self) -> Action {
+        self.access(crate::mmio::reg::STATUS, 4, Some(0)).1
+    }
+
     /// Emulates a decoded guest load or store, if it falls inside the
     /// device window at `window_gpa`. `register_value` is the transfer
     /// register's contents (used by stores). Returns the value a load puts

@@ -292,8 +292,8 @@ impl Vm {
     /// vCPU's SCTLR_EL1 and virtual timer are as before its first
     /// instruction; interrupts left mid-flight (the timer's VPPI, the
     /// UART's line) are acknowledged and the vGIC starts empty; then vCPU
-    /// 0 starts at the kernel again. The virtio device is not touched: the
-    /// new kernel resets it when it probes it, as after a real reset.
+    /// 0 starts at the kernel again. The virtio device is reset as a power
+    /// cycle would reset it (the new kernel resets it again when it probes).
     #[cfg(feature = "linux")]
     fn restart(&mut self, ram: &mut Ram) -> Result<(), &'static str> {
         let linux = self.linux.as_mut().ok_or("no Linux guest to restart")?;
@@ -312,6 +312,11 @@ impl Vm {
         idle::disarm();
         self.gic = VGic::new();
         self.asleep = false;
+        // The device too, as a power cycle would: the blk PD drops the
+        // old guest's queue.
+        if self.frontend.reset() == Action::SignalBackend {
+            self.blk.notify();
+        }
         start_vcpu(layout.entry, [layout.dtb.gpa, 0, 0])
     }
 
