@@ -167,28 +167,7 @@ pub fn load<const B: usize, const E: usize, K: Access, I: Access>(
         }
     };
 
-    // Patch the device tree to match, and copy the three in. Checked
-    // above, none of this should fail; if it does, the allocations are
-    // given back all the same.
-    let copied = patch_and_copy(
-        ram,
-        memory,
-        (entry, kernel, kernel_len),
-        (initrd_range, initrd),
-        (dtb_gpa, dtb, dtb_len),
-    );
-    if let Err(e) = copied {
-        let _ = ram.free(base, reserved);
-        if let Some(len) = round_up(initrd_range.len, PAGE_SIZE).filter(|len| *len > 0) {
-            let _ = ram.free(initrd_range.gpa, len);
-        }
-        if let Some(len) = round_up(dtb_len, PAGE_SIZE) {
-            let _ = ram.free(dtb_gpa, len);
-        }
-        return Err(e);
-    }
-
-    Ok(BootLayout {
+    let layout = BootLayout {
         memory,
         kernel: GpaRange {
             gpa: entry,
@@ -204,7 +183,22 @@ pub fn load<const B: usize, const E: usize, K: Access, I: Access>(
             gpa: base,
             len: reserved,
         },
-    })
+    };
+    // Patch the device tree to match, and copy the three in. Checked
+    // above, none of this should fail; if it does, the allocations are
+    // given back all the same.
+    let copied = patch_and_copy(
+        ram,
+        memory,
+        (entry, kernel, kernel_len),
+        (initrd_range, initrd),
+        (dtb_gpa, dtb, dtb_len),
+    );
+    if let Err(e) = copied {
+        let _ = unload(ram, &layout);
+        return Err(e);
+    }
+    Ok(layout)
 }
 
 /// Gives back to the allocator everything [`load`] took for `layout`
