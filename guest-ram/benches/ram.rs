@@ -107,7 +107,7 @@ fn allocator(c: &mut Criterion) {
 macro_rules! alloc_free {
     ($x:expr) => {{
         let gpa = $x.allocate(black_box(4096), 1).unwrap();
-        $x.free_within(gpa, gpa + 4096).unwrap().unwrap();
+        $x.flip_within(gpa, gpa + 4096, false).unwrap().unwrap();
         gpa
     }};
 }

@@ -96,7 +96,7 @@ fn main() {
             for _ in 0..n {
                 // What `GuestRam::allocate` and `free` run.
                 let gpa = t.allocate(black_box(4096), 1).unwrap();
-                t.free_within(gpa, gpa + 4096).unwrap().unwrap();
+                t.flip_within(gpa, gpa + 4096, false).unwrap().unwrap();
             }
         }
         "table_alloc_free_64" | "table_alloc_free_4096" => {

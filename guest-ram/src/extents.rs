@@ -484,24 +484,29 @@ impl<const N: usize> Extents<N> {
 
     // --- in-place changes (the common case) --------------------------------
 
-    /// Frees `[start, end)` if it lies inside one allocated extent (the
-    /// common case: freeing what one allocation made), in one descent;
-    /// `None` if it does not, for the caller's general path.
-    pub fn free_within(&mut self, start: u64, end: u64) -> Option<Result<(), Error>> {
+    /// The node whose extent holds all of `[start, end)`, if one does.
+    fn within(&self, start: u64, end: u64) -> Option<(u32, Extent)> {
         let x = self.locate(start);
-        let xe = self.extent(x)?;
-        if !(xe.allocated && end <= xe.end) {
-            return None;
-        }
-        Some(self.paint_node(x, start, end, false))
+        self.extent(x).filter(|e| end <= e.end).map(|e| (x, e))
+    }
+
+    /// Sets `[start, end)` to `allocated` if it lies inside one extent in
+    /// the other state (the common case: freeing what one allocation
+    /// made, marking part of one free run), in one descent; `None` if it
+    /// does not, for the caller's general path.
+    pub fn flip_within(
+        &mut self,
+        start: u64,
+        end: u64,
+        allocated: bool,
+    ) -> Option<Result<(), Error>> {
+        let (x, e) = self.within(start, end)?;
+        (e.allocated != allocated).then(|| self.paint_node(x, start, end, allocated))
     }
 
     /// `paint` of a range inside one extent; `None` if it is not.
     fn paint_within(&mut self, start: u64, end: u64, allocated: bool) -> Option<Result<(), Error>> {
-        let x = self.locate(start);
-        if end > self.extent(x)?.end {
-            return None;
-        }
+        let (x, _) = self.within(start, end)?;
         Some(self.paint_node(x, start, end, allocated))
     }
 
@@ -978,7 +983,7 @@ mod tests {
             Register(u64, u64),
             Paint(u64, u64, bool),
             Allocate(u64, u64),
-            FreeWithin(u64, u64),
+            FlipWithin(u64, u64, bool),
         }
 
         fn op() -> impl Strategy<Value = Op> {
@@ -987,7 +992,7 @@ mod tests {
                 range.clone().prop_map(|(a, l)| Op::Register(a, l)),
                 (range.clone(), any::<bool>()).prop_map(|((a, l), s)| Op::Paint(a, l, s)),
                 (1..48u64, 0..4u32).prop_map(|(l, k)| Op::Allocate(l, 1 << k)),
-                range.prop_map(|(a, l)| Op::FreeWithin(a, l)),
+                (range, any::<bool>()).prop_map(|((a, l), s)| Op::FlipWithin(a, l, s)),
             ]
         }
 
@@ -1059,14 +1064,14 @@ mod tests {
                                 Err(e) => Some(e),
                             }
                         }
-                        Op::FreeWithin(a, l) => {
+                        Op::FlipWithin(a, l, s) => {
                             let inside = x
                                 .iter()
-                                .any(|e| e.allocated && e.start <= a && a + l <= e.end);
+                                .any(|e| e.allocated != s && e.start <= a && a + l <= e.end);
                             if inside {
-                                next[a as usize..(a + l) as usize].fill(Some(false));
+                                next[a as usize..(a + l) as usize].fill(Some(s));
                             }
-                            match x.free_within(a, a + l) {
+                            match x.flip_within(a, a + l, s) {
                                 None => {
                                     prop_assert!(!inside);
                                     None

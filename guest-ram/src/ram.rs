@@ -277,10 +277,15 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
     /// [`Error::CapacityExceeded`].
     pub fn mark_allocated(&mut self, gpa: u64, len: u64) -> Result<(), Error> {
         let end = GpaRange { gpa, len }.end()?;
+        // Inside one free extent (RAM, all free): one descent.
+        if let Some(done) = self.extents.flip_within(gpa, end, true) {
+            return done;
+        }
+        // Anything else is refused (an all-free range of RAM always lies
+        // inside one free extent: the extents are canonical); say why.
         match self.extents.range_state(gpa, end) {
             RangeState::NotAllRam => Err(Error::NotRam),
-            RangeState::AllFree => self.extents.paint(gpa, end, true),
-            RangeState::AllAllocated | RangeState::Mixed => Err(Error::AlreadyAllocated),
+            _ => Err(Error::AlreadyAllocated),
         }
     }
 
@@ -317,14 +322,15 @@ impl<const B: usize, const E: usize> GuestRam<B, E> {
     /// [`Error::CapacityExceeded`].
     pub fn free(&mut self, gpa: u64, len: u64) -> Result<(), Error> {
         let end = GpaRange { gpa, len }.end()?;
-        // Inside one allocated extent (RAM, all allocated): no classifying.
-        if let Some(done) = self.extents.free_within(gpa, end) {
+        // Inside one allocated extent (RAM, all allocated): one descent.
+        if let Some(done) = self.extents.flip_within(gpa, end, false) {
             return done;
         }
+        // Anything else is refused (an all-allocated range always lies
+        // inside one allocated extent); say why.
         match self.extents.range_state(gpa, end) {
             RangeState::NotAllRam => Err(Error::NotRam),
-            RangeState::AllAllocated => self.extents.paint(gpa, end, false),
-            RangeState::AllFree | RangeState::Mixed => Err(Error::NotAllocated),
+            _ => Err(Error::NotAllocated),
         }
     }
 
