@@ -80,8 +80,9 @@ pub struct Vm {
     /// The channel to the doorbell PD, which rings back when rung; see
     /// [`Vm::fault`].
     doorbell: Channel,
-    /// What to do to which vCPU when the doorbell rings.
-    pending: Option<(usize, Pending)>,
+    /// How to stop which vCPU when the doorbell rings (never
+    /// [`Resume::Yes`]).
+    pending: Option<(usize, Resume)>,
     /// What a reset needs to load the Linux guest again.
     #[cfg(feature = "linux")]
     linux: Option<LinuxGuest>,
@@ -218,16 +219,17 @@ impl Vm {
         // Something to wake for came before (or with) the doorbell's ring:
         // the sleep is off, as if it had already ended (the guest's `wfi`
         // just returns). Suspending now would sleep through it.
-        if others && matches!(self.pending, Some((_, Pending::Sleep))) {
+        if others && matches!(self.pending, Some((_, Resume::Asleep))) {
             self.pending = None;
         }
         if set.contains(rung) {
             if let Some((id, what)) = self.pending.take() {
                 if vm_tcb(id).tcb_suspend().is_err() {
                     log::error!("vmm: TCB_Suspend of vCPU {id} failed");
-                } else if what == Pending::Sleep && id == 0 {
+                } else if what == Resume::Asleep && id == 0 {
                     self.asleep = true;
-                } else if what == Pending::Reset {
+                    self.counts.sleeps += 1;
+                } else if what == Resume::Reset {
                     match self.restart(ram) {
                         Ok(()) => log::info!("vmm: guest reset: loaded again and restarted"),
                         Err(why) => {
@@ -283,7 +285,6 @@ impl Vm {
             Some(at) => idle::arm(at),
             None => idle::disarm(),
         }
-        self.counts.sleeps += 1;
         Ok(Resume::Asleep)
     }
 
@@ -368,21 +369,16 @@ impl Vm {
     /// suspends the vCPU in `notified`, before the vCPU runs.
     pub fn fault(&mut self, ram: &Ram, child: Child, info: MessageInfo) -> Option<MessageInfo> {
         let id = child.index();
-        let stop = match self.handle(ram, id, info.fault()) {
-            Ok(Resume::Yes) => None,
-            // `notified` suspends it; `wake` resumes it.
-            Ok(Resume::Asleep) => Some(Pending::Sleep),
-            Ok(Resume::Stop) => Some(Pending::Stop),
-            Ok(Resume::Reset) => Some(Pending::Reset),
-            Err(why) => {
-                log::error!("vmm: stopping the guest (vCPU {id}): {why}");
-                Some(Pending::Stop)
-            }
-        };
-        if let Some(what) = stop {
+        let resume = self.handle(ram, id, info.fault()).unwrap_or_else(|why| {
+            log::error!("vmm: stopping the guest (vCPU {id}): {why}");
+            Resume::Stop
+        });
+        // Any other answer stops the vCPU: `notified` suspends it (and
+        // `wake` resumes it from a sleep).
+        if resume != Resume::Yes {
             // A stop for good is never downgraded.
-            if !matches!(self.pending, Some((_, Pending::Stop))) {
-                self.pending = Some((id, what));
+            if !matches!(self.pending, Some((_, Resume::Stop))) {
+                self.pending = Some((id, resume));
             }
             self.doorbell.notify();
         }
@@ -594,10 +590,14 @@ fn set_x0_and_skip(id: usize, x0: Option<u64>, pc: Option<u64>) -> Result<(), &'
         .map_err(|_| "TCB_WriteRegisters failed")
 }
 
+/// What a fault's handling leaves the vCPU to do.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Resume {
+    /// Go on (the reply restarts it).
     Yes,
     /// Stop at a `wfi` until a notification.
     Asleep,
+    /// Stop for good.
     Stop,
     /// Stop, load the guest again and start it afresh (PSCI SYSTEM_RESET).
     Reset,
@@ -684,17 +684,6 @@ fn load_linux(
         layout.entry
     );
     Ok(layout)
-}
-
-/// What the doorbell does to a vCPU.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Pending {
-    /// Suspend it until a notification (`wfi`).
-    Sleep,
-    /// Suspend it for good.
-    Stop,
-    /// Suspend it, load the guest again and restart it.
-    Reset,
 }
 
 /// Reads `len` (at most `MAX_PRINT`) bytes of guest RAM at `gpa` into
