@@ -490,12 +490,19 @@ bench-qemu:
 	@$(MAKE) --no-print-directory MICROKIT_BOARD=qemu_virt_aarch64 MICROKIT_CONFIG=benchmark \
 	    BENCH=yes BUILD_DIR=build/qemu_virt_aarch64/bench$(if $(filter wide,$(MEMCPY)),-wide) bench-qemu-run
 
-bench-qemu-run: $(IMAGE_FILE)
-	@log=$(BUILD_DIR)/bench.log; rm -f $$log; \
+# Shell for a recipe: QEMU_CMD under -icount shift=0 (time advances with
+# executed instructions), its output in $(1), until a line matches the
+# pattern $(2), QEMU ends or QEMU_TIMEOUT seconds pass; then `log` is $(1).
+define qemu_icount
+log=$(1); rm -f $$log; \
 	$(QEMU_CMD) -icount shift=0 < /dev/null > $$log 2>&1 & qemu=$$!; \
 	for i in $$(seq $(QEMU_TIMEOUT)); do \
-	    grep -q '^bench-qemu: done' $$log && break; kill -0 $$qemu 2>/dev/null || break; sleep 1; \
-	done; kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; \
+	    grep -q '$(2)' $$log && break; kill -0 $$qemu 2>/dev/null || break; sleep 1; \
+	done; kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null
+endef
+
+bench-qemu-run: $(IMAGE_FILE)
+	@$(call qemu_icount,$(BUILD_DIR)/bench.log,^bench-qemu: done); \
 	grep '^bench-qemu:' $$log || { cat $$log; echo "bench-qemu: FAILED (see $$log)"; exit 1; }; \
 	grep -q '^bench-qemu: done (0 failed)' $$log
 
@@ -509,11 +516,7 @@ bench-blk:
 	    BUILD_DIR=build/qemu_virt_aarch64/bench-blk$(if $(filter 2,$(BLK_COPIES)),-two-copy)$(if $(filter wide,$(MEMCPY)),-wide) bench-blk-run
 
 bench-blk-run: $(IMAGE_FILE)
-	@log=$(BUILD_DIR)/bench-blk.log; rm -f $$log; \
-	$(QEMU_CMD) -icount shift=0 < /dev/null > $$log 2>&1 & qemu=$$!; \
-	for i in $$(seq $(QEMU_TIMEOUT)); do \
-	    grep -q 'vmm: guest exited' $$log && break; kill -0 $$qemu 2>/dev/null || break; sleep 1; \
-	done; kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; \
+	@$(call qemu_icount,$(BUILD_DIR)/bench-blk.log,vmm: guest exited); \
 	awk '/blk: local copy of 1024 KiB/ { for (i = 1; i <= NF; i++) if ($$i == "cold") local = $$(i + 1) } \
 	    /blk: 1 request\(s\), 1048576 bytes in/ { \
 	        n++; for (i = 1; i <= NF; i++) { if ($$i == "PPCs") ppcs = $$(i - 1); if ($$i == "ticks") t = $$(i - 1) } \
