@@ -28,25 +28,31 @@ sdfgen (0.35) has no ``page_size`` or ``prefill_path`` on memory regions;
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from sdfgen import SystemDescription as S
 
-__all__ = ["GuestRam", "region"]
+__all__ = ["GuestRam", "region", "map_extra", "pd_extra", "render"]
 
 
 class GuestRam:
     """Guest RAM of one VMM and the clients of its copy service."""
 
     def __init__(self, sdf: S, vmm: S.ProtectionDomain, vmm_priority: int, *, gpa: int, size: int,
-                 vmm_vaddr: int, page_size: Optional[int] = None, name: str = "guest_ram"):
+                 vmm_vaddr: int, page_size: Optional[int] = None, name: str = "guest_ram",
+                 symbol: Optional[str] = None):
+        """``name`` is the memory region's; ``symbol`` (default: ``name``)
+        the VMM's ``<symbol>_vaddr``/``<symbol>_size`` variables, so that
+        several VMMs built from one binary can each map a region of their
+        own under the same symbols."""
         self.sdf = sdf
         self.vmm = vmm
         self.vmm_priority = vmm_priority
         self.gpa = gpa
         self.size = size
         self.mr = region(self, name, size, page_size=page_size)
-        vmm.add_map(S.Map(self.mr, vmm_vaddr, "rw", setvar_vaddr=f"{name}_vaddr", setvar_size=f"{name}_size"))
+        symbol = symbol or name
+        vmm.add_map(S.Map(self.mr, vmm_vaddr, "rw", setvar_vaddr=f"{symbol}_vaddr", setvar_size=f"{symbol}_size"))
         self.clients: Dict[str, int] = {}
 
     def map_into_vm(self, vm: S.VirtualMachine, perms: str = "rwx") -> None:
@@ -63,7 +69,8 @@ class GuestRam:
     def add_client(self, pd: S.ProtectionDomain, priority: int, name: str, *, buffer_size: int = 0,
                    vmm_vaddr: int, client_vaddr: int, vmm_id: int, client_id: int,
                    buffer_symbol: str = "buffer", vmm_channel_symbol: str = "vmm_channel",
-                   buffer: Optional[S.MemoryRegion] = None) -> S.MemoryRegion:
+                   buffer: Optional[S.MemoryRegion] = None,
+                   region_name: Optional[str] = None) -> S.MemoryRegion:
         """A copy-service client: its shared buffer (``<name>_buffer``,
         mapped as ``<name>_buffer_vaddr``/``_size`` in the VMM and
         ``buffer_vaddr``/``buffer_size`` in the client) and its channel
@@ -72,14 +79,16 @@ class GuestRam:
         device's data region) is the shared buffer instead: the VMM then
         copies between guest RAM and that region directly (one copy), and
         can touch all of it. Raises ``ValueError`` if the client does not
-        run below the VMM."""
+        run below the VMM. ``region_name`` names the buffer's region when
+        ``<name>_buffer`` would not be unique in the system (one client of
+        several VMMs)."""
         if priority >= self.vmm_priority:
             raise ValueError(f"client {name} (priority {priority}) must run below the VMM "
                              f"({self.vmm_priority}) to call it")
         if name in self.clients:
             raise ValueError(f"client {name} added twice")
         self.clients[name] = priority
-        mr = buffer if buffer is not None else region(self, f"{name}_buffer", buffer_size)
+        mr = buffer if buffer is not None else region(self, region_name or f"{name}_buffer", buffer_size)
         self.vmm.add_map(S.Map(mr, vmm_vaddr, "rw", setvar_vaddr=f"{name}_buffer_vaddr",
                                setvar_size=f"{name}_buffer_size"))
         pd.add_map(S.Map(mr, client_vaddr, "rw", setvar_vaddr=f"{buffer_symbol}_vaddr",
@@ -96,6 +105,22 @@ class GuestRam:
 
 # Memory-region attributes that sdfgen cannot express, by system.
 _EXTRA: Dict[int, Dict[str, Dict[str, str]]] = {}
+# Attributes of maps (by PD and region) and of PDs that sdfgen cannot
+# express, by system.
+_MAP_EXTRA: Dict[int, Dict[Tuple[str, str], Dict[str, str]]] = {}
+_PD_EXTRA: Dict[int, Dict[str, Dict[str, str]]] = {}
+
+
+def map_extra(sdf: S, pd: str, mr: str, **attrs: str) -> None:
+    """Notes attributes of ``pd``'s map of ``mr`` for ``render`` (sdfgen
+    0.35 has no ``setvar_prefill_size``)."""
+    _MAP_EXTRA.setdefault(id(sdf), {}).setdefault((pd, mr), {}).update(attrs)
+
+
+def pd_extra(sdf: S, pd: str, **attrs: str) -> None:
+    """Notes attributes of a PD for ``render`` (sdfgen 0.35 has no
+    ``smc``)."""
+    _PD_EXTRA.setdefault(id(sdf), {}).setdefault(pd, {}).update(attrs)
 
 
 def region(owner, name: str, size: Optional[int], *, page_size: Optional[int] = None,
@@ -128,5 +153,11 @@ def render(sdf: S) -> str:
                 mr.set(key, extra[key])
         if extra.get("omit_size"):
             del mr.attrib["size"]
+    map_extras = _MAP_EXTRA.get(id(sdf), {})
+    pd_extras = _PD_EXTRA.get(id(sdf), {})
+    for pd in root.iter("protection_domain"):
+        pd.attrib.update(pd_extras.get(pd.get("name"), {}))
+        for m in pd.findall("map"):
+            m.attrib.update(map_extras.get((pd.get("name"), m.get("mr")), {}))
     ET.indent(root, space="    ")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

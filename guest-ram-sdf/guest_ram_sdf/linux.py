@@ -1,0 +1,220 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""The N-VM Linux system (``make GUEST=linux VMS=N``, qemu_virt_aarch64):
+one source for 1 to 4 Linux VMs, each with its own VMM, guest RAM, disk
+and virtio console, and the PDs they share: a serial PD that owns the
+UART and multiplexes the consoles, and a timer PD that multiplexes the
+one EL1 physical timer for the VMMs' idle wake-ups.
+
+    python -m guest_ram_sdf.linux --vms 2 --kernel Image --initrd initrd.cpio.gz \\
+        --dtb vm0.dtb --dtb vm1.dtb --disk disk.img [--cpus 4] > guest-ram.system
+
+Per VM n (every PD of a VM is built from one binary; what differs comes
+through ``setvar``): ``vmm<n>`` (passive, 200) with the virtual machine
+``guest<n>`` (50), ``blk<n>`` (160), ``doorbell<n>`` (170), and the
+regions ``guest_ram_vm<n>``, ``blk_disk_vm<n>``, ``blk_staging_vm<n>``,
+``blk_device_vm<n>``, ``console_buffer_vm<n>``, ``console_device_vm<n>``,
+``linux_dtb_vm<n>``. Shared: ``serial`` (180, a copy client of every VMM,
+the UART and its interrupt, ``smc`` to power the machine off),
+``timer`` (210, passive, PPI 30; left out with ``--cpus`` > 1), the
+kernel and initrd regions (read-only in every VMM) and the GIC's virtual
+CPU interface (mapped into every VM; seL4 switches its state with the
+vCPU).
+
+Channel ids are conventions the PDs rely on: in ``serial``, VM n's
+console is channel n and its power signal channel 4 + n; in ``timer``,
+VM n's VMM is client n on channel n.
+
+Scheduling on one core: the guests have equal priorities and Microkit's
+default budget = period (1 ms), so seL4's MCS scheduler runs them round
+robin and a guest spinning in a loop gets its share, no more; the PDs
+that serve them (VMMs, doorbells, blk, serial, timer) run above them.
+Each blk PD has a budget of half its period, so one guest's disk load
+cannot take the whole core from the others. With ``--cpus`` > 1 (an
+``smp-*`` kernel), VM n, its vCPU and its PDs go to core n.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from sdfgen import SystemDescription as S
+
+from . import GuestRam, map_extra, pd_extra, region, render
+
+MAX_VMS = 4
+GUEST_RAM_GPA = 0x4000_0000
+GUEST_RAM_SIZE = 0x800_0000
+PAGE_2M = 0x20_0000
+
+# Priorities (a PPC server runs above every PD that calls it).
+TIMER_PRIORITY = 210
+VMM_PRIORITY = 200
+SERIAL_PRIORITY = 180
+DOORBELL_PRIORITY = 170
+BLK_PRIORITY = 160
+GUEST_PRIORITY = 50
+# blk PDs: at most half of each 10 ms period.
+BLK_BUDGET, BLK_PERIOD = 5_000, 10_000
+
+# The VMM's channel ids (setvar_id names in parentheses).
+VMM_BLK_ID = 3            # blk_channel
+VMM_DOORBELL_ID = 8       # doorbell_channel
+VMM_CONSOLE_ID = 9        # console_channel
+VMM_TIMER_ID = 10         # timer_channel
+VMM_POWER_ID = 11         # power_channel
+# The serial PD's ids beyond its per-VM channels (n and 4 + n).
+SERIAL_POWER_BASE = 4
+SERIAL_UART_IRQ_ID = 12
+TIMER_IRQ_ID = 8
+
+# Addresses in the VMM.
+VMM_GUEST_RAM = 0x2000_0000
+VMM_BLK_DEVICE = 0x3002_0000
+VMM_CONSOLE_BUFFER = 0x3003_0000
+VMM_CONSOLE_DEVICE = 0x3004_0000
+VMM_DISK = 0x3200_0000
+VMM_KERNEL = 0x4000_0000
+VMM_INITRD = 0x4400_0000
+VMM_DTB = 0x4500_0000
+# Addresses in the serial PD.
+SERIAL_UART = 0x0200_0000
+SERIAL_BUFFERS = 0x3000_0000
+SERIAL_DEVICES = 0x3800_0000
+STRIDE = 0x10_0000
+
+CONSOLE_BUFFER_SIZE = 0x4000
+
+
+def system(vms: int, kernel: str, initrd: str, dtbs: List[str], disks: List[str], disk_size: int,
+           cpus: int = 1, guest_ram_size: int = GUEST_RAM_SIZE) -> str:
+    """The system description of ``vms`` Linux VMs (1 to 4). ``dtbs`` and
+    ``disks`` have one path per VM (or one for all); ``disk_size`` is the
+    disk image's length (its region is that rounded up to 2 MiB pages)."""
+    if not 1 <= vms <= MAX_VMS:
+        raise ValueError(f"VMS must be 1 to {MAX_VMS}, not {vms}")
+    if cpus < 1:
+        raise ValueError("cpus must be at least 1")
+    dtbs = dtbs if len(dtbs) > 1 else dtbs * vms
+    disks = disks if len(disks) > 1 else disks * vms
+    if len(dtbs) != vms or len(disks) != vms:
+        raise ValueError("one device tree and one disk per VM (or one for all)")
+    smp = cpus > 1
+    sdf = S(S.Arch.AARCH64, 0x1_0000_0000)
+
+    def core(n: int) -> Optional[int]:
+        return n % cpus if smp else None
+
+    serial = S.ProtectionDomain("serial", "serial.elf", priority=SERIAL_PRIORITY, stack_size=0x10000,
+                                cpu=core(0))
+    # SMC: once every VM is off, the serial PD (which holds the last output)
+    # powers the machine off through PSCI SYSTEM_OFF.
+    pd_extra(sdf, "serial", smc="true")
+    uart = region(sdf, "uart", 0x1000, phys_addr=0x900_0000)
+    serial.add_map(S.Map(uart, SERIAL_UART, "rw", cached=False, setvar_vaddr="uart_vaddr"))
+    serial.add_irq(S.IrqConventional(33, id=SERIAL_UART_IRQ_ID, setvar_id="uart_irq_channel"))
+    # One PPI 30 per core: the timer PD multiplexes it on one core. On an
+    # SMP system each VM has a core of its own, and an idle guest's wfi
+    # just returns (it spins on its own core, costing no other VM).
+    timer = None
+    if not smp:
+        timer = S.ProtectionDomain("timer", "timer.elf", priority=TIMER_PRIORITY, passive=True)
+        timer.add_irq(S.IrqConventional(30, id=TIMER_IRQ_ID, setvar_id="timer_irq_channel"))
+
+    kernel_mr = region(sdf, "linux_kernel", None, page_size=PAGE_2M, prefill_path=kernel)
+    initrd_mr = region(sdf, "linux_initrd", None, prefill_path=initrd)
+    gicv = region(sdf, "gicv", 0x2000, phys_addr=0x804_0000)
+    disk_region = (disk_size + PAGE_2M - 1) // PAGE_2M * PAGE_2M
+
+    pds = [serial] + ([timer] if timer else [])
+    for n in range(vms):
+        vmm = S.ProtectionDomain(f"vmm{n}", "vmm.elf", priority=VMM_PRIORITY, passive=True,
+                                 stack_size=0x10000, cpu=core(n))
+        ram = GuestRam(sdf, vmm, VMM_PRIORITY, gpa=GUEST_RAM_GPA, size=guest_ram_size,
+                       vmm_vaddr=VMM_GUEST_RAM, page_size=PAGE_2M, name=f"guest_ram_vm{n}",
+                       symbol="guest_ram")
+
+        # The disk: the blk PD's copy buffer (one copy), a staging region
+        # right after it in both PDs, and the virtio shared page.
+        blk = S.ProtectionDomain(f"blk{n}", "blk.elf", priority=BLK_PRIORITY, budget=BLK_BUDGET,
+                                 period=BLK_PERIOD, stack_size=0x10000, cpu=core(n))
+        disk = region(sdf, f"blk_disk_vm{n}", None, page_size=PAGE_2M, prefill_path=disks[n])
+        ram.add_client(blk, BLK_PRIORITY, "blk", buffer=disk, vmm_vaddr=VMM_DISK, client_vaddr=VMM_DISK,
+                       vmm_id=VMM_BLK_ID, client_id=0, buffer_symbol="disk")
+        map_extra(sdf, blk.name, f"blk_disk_vm{n}", setvar_prefill_size="disk_prefill_size")
+        staging = region(sdf, f"blk_staging_vm{n}", 0x1_0000)
+        vmm.add_map(S.Map(staging, VMM_DISK + disk_region, "rw", setvar_vaddr="blk_staging_vaddr",
+                          setvar_size="blk_staging_size"))
+        blk.add_map(S.Map(staging, VMM_DISK + disk_region, "rw", setvar_vaddr="staging_vaddr",
+                          setvar_size="staging_size"))
+        blk_device = region(sdf, f"blk_device_vm{n}", 0x1000)
+        vmm.add_map(S.Map(blk_device, VMM_BLK_DEVICE, "rw", setvar_vaddr="blk_device_vaddr",
+                          setvar_size="blk_device_size"))
+        blk.add_map(S.Map(blk_device, 0x3010_0000, "rw", setvar_vaddr="device_vaddr",
+                          setvar_size="device_size"))
+
+        # The console: the serial PD is a copy client of this VMM (its
+        # buffer for VM n, channel n) and shares the device page.
+        ram.add_client(serial, SERIAL_PRIORITY, "console", buffer_size=CONSOLE_BUFFER_SIZE,
+                       vmm_vaddr=VMM_CONSOLE_BUFFER, client_vaddr=SERIAL_BUFFERS + n * STRIDE,
+                       vmm_id=VMM_CONSOLE_ID, client_id=n, buffer_symbol=f"vm{n}_buffer",
+                       vmm_channel_symbol=f"vm{n}_channel", region_name=f"console_buffer_vm{n}")
+        console_device = region(sdf, f"console_device_vm{n}", 0x1000)
+        vmm.add_map(S.Map(console_device, VMM_CONSOLE_DEVICE, "rw", setvar_vaddr="console_device_vaddr",
+                          setvar_size="console_device_size"))
+        serial.add_map(S.Map(console_device, SERIAL_DEVICES + n * 0x1000, "rw",
+                             setvar_vaddr=f"vm{n}_device_vaddr", setvar_size=f"vm{n}_device_size"))
+        sdf.add_channel(S.Channel(vmm, serial, a_id=VMM_POWER_ID, b_id=SERIAL_POWER_BASE + n,
+                                  pd_a_setvar_id="power_channel", pd_b_setvar_id=f"vm{n}_power_channel"))
+        if timer:
+            sdf.add_channel(S.Channel(vmm, timer, a_id=VMM_TIMER_ID, b_id=n, pp_a=True,
+                                      pd_a_setvar_id="timer_channel"))
+
+        # The guest's images: the kernel and initrd shared read-only, the
+        # device tree its own (the VMM patches it in place).
+        vmm.add_map(S.Map(kernel_mr, VMM_KERNEL, "r", setvar_vaddr="linux_kernel_vaddr",
+                          setvar_size="linux_kernel_size"))
+        map_extra(sdf, vmm.name, "linux_kernel", setvar_prefill_size="linux_kernel_prefill_size")
+        vmm.add_map(S.Map(initrd_mr, VMM_INITRD, "r", setvar_vaddr="linux_initrd_vaddr",
+                          setvar_size="linux_initrd_size"))
+        map_extra(sdf, vmm.name, "linux_initrd", setvar_prefill_size="linux_initrd_prefill_size")
+        dtb = region(sdf, f"linux_dtb_vm{n}", None, prefill_path=dtbs[n])
+        vmm.add_map(S.Map(dtb, VMM_DTB, "rw", setvar_vaddr="linux_dtb_vaddr", setvar_size="linux_dtb_size"))
+
+        vm = S.VirtualMachine(f"guest{n}", [S.VirtualMachine.Vcpu(id=0, cpu=core(n))],
+                              priority=GUEST_PRIORITY)
+        ram.map_into_vm(vm)
+        vm.add_map(S.Map(gicv, 0x801_0000, "rw", cached=False))
+        vmm.set_virtual_machine(vm)
+
+        doorbell = S.ProtectionDomain(f"doorbell{n}", "doorbell.elf", priority=DOORBELL_PRIORITY,
+                                      cpu=core(n))
+        sdf.add_channel(S.Channel(vmm, doorbell, a_id=VMM_DOORBELL_ID, b_id=0,
+                                  pd_a_setvar_id="doorbell_channel", pd_b_setvar_id="vmm_channel"))
+        pds += [vmm, blk, doorbell]
+    for pd in pds:
+        sdf.add_pd(pd)
+    return render(sdf)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--vms", type=int, required=True)
+    p.add_argument("--kernel", required=True)
+    p.add_argument("--initrd", required=True)
+    p.add_argument("--dtb", action="append", required=True, help="one per VM, or one for all")
+    p.add_argument("--disk", action="append", required=True, help="one per VM, or one for all")
+    p.add_argument("--disk-size", type=lambda s: int(s, 0), help="default: the first disk's length")
+    p.add_argument("--cpus", type=int, default=1)
+    p.add_argument("--guest-ram-size", type=lambda s: int(s, 0), default=GUEST_RAM_SIZE)
+    a = p.parse_args(argv)
+    size = a.disk_size
+    if size is None:
+        with open(a.disk[0], "rb") as f:
+            size = f.seek(0, 2)
+    sys.stdout.write(system(a.vms, a.kernel, a.initrd, a.dtb, a.disk, size, a.cpus, a.guest_ram_size))
+
+
+if __name__ == "__main__":
+    main()

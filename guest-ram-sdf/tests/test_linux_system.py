@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""The generated N-VM Linux system (guest_ram_sdf.linux), for N = 1..4 on
+one core and on four: every channel end, map and interrupt refers to
+something that exists, ids are unique per PD, every PPC callee runs above
+its callers, no two maps of a PD overlap, and no PD sees another VM's
+memory: a VM's regions are mapped only by that VM, its VMM and its blk
+PD, and the serial PD (console regions only); guest RAM only by the VM
+and its VMM."""
+
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from guest_ram_sdf import linux
+
+SIZES = {"kernel": 40 << 20, "initrd": 9 << 20, "dtb": 4 << 10, "disk": 32 << 20}
+
+
+def generate(tmp_path, vms, cpus=1):
+    paths = {}
+    for name, size in SIZES.items():
+        p = tmp_path / name
+        with open(p, "wb") as f:
+            f.truncate(size)
+        paths[name] = str(p)
+    xml = linux.system(vms, paths["kernel"], paths["initrd"], [paths["dtb"]], [paths["disk"]],
+                       SIZES["disk"], cpus=cpus)
+    return ET.fromstring(xml), paths
+
+
+def region_sizes(root, paths):
+    by_path = {p: SIZES[name] for name, p in paths.items()}
+    sizes = {}
+    for mr in root.findall("memory_region"):
+        size = int(mr.get("size"), 0) if mr.get("size") else by_path[mr.get("prefill_path")]
+        page = int(mr.get("page_size", "0x1000"), 0)
+        sizes[mr.get("name")] = (size + page - 1) // page * page
+    return sizes
+
+
+def domains(root):
+    """Every PD and virtual machine, by name, with its priority."""
+    out = {}
+    for pd in root.iter("protection_domain"):
+        out[pd.get("name")] = (pd, int(pd.get("priority")))
+        vm = pd.find("virtual_machine")
+        if vm is not None:
+            out[vm.get("name")] = (vm, int(vm.get("priority")))
+    return out
+
+
+CASES = [(n, 1) for n in range(1, 5)] + [(n, 4) for n in range(1, 5)]
+
+
+@pytest.mark.parametrize("vms,cpus", CASES)
+def test_references_and_ids(tmp_path, vms, cpus):
+    root, paths = generate(tmp_path, vms, cpus)
+    sizes = region_sizes(root, paths)
+    pds = domains(root)
+    ids = {name: set() for name in pds}
+    for pd in root.iter("protection_domain"):
+        for irq in pd.findall("irq"):
+            i = int(irq.get("id"))
+            assert i not in ids[pd.get("name")], f"{pd.get('name')}: id {i} twice"
+            ids[pd.get("name")].add(i)
+    for ch in root.findall("channel"):
+        a, b = ch.findall("end")
+        for end in (a, b):
+            name, i = end.get("pd"), int(end.get("id"))
+            assert name in pds, f"channel end in unknown PD {name}"
+            assert 0 <= i < 63
+            assert i not in ids[name], f"{name}: id {i} twice"
+            ids[name].add(i)
+        for caller, callee in ((a, b), (b, a)):
+            if caller.get("pp") == "true":
+                assert pds[callee.get("pd")][1] > pds[caller.get("pd")][1], \
+                    f"{caller.get('pd')} calls {callee.get('pd')}, which does not run above it"
+    for name, (node, _) in pds.items():
+        spans = []
+        for m in node.findall("map"):
+            assert m.get("mr") in sizes, f"{name} maps unknown region {m.get('mr')}"
+            start = int(m.get("vaddr"), 0)
+            spans.append((start, start + sizes[m.get("mr")], m.get("mr")))
+        spans.sort()
+        for (s0, e0, m0), (s1, _, m1) in zip(spans, spans[1:]):
+            assert e0 <= s1, f"{name}: {m0} and {m1} overlap"
+
+
+@pytest.mark.parametrize("vms,cpus", CASES)
+def test_no_pd_sees_another_vms_memory(tmp_path, vms, cpus):
+    root, _ = generate(tmp_path, vms, cpus)
+    for name, (node, _) in domains(root).items():
+        for m in node.findall("map"):
+            mr = m.get("mr")
+            owner = re.search(r"_vm(\d)$", mr)
+            if owner is None:
+                # Shared: the images (read-only), the GIC's CPU interface
+                # (VMs), the UART (serial).
+                allowed = {"linux_kernel": "vmm", "linux_initrd": "vmm", "gicv": "guest", "uart": "serial"}
+                assert name.rstrip("0123456789") == allowed[mr], f"{name} maps {mr}"
+                if mr.startswith("linux_"):
+                    assert m.get("perms") == "r"
+                continue
+            n = owner.group(1)
+            if mr.startswith("guest_ram"):
+                assert name in (f"vmm{n}", f"guest{n}"), f"{name} maps {mr}"
+            elif mr.startswith("console_"):
+                assert name in (f"vmm{n}", "serial"), f"{name} maps {mr}"
+            else:
+                assert name in (f"vmm{n}", f"blk{n}"), f"{name} maps {mr}"
+
+
+@pytest.mark.parametrize("vms,cpus", CASES)
+def test_each_vm_is_complete(tmp_path, vms, cpus):
+    root, _ = generate(tmp_path, vms, cpus)
+    pds = domains(root)
+    channels = [{(e.get("pd"), int(e.get("id")), e.get("setvar_id")) for e in ch.findall("end")}
+                for ch in root.findall("channel")]
+    for n in range(vms):
+        vmm, _ = pds[f"vmm{n}"]
+        assert vmm.get("passive") == "true"
+        vars_ = {m.get("setvar_vaddr") for m in vmm.findall("map")}
+        assert {"guest_ram_vaddr", "blk_buffer_vaddr", "blk_staging_vaddr", "blk_device_vaddr",
+                "console_buffer_vaddr", "console_device_vaddr", "linux_kernel_vaddr",
+                "linux_initrd_vaddr", "linux_dtb_vaddr"} <= vars_
+        vm = vmm.find("virtual_machine")
+        assert vm.get("name") == f"guest{n}" and int(vm.get("priority")) == linux.GUEST_PRIORITY
+        # The serial PD's conventions: VM n's console on channel n, its
+        # power signal on 4 + n; the timer's client n on channel n.
+        assert {("vmm%d" % n, linux.VMM_CONSOLE_ID, "console_channel"),
+                ("serial", n, f"vm{n}_channel")} in channels
+        assert {("vmm%d" % n, linux.VMM_POWER_ID, "power_channel"),
+                ("serial", 4 + n, f"vm{n}_power_channel")} in channels
+        if cpus == 1:
+            assert {("vmm%d" % n, linux.VMM_TIMER_ID, "timer_channel"), ("timer", n, None)} in channels
+            assert vmm.get("cpu") is None
+        else:
+            assert int(vmm.get("cpu")) == n and int(vm.find("vcpu").get("cpu")) == n
+    serial, _ = pds["serial"]
+    assert serial.get("smc") == "true"
+    assert ("timer" in pds) == (cpus == 1)
+    # Equal guest priorities: round robin between the VMs.
+    assert {pds[f"guest{n}"][1] for n in range(vms)} == {linux.GUEST_PRIORITY}
+
+
+def test_bad_counts_are_refused(tmp_path):
+    with pytest.raises(ValueError):
+        linux.system(5, "k", "i", ["d"], ["disk"], 0x100000)
+    with pytest.raises(ValueError):
+        linux.system(0, "k", "i", ["d"], ["disk"], 0x100000)
+    with pytest.raises(ValueError):
+        linux.system(3, "k", "i", ["d0", "d1"], ["disk"], 0x100000)
