@@ -9,7 +9,7 @@ GUEST_RAM_GPA := 0x40000000
 GUEST_RAM_SIZE := 0x1000000
 GUEST_RAM_PAGE_SIZE := 0x1000
 QEMU_CMD = qemu-system-aarch64 -machine virt,virtualization=on -cpu cortex-a53 -m size=2G \
-    -serial mon:stdio -nographic \
+    -serial mon:stdio -nographic $(if $(filter smp-%,$(MICROKIT_CONFIG)),-smp 4) \
     -device loader,file=$(IMAGE_FILE),addr=0x70000000,cpu-num=0
 # GUEST=linux: QEMU virt's devices as the Linux guest sees them (GICv2,
 # PL011, the virtio-mmio window, PSCI over SMC).

@@ -20,7 +20,7 @@ done
 
 # The modules the disk needs, in load order (the package has no
 # modules.dep: the order is their .modinfo dependencies). /init loads them.
-modules="crc32c_generic crc16 mbcache jbd2 ext4 virtio_mmio virtio_blk"
+modules="crc32c_generic crc16 mbcache jbd2 ext4 virtio_mmio virtio_blk virtio_console"
 
 debs=$out/debs
 mkdir -p "$debs"
