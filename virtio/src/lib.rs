@@ -12,7 +12,9 @@
 //!   shares: the ring snapshot in one call, the used ring in another;
 //! - [`blk`]: a virtio-blk backend that serves a queue through any
 //!   [`GuestDma`] (in a driver PD, guest-ram's copy client over PPC) from
-//!   any [`Disk`].
+//!   any [`Disk`];
+//! - [`console`]: virtio-console, for a serial PD that multiplexes VMs'
+//!   consoles onto one UART.
 //!
 //! [`shared`] is the layout of the page the VMM and a backend PD share to
 //! hand over queue configuration.
@@ -38,6 +40,7 @@
 extern crate std;
 
 pub mod blk;
+pub mod console;
 pub mod device;
 pub mod mmio;
 pub mod queue;
