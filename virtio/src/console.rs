@@ -693,7 +693,7 @@ mod tests {
             for (i, &(gpa, len, writable)) in buffers.iter().enumerate() {
                 let index = (self.next_desc + i as u16) % SIZE;
                 let last = i + 1 == buffers.len();
-                let f = u16::from(!last) * flags::NEXT | u16::from(writable) * flags::WRITE;
+                let f = (u16::from(!last) * flags::NEXT) | (u16::from(writable) * flags::WRITE);
                 let desc = Desc::new(gpa, len, f, (index + 1) % SIZE);
                 mem.put(DESC + 16 * u64::from(index), desc.as_bytes());
             }
