@@ -24,6 +24,8 @@ use guest_ram::protocol::MSG_WORDS;
 use guest_ram::server::{ClientConfig, Server, Window};
 use guest_ram::{GpaRange, GuestRam, MappedRegion, SharedBuffer};
 use linux_boot::fdt;
+use serial_mux::{Input, Output, PowerTracker};
+use timer_mux::Deadlines;
 use vcpu_fault::{esr, hvc, psci, trap};
 use vgic::VGic;
 use virtio::blk::RamDisk;
@@ -201,6 +203,44 @@ extern "C" fn _start() -> ! {
         );
         black_box(one_copy.notified(&mut staged));
     }
+
+    // The serial PD: guests' console output, keyboard input, power-offs.
+    let mut console = Output::<3, 256>::new();
+    let mut uart = |bytes: &[u8]| {
+        black_box(bytes);
+    };
+    let guest_bytes = [0u8; 64].map(|_| word() as u8);
+    let vm = word() as usize;
+    let len = word() as usize;
+    let _ = black_box(console.push(vm, guest_bytes.get(..len).unwrap_or(&[]), &mut uart));
+    let _ = black_box(console.push(vm, &guest_bytes, &mut uart));
+    let _ = black_box(console.flush(vm, &mut uart));
+    let _ = black_box((console.held(vm), console.bytes(vm), console.lines(vm)));
+    let mut keyboard = Input::<3, 128>::new();
+    black_box(keyboard.input(word() as u8));
+    let _ = black_box(keyboard.focus_on(vm));
+    if let Ok((a, b)) = keyboard.pending(vm) {
+        black_box((a, b));
+    }
+    let _ = black_box(keyboard.consume(vm, len));
+    let _ = black_box(keyboard.dropped(vm));
+    let mut power = PowerTracker::<3>::new();
+    let _ = black_box(power.powered_off(vm));
+    let _ = black_box(power.restarted(vm));
+    black_box(power.all_off());
+
+    // The timer PD: a VMM's request, and the timer firing.
+    let mut timer = Deadlines::<4>::new();
+    let words = x.get(..word() as usize).unwrap_or(&x);
+    let result = timer.handle(word() as usize, word(), words);
+    black_box(timer_mux::protocol::reply_label(&result));
+    black_box(timer.fired(word(), |client| {
+        black_box(client);
+    }));
+    let _ = black_box(timer.set(word() as usize, word()));
+    let _ = black_box(timer.cancel(word() as usize));
+    let _ = black_box(timer_mux::protocol::decode_reply(word()));
+
     #[cfg(feature = "canary")]
     if word() == 1 {
         panic!("canary");

@@ -3,7 +3,7 @@
 //! through a [`GuestDma`] from a [`Disk`].
 //!
 //! In the demo system the [`GuestDma`] is guest-ram's copy client
-//! ([`Client`]) in a driver PD that never maps guest RAM, and the disk a
+//! ([`Client`](guest_ram::client::Client)) in a driver PD that never maps guest RAM, and the disk a
 //! memory region of that PD. Two data paths:
 //!
 //! - **One copy** (a [`Disk`] that lives in the client's shared buffer,
@@ -16,12 +16,13 @@
 //!   buffer-full at a time; the VMM never sees the disk.
 //!
 //! Per notification ([`BlkBackend::process`]), in calls to the copy
-//! service: the available index, the descriptor table and the available
-//! ring (1: one call whose segments the VMM copies in order, a snapshot
-//! that is then walked locally); per request the header (1) and the data
-//! (one copy: 1 per 39 guest buffers; two copies: 1 per buffer-full); and
-//! at the end every request's status byte, the used elements and the used
-//! index (1, in that order). A 1 MiB read in one guest buffer is 4 calls.
+//! service: the available flags and index, the descriptor table and the
+//! available ring (1: [`Snapshot::take`], one call whose segments the VMM
+//! copies in order, a snapshot that is then walked locally); per request
+//! the header (1) and the data (one copy: 1 per 39 guest buffers; two
+//! copies: 1 per buffer-full); and at the end every request's status
+//! byte, the used elements and the used index (1, in that order:
+//! [`DeviceQueue::publish`]). A 1 MiB read in one guest buffer is 4 calls.
 //!
 //! What a request does wrong fails that request with
 //! [`status::IOERR`] (or [`status::UNSUPP`]), and the queue goes on: a
@@ -31,14 +32,13 @@
 //! available index that jumps) is a [`QueueError`]: the device reports
 //! `DEVICE_NEEDS_RESET` and serves nothing until the driver resets it.
 
-use core::fmt;
-
-use guest_ram::client::{Client, ClientError, Transport};
 use guest_ram::{GpaRange, SharedBuffer};
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use crate::queue::{self, Chain, Desc, Layout, QueueError, UsedElem, MAX_CHAIN};
+use crate::queue::{self, Chain, Layout, QueueError, UsedElem, MAX_CHAIN};
+pub use crate::virtq::GuestDma;
+use crate::virtq::{DeviceQueue, Snapshot};
 
 /// Bytes per sector: virtio-blk addresses in 512-byte units, whatever the
 /// disk's block size.
@@ -85,80 +85,6 @@ pub struct ReqHeader {
 
 /// Header size.
 pub const HEADER_LEN: u64 = core::mem::size_of::<ReqHeader>() as u64;
-
-/// Guest-RAM access for a device model: small reads and writes, and
-/// in-place gather/scatter through a staging buffer.
-pub trait GuestDma {
-    /// Why an access was refused.
-    type Error: fmt::Display;
-    /// Reads guest RAM at `gpa` into `dst`.
-    fn read(&mut self, gpa: u64, dst: &mut [u8]) -> Result<(), Self::Error>;
-    /// Gathers `segments` into `dst`.
-    fn readv(&mut self, segments: &[GpaRange], dst: &mut [u8]) -> Result<(), Self::Error>;
-    /// Writes `src` into guest RAM at `gpa`.
-    fn write(&mut self, gpa: u64, src: &[u8]) -> Result<(), Self::Error>;
-    /// Scatters `src` over `segments`.
-    fn writev(&mut self, segments: &[GpaRange], src: &[u8]) -> Result<(), Self::Error>;
-    /// The staging buffer.
-    fn staging(&self) -> &SharedBuffer;
-    /// Gathers `segments` into the staging buffer from offset 0.
-    fn gather(&mut self, segments: &[GpaRange]) -> Result<usize, Self::Error>;
-    /// Scatters the start of the staging buffer over `segments`.
-    fn scatter(&mut self, segments: &[GpaRange]) -> Result<usize, Self::Error>;
-    /// Gathers `segments` into the shared buffer at contiguous offsets from
-    /// `buffer_offset` (a disk that lives in the buffer).
-    fn gather_at(
-        &mut self,
-        segments: &[GpaRange],
-        buffer_offset: u64,
-    ) -> Result<usize, Self::Error>;
-    /// Scatters the shared buffer's bytes from `buffer_offset` over
-    /// `segments`.
-    fn scatter_at(
-        &mut self,
-        segments: &[GpaRange],
-        buffer_offset: u64,
-    ) -> Result<usize, Self::Error>;
-}
-
-impl<T: Transport> GuestDma for Client<T> {
-    type Error = ClientError;
-    fn read(&mut self, gpa: u64, dst: &mut [u8]) -> Result<(), ClientError> {
-        Client::read(self, gpa, dst)
-    }
-    fn readv(&mut self, segments: &[GpaRange], dst: &mut [u8]) -> Result<(), ClientError> {
-        Client::readv(self, segments, dst)
-    }
-    fn write(&mut self, gpa: u64, src: &[u8]) -> Result<(), ClientError> {
-        Client::write(self, gpa, src)
-    }
-    fn writev(&mut self, segments: &[GpaRange], src: &[u8]) -> Result<(), ClientError> {
-        Client::writev(self, segments, src)
-    }
-    fn staging(&self) -> &SharedBuffer {
-        Client::staging(self)
-    }
-    fn gather(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
-        self.readv_in_place(segments)
-    }
-    fn scatter(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
-        self.writev_in_place(segments)
-    }
-    fn gather_at(
-        &mut self,
-        segments: &[GpaRange],
-        buffer_offset: u64,
-    ) -> Result<usize, ClientError> {
-        self.readv_at(segments, buffer_offset)
-    }
-    fn scatter_at(
-        &mut self,
-        segments: &[GpaRange],
-        buffer_offset: u64,
-    ) -> Result<usize, ClientError> {
-        self.writev_at(segments, buffer_offset)
-    }
-}
 
 /// A disk: bytes moved between it and a staging buffer.
 pub trait Disk {
@@ -254,17 +180,13 @@ impl core::ops::Add for Stats {
 /// The backend state of one virtio-blk queue.
 #[derive(Clone, Debug, Default)]
 pub struct BlkBackend {
-    last_avail: u16,
-    used_idx: u16,
+    queue: DeviceQueue,
     broken: bool,
     stats: Stats,
 }
 
 /// Segments per staged data chunk: a request's buffers, at most the queue.
 type Segments = heapless::Vec<GpaRange, MAX_CHAIN>;
-
-/// Bytes of the largest descriptor table, the snapshot's size.
-const TABLE_BYTES: usize = 16 * MAX_CHAIN;
 
 impl BlkBackend {
     /// A backend for a freshly configured queue.
@@ -308,47 +230,15 @@ impl BlkBackend {
         dma: &mut M,
         disk: &mut D,
     ) -> Result<u16, QueueError> {
-        let size = layout.size();
-        // One call: the available index, then the descriptor table and the
-        // available ring. The copy server copies a call's segments in
-        // order, each before the next, so the entries are read after the
-        // index that publishes them (the driver writes them first). The
-        // snapshot is walked locally from here on.
-        let mut snapshot = [0u8; 2 + TABLE_BYTES + 2 * MAX_CHAIN];
-        let table_len = 16 * usize::from(size);
-        let ring_len = 2 * usize::from(size);
-        let bytes = snapshot
-            .get_mut(..2 + table_len + ring_len)
-            .ok_or(QueueError::BadSize)?;
-        let idx = GpaRange {
-            gpa: layout.avail_idx_gpa(),
-            len: 2,
-        };
-        dma.readv(&[idx, layout.desc_table(), layout.avail_ring()], bytes)
-            .map_err(|_| QueueError::RingAccess)?;
-        let (idx, rest) = bytes.split_at(2);
-        let avail_idx = match idx {
-            &[lo, hi] => u16::from_le_bytes([lo, hi]),
-            _ => return Err(QueueError::RingAccess),
-        };
-        let pending = avail_idx.wrapping_sub(self.last_avail);
+        // One call (see `Snapshot::take`), walked locally from here on.
+        let snapshot = Snapshot::take(layout, &self.queue, dma)?;
+        let pending = snapshot.pending();
         if pending == 0 {
             return Ok(0);
         }
-        if pending > size {
-            return Err(QueueError::AvailIndexJump);
-        }
-        let (table_bytes, ring) = rest.split_at(table_len.min(rest.len()));
-        let table = <[Desc]>::ref_from_bytes(table_bytes).map_err(|_| QueueError::RingAccess)?;
-
         let mut served: heapless::Vec<Served, MAX_CHAIN> = heapless::Vec::new();
         for k in 0..pending {
-            let slot = usize::from(self.last_avail.wrapping_add(k) % size);
-            let head = match ring.get(2 * slot..2 * slot + 2) {
-                Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]),
-                _ => return Err(QueueError::RingAccess),
-            };
-            let chain = queue::walk(table, size, head).map_err(QueueError::Chain)?;
+            let (head, chain) = snapshot.chain(k)?;
             // Cannot fail: `pending <= size <= MAX_CHAIN`.
             let _ = served.push(self.serve(head, &chain, dma, disk));
         }
@@ -357,38 +247,30 @@ impl BlkBackend {
             self.stats.requests += 1;
             self.stats.failed += u64::from(s.code != status::OK);
         }
-        self.used_idx = self.used_idx.wrapping_add(pending);
-        self.last_avail = avail_idx;
         Ok(pending)
     }
 
-    /// Publishes `served`: every status byte, the used elements (at most
-    /// two runs: the ring may wrap) and then the used index, in one
-    /// `writev` whose segments the copy server writes in that order. If
-    /// that call is refused (a status byte outside what this PD may
-    /// write), the statuses go one by one, those refused fail their
-    /// request, and the used ring follows in a call of its own.
+    /// Publishes `served`: every status byte, the used elements and then
+    /// the used index, in one call ([`DeviceQueue::publish`]). If that
+    /// call is refused (a status byte outside what this PD may write), the
+    /// statuses go one by one, those refused fail their request, and the
+    /// used ring follows in a call of its own.
     fn complete<M: GuestDma>(
         &mut self,
         layout: &Layout,
         served: &mut [Served],
         dma: &mut M,
     ) -> Result<(), QueueError> {
-        let mut segments: heapless::Vec<GpaRange, { MAX_CHAIN + 3 }> = heapless::Vec::new();
-        let mut bytes = [0u8; MAX_CHAIN + 8 * MAX_CHAIN + 2];
-        let mut len = 0;
+        let mut prefix: heapless::Vec<(u64, u8), MAX_CHAIN> = heapless::Vec::new();
         for s in served.iter() {
             if let Some(gpa) = s.status_gpa {
-                let _ = segments.push(GpaRange { gpa, len: 1 });
-                if let Some(b) = bytes.get_mut(len) {
-                    *b = s.code;
-                }
-                len += 1;
+                // Cannot fail: one per request, at most the queue size.
+                let _ = prefix.push((gpa, s.code));
             }
         }
-        let ring = self.used_ring(layout, served, &mut segments, &mut bytes, len)?;
-        if dma
-            .writev(&segments, bytes.get(..ring).unwrap_or(&[]))
+        if self
+            .queue
+            .publish(layout, &prefix, &used_elems(served), dma)
             .is_ok()
         {
             return Ok(());
@@ -402,62 +284,7 @@ impl BlkBackend {
                 }
             }
         }
-        segments.clear();
-        let ring = self.used_ring(layout, served, &mut segments, &mut bytes, 0)?;
-        dma.writev(&segments, bytes.get(..ring).unwrap_or(&[]))
-            .map(|_| ())
-            .map_err(|_| QueueError::RingAccess)
-    }
-
-    /// Appends the used elements of `served` and the new used index to
-    /// `segments`, their bytes to `bytes` from `at`; returns the end.
-    fn used_ring(
-        &self,
-        layout: &Layout,
-        served: &[Served],
-        segments: &mut heapless::Vec<GpaRange, { MAX_CHAIN + 3 }>,
-        bytes: &mut [u8],
-        mut at: usize,
-    ) -> Result<usize, QueueError> {
-        let size = layout.size();
-        let mut used: heapless::Vec<UsedElem, MAX_CHAIN> = heapless::Vec::new();
-        for s in served {
-            let len = s.data_len.saturating_add(u32::from(s.status_gpa.is_some()));
-            let _ = used.push(UsedElem {
-                id: u32::from(s.head).into(),
-                len: len.into(),
-            });
-        }
-        let first = usize::from(self.used_idx.checked_rem(size).ok_or(QueueError::BadSize)?);
-        let run = used.len().min(usize::from(size).saturating_sub(first));
-        let (a, b) = used.split_at_checked(run).ok_or(QueueError::RingAccess)?;
-        let new_idx = self
-            .used_idx
-            .wrapping_add(served.len() as u16)
-            .to_le_bytes();
-        let pieces = [
-            (layout.used_elem_gpa(self.used_idx), a.as_bytes()),
-            (layout.used_elem_gpa(0), b.as_bytes()),
-            (layout.used_idx_gpa(), &new_idx[..]),
-        ];
-        for (gpa, piece) in pieces {
-            if piece.is_empty() {
-                continue;
-            }
-            let end = at + piece.len();
-            bytes
-                .get_mut(at..end)
-                .ok_or(QueueError::RingAccess)?
-                .copy_from_slice(piece);
-            segments
-                .push(GpaRange {
-                    gpa,
-                    len: piece.len() as u64,
-                })
-                .map_err(|_| QueueError::RingAccess)?;
-            at = end;
-        }
-        Ok(at)
+        self.queue.publish(layout, &[], &used_elems(served), dma)
     }
 
     /// Serves one request, all but its status byte (written with the used
@@ -629,6 +456,21 @@ struct Served {
     data_len: u32,
     /// Where its status byte goes (`None`: nowhere to report, or refused).
     status_gpa: Option<u64>,
+}
+
+/// The used elements of `served`: the data bytes written, plus the
+/// status byte where there was one.
+fn used_elems(served: &[Served]) -> heapless::Vec<UsedElem, MAX_CHAIN> {
+    let mut used = heapless::Vec::new();
+    for s in served {
+        let len = s.data_len.saturating_add(u32::from(s.status_gpa.is_some()));
+        // Cannot fail: `served` is at most a queue.
+        let _ = used.push(UsedElem {
+            id: u32::from(s.head).into(),
+            len: len.into(),
+        });
+    }
+    used
 }
 
 /// The disk byte offset of `sector`, if `len` bytes from there are whole

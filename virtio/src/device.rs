@@ -1,30 +1,39 @@
 // SPDX-License-Identifier: BSD-2-Clause
-//! The two halves of a virtio-blk device split across PDs, as library code
-//! so that the host tests run exactly what the PDs run:
+//! The two halves of a virtio device split across PDs, as library code so
+//! that the host tests run exactly what the PDs run:
 //!
-//! - [`BlkFrontend`], in the VMM: the virtio-mmio register file behind a
-//!   trapped guest window. It publishes queue changes to the shared page
-//!   and tells the glue when to signal the backend.
-//! - [`BlkService`], in the driver PD: on each signal, reads the queue
-//!   state, serves the queue through guest-ram's copy service, and reports
-//!   back in the shared page.
+//! - [`Frontend`], in the VMM, for any [`DeviceType`] ([`BlkFrontend`],
+//!   [`ConsoleFrontend`](crate::console::ConsoleFrontend)): the
+//!   virtio-mmio register file behind a trapped guest window. It
+//!   publishes every queue's configuration to the shared page
+//!   ([`shared`]) and tells the glue when to signal the backend
+//!   ([`Action`]); when the backend signals back, it raises the device's
+//!   interrupt status.
+//! - In the device PD, a service built on [`BackendPage`] (which queue
+//!   states changed, and the report back) and [`virtq`](crate::virtq)
+//!   (the rings): [`BlkService`] here,
+//!   [`ConsoleService`](crate::console::ConsoleService) for the console.
+//!
+//! Adding a device is a [`DeviceType`] (id, features, queues,
+//! configuration space) for the VMM and a service for its PD; the
+//! transport, the page and the ring mechanics are these.
 //!
 //! ```text
-//! guest --MMIO fault--> VMM: BlkFrontend::access --Notify--> signal
-//!   --> blk PD: BlkService::notified --PPC copies--> VMM: guest_ram::Server
-//!   --> guest RAM;  blk PD --signal--> VMM: BlkFrontend::backend_signalled
+//! guest --MMIO fault--> VMM: Frontend::access --Action::SignalBackend--> signal
+//!   --> device PD: BlkService::notified --PPC copies--> VMM: guest_ram::Server
+//!   --> guest RAM;  device PD --signal--> VMM: Frontend::backend_signalled
 //! ```
 
 use guest_ram::SharedBuffer;
 use vcpu_fault::esr::MmioAccess;
 
 use crate::blk::{BlkBackend, Disk, GuestDma, Stats};
-use crate::mmio::{Access, BlkConfig, Effect, MmioDevice};
+use crate::mmio::{Access, BlkConfig, DeviceType, Effect, MmioDevice, QueueRegs, MAX_QUEUES};
 use crate::shared::{self, BackendState, QueueState};
 
 /// Logs the first 8 of a kind one by one, then every power-of-two-th, so a
 /// misbehaving guest cannot flood the console.
-fn should_log(n: u32) -> bool {
+pub(crate) fn should_log(n: u32) -> bool {
     n <= 8 || n.is_power_of_two()
 }
 
@@ -37,23 +46,40 @@ pub enum Action {
     SignalBackend,
 }
 
-/// The VMM's half of a virtio-blk device.
-pub struct BlkFrontend {
-    device: MmioDevice<BlkConfig>,
+/// The VMM's half of a virtio device of type `D`.
+pub struct Frontend<D> {
+    device: MmioDevice<D>,
     page: SharedBuffer,
     generation: u32,
+    /// Each queue's registers as last published, and the generation in
+    /// which they last changed (`QueueState::configured`).
+    published: [QueueRegs; MAX_QUEUES],
+    configured: [u32; MAX_QUEUES],
     ignored: u32,
 }
 
-impl BlkFrontend {
-    /// A device whose queue state goes to `page`. Its capacity is what
-    /// the backend reports in the page (0 until it has), read again
-    /// whenever the guest reads the configuration space.
+/// The VMM's half of a virtio-blk device.
+pub type BlkFrontend = Frontend<BlkConfig>;
+
+impl Frontend<BlkConfig> {
+    /// A virtio-blk device whose queue state goes to `page`. Its capacity
+    /// is what the backend reports in the page (0 until it has), read
+    /// again whenever the guest reads the configuration space.
     pub fn new(page: SharedBuffer) -> Self {
-        let mut frontend = BlkFrontend {
-            device: MmioDevice::new(BlkConfig::new(0)),
+        Self::with_device(page, BlkConfig::new(0))
+    }
+}
+
+impl<D: DeviceType> Frontend<D> {
+    /// A device of type `device` whose queue states go to `page` (at
+    /// least [`shared::PAGE_LEN`] bytes), published at once.
+    pub fn with_device(page: SharedBuffer, device: D) -> Self {
+        let mut frontend = Frontend {
+            device: MmioDevice::new(device),
             page,
             generation: 0,
+            published: [QueueRegs::default(); MAX_QUEUES],
+            configured: [0; MAX_QUEUES],
             ignored: 0,
         };
         frontend.publish();
@@ -61,7 +87,7 @@ impl BlkFrontend {
     }
 
     /// The register file.
-    pub fn device(&self) -> &MmioDevice<BlkConfig> {
+    pub fn device(&self) -> &MmioDevice<D> {
         &self.device
     }
 
@@ -70,12 +96,30 @@ impl BlkFrontend {
         self.ignored
     }
 
+    /// Publishes every queue's state under a new generation; a queue
+    /// whose registers changed since the last publication is marked as
+    /// configured in it, so the backend restarts that queue and no other.
     fn publish(&mut self) {
         self.generation = self.generation.wrapping_add(1);
-        let q = self.device.queue(0).copied().unwrap_or_default();
-        let state = QueueState::new(self.generation, q.ready, q.size, q.desc, q.avail, q.used);
-        if shared::publish_queue(&self.page, &state).is_err() {
-            log::error!("virtio-blk: shared page too small for the queue state");
+        for n in 0..MAX_QUEUES {
+            let q = self.device.queue(n).copied().unwrap_or_default();
+            let (Some(published), Some(configured)) =
+                (self.published.get_mut(n), self.configured.get_mut(n))
+            else {
+                continue;
+            };
+            if q != *published {
+                *published = q;
+                *configured = self.generation;
+            }
+            let state = QueueState::new(self.generation, q.ready, q.size, q.desc, q.avail, q.used)
+                .with_configured(*configured);
+            if shared::publish_queue_n(&self.page, n, &state).is_err() {
+                log::error!(
+                    "{}: shared page too small for the queue state",
+                    self.device.device().name()
+                );
+            }
         }
     }
 
@@ -83,7 +127,7 @@ impl BlkFrontend {
     /// the value for the guest's register.
     pub fn access(&mut self, offset: u64, width: u8, write: Option<u64>) -> (u64, Action) {
         if write.is_none() && offset >= crate::mmio::reg::CONFIG {
-            self.refresh_capacity();
+            self.refresh_backend_value();
         }
         let access = match write {
             Some(value) => self.device.write(offset, width, value),
@@ -96,7 +140,8 @@ impl BlkFrontend {
                 if should_log(self.ignored) {
                     let kind = if write.is_some() { "write" } else { "read" };
                     log::warn!(
-                        "virtio-blk: guest {kind} of {width} bytes at +{offset:#x} ignored: {why} (#{})",
+                        "{}: guest {kind} of {width} bytes at +{offset:#x} ignored: {why} (#{})",
+                        self.device.device().name(),
                         self.ignored
                     );
                 }
@@ -168,11 +213,17 @@ impl BlkFrontend {
         }
     }
 
-    fn refresh_capacity(&mut self) {
+    /// The configuration field the backend owns (virtio-blk's capacity),
+    /// as the backend last reported it; set only when it changed, since
+    /// setting bumps `ConfigGeneration`.
+    fn refresh_backend_value(&mut self) {
+        let Some(current) = self.device.device().backend_value() else {
+            return;
+        };
         if let Ok(state) = shared::read_backend(&self.page) {
-            let capacity = state.capacity.get();
-            if capacity != self.device.device().capacity {
-                self.device.device_mut().capacity = capacity;
+            let value = state.capacity.get();
+            if value != current {
+                self.device.device_mut().set_backend_value(value);
             }
         }
     }
@@ -199,7 +250,10 @@ impl BlkFrontend {
         }
         if state.needs_reset.get() != 0 {
             if self.device.status() & crate::mmio::status::DEVICE_NEEDS_RESET == 0 {
-                log::warn!("virtio-blk: queue broken by the guest; device needs reset");
+                log::warn!(
+                    "{}: queue broken by the guest; device needs reset",
+                    self.device.device().name()
+                );
             }
             self.device.needs_reset();
         } else {
@@ -208,11 +262,84 @@ impl BlkFrontend {
     }
 }
 
-/// The driver PD's half: a [`BlkBackend`] per queue generation.
-pub struct BlkService<D> {
+/// The device PD's side of the shared page: which queue states it has
+/// seen, and its report back.
+pub struct BackendPage {
     page: SharedBuffer,
-    disk: D,
     generation: u32,
+    configured: [u32; MAX_QUEUES],
+}
+
+/// Every queue's state, as one [`BackendPage::read`] found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Queues {
+    /// Queue `n`'s state.
+    pub states: [QueueState; MAX_QUEUES],
+    /// Whether queue `n` was configured anew since the last read: the
+    /// device starts it afresh (indices at 0, not broken).
+    pub fresh: [bool; MAX_QUEUES],
+}
+
+impl BackendPage {
+    /// The backend's side of `page`.
+    pub fn new(page: SharedBuffer) -> Self {
+        BackendPage {
+            page,
+            generation: 0,
+            configured: [0; MAX_QUEUES],
+        }
+    }
+
+    /// The generation the backend last read (and reports against).
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// Reads every queue's state. `None` if the page cannot be read, or
+    /// the VMM was publishing while it was read (the queues' generations
+    /// differ): its signal after publishing brings a consistent page.
+    pub fn read(&mut self) -> Option<Queues> {
+        let mut states = [QueueState::new(0, false, 0, 0, 0, 0); MAX_QUEUES];
+        for (n, state) in states.iter_mut().enumerate() {
+            *state = shared::read_queue_n(&self.page, n).ok()?;
+        }
+        let generation = states.first()?.generation.get();
+        if states.iter().any(|s| s.generation.get() != generation) {
+            return None;
+        }
+        self.generation = generation;
+        let mut fresh = [false; MAX_QUEUES];
+        for ((state, seen), fresh) in states
+            .iter()
+            .zip(self.configured.iter_mut())
+            .zip(fresh.iter_mut())
+        {
+            *fresh = state.configured.get() != *seen;
+            *seen = state.configured.get();
+        }
+        Some(Queues { states, fresh })
+    }
+
+    /// Reports to the VMM, against the generation last read: whether the
+    /// device needs a reset, chains used so far, and the device-specific
+    /// configuration value (`BackendState::capacity`). Returns whether the
+    /// page took it (so whether to signal).
+    pub fn report(&self, needs_reset: bool, served: u64, value: u64) -> bool {
+        let state = BackendState {
+            generation: self.generation.into(),
+            needs_reset: u32::from(needs_reset).into(),
+            served: served.into(),
+            capacity: value.into(),
+        };
+        shared::publish_backend(&self.page, &state).is_ok()
+    }
+}
+
+/// The driver PD's half of virtio-blk: a [`BlkBackend`] per queue
+/// configuration.
+pub struct BlkService<D> {
+    page: BackendPage,
+    disk: D,
     backend: BlkBackend,
     total: Stats,
 }
@@ -222,9 +349,8 @@ impl<D: Disk> BlkService<D> {
     /// reports the disk's capacity in the page at once.
     pub fn new(page: SharedBuffer, disk: D) -> Self {
         let mut service = BlkService {
-            page,
+            page: BackendPage::new(page),
             disk,
-            generation: 0,
             backend: BlkBackend::new(),
             total: Stats::default(),
         };
@@ -245,12 +371,12 @@ impl<D: Disk> BlkService<D> {
     /// The VMM signalled: serve what the queue has. Returns whether to
     /// signal the VMM back (something was used, or the queue broke).
     pub fn notified<M: GuestDma>(&mut self, dma: &mut M) -> bool {
-        let Ok(state) = shared::read_queue(&self.page) else {
+        let Some(queues) = self.page.read() else {
             return false;
         };
-        if state.generation.get() != self.generation {
+        let [state, ..] = queues.states;
+        if queues.fresh.first() == Some(&true) {
             self.total = self.total + core::mem::take(&mut self.backend).stats();
-            self.generation = state.generation.get();
         }
         let layout = match state.layout() {
             None => return false,
@@ -271,12 +397,10 @@ impl<D: Disk> BlkService<D> {
     }
 
     fn report(&mut self, needs_reset: bool) -> bool {
-        let state = BackendState {
-            generation: self.generation.into(),
-            needs_reset: u32::from(needs_reset || self.backend.is_broken()).into(),
-            served: self.backend.stats().requests.into(),
-            capacity: (self.disk.len() / crate::blk::SECTOR).into(),
-        };
-        shared::publish_backend(&self.page, &state).is_ok()
+        self.page.report(
+            needs_reset || self.backend.is_broken(),
+            self.stats().requests,
+            self.disk.len() / crate::blk::SECTOR,
+        )
     }
 }

@@ -8,9 +8,13 @@
 //!   state machine, run by the VMM on each trapped guest access;
 //! - [`queue`]: split virtqueues: layout checks, descriptor-chain walking
 //!   over a local snapshot of the descriptor table;
+//! - [`virtq`]: the device side of a split virtqueue that every backend
+//!   shares: the ring snapshot in one call, the used ring in another;
 //! - [`blk`]: a virtio-blk backend that serves a queue through any
 //!   [`GuestDma`] (in a driver PD, guest-ram's copy client over PPC) from
-//!   any [`Disk`].
+//!   any [`Disk`];
+//! - [`console`]: virtio-console, for a serial PD that multiplexes VMs'
+//!   consoles onto one UART.
 //!
 //! [`shared`] is the layout of the page the VMM and a backend PD share to
 //! hand over queue configuration.
@@ -31,10 +35,16 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+// Unit tests may allocate; the library never does.
+#[cfg(test)]
+extern crate std;
+
 pub mod blk;
+pub mod console;
 pub mod device;
 pub mod mmio;
 pub mod queue;
 pub mod shared;
+pub mod virtq;
 
 pub use blk::{Disk, GuestDma};

@@ -144,6 +144,21 @@ pub trait DeviceType {
     /// Reads `width` bytes of the configuration space at `offset`, or
     /// `None` if that is not a field the device has.
     fn config_read(&self, offset: u64, width: u8) -> Option<u64>;
+    /// The device's name in log lines.
+    fn name(&self) -> &'static str {
+        "virtio"
+    }
+    /// The configuration field the backend PD owns and reports in the
+    /// shared page (`BackendState::capacity`), if this device has one:
+    /// virtio-blk's capacity. The VMM refreshes it before a guest reads
+    /// the configuration space.
+    fn backend_value(&self) -> Option<u64> {
+        None
+    }
+    /// Sets the field [`backend_value`](Self::backend_value) reads.
+    fn set_backend_value(&mut self, value: u64) {
+        let _ = value;
+    }
 }
 
 /// The most virtqueues one device can have here.
@@ -188,6 +203,15 @@ impl DeviceType for BlkConfig {
     }
     fn queues(&self) -> usize {
         1
+    }
+    fn name(&self) -> &'static str {
+        "virtio-blk"
+    }
+    fn backend_value(&self) -> Option<u64> {
+        Some(self.capacity)
+    }
+    fn set_backend_value(&mut self, value: u64) {
+        self.capacity = value;
     }
     fn config_read(&self, offset: u64, width: u8) -> Option<u64> {
         let bytes = self.bytes();
@@ -433,7 +457,9 @@ impl<D: DeviceType> MmioDevice<D> {
     /// A guest write of `width` bytes of `value` at `offset`.
     pub fn write(&mut self, offset: u64, width: u8, value: u64) -> Access {
         if offset >= reg::CONFIG {
-            // virtio-blk's configuration space is read-only.
+            // Every configuration space here is read-only (virtio-blk's
+            // fields, the console's, which this device does not let the
+            // driver write: no EMERG_WRITE).
             return Access::Ignored(Ignored::Undefined);
         }
         if !is_register(offset) {

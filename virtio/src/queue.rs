@@ -202,6 +202,12 @@ impl Layout {
         }
     }
 
+    /// The available ring's `flags` field (its first bytes; `idx`
+    /// follows).
+    pub fn avail_flags_gpa(&self) -> u64 {
+        self.avail
+    }
+
     /// The available ring's `idx` field.
     pub fn avail_idx_gpa(&self) -> u64 {
         self.avail + 2

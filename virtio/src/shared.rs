@@ -4,12 +4,23 @@
 //! The VMM owns the transport (it traps the guest's register accesses), the
 //! backend PD owns the queue processing, so the queue configuration has to
 //! cross. It does so through this page rather than through a call on every
-//! notification: the VMM writes [`QueueState`] whenever the configuration
-//! changes and then signals; the backend writes [`BackendState`] and
-//! signals back. Each side writes only its own half, and both copy a
-//! whole struct out before looking at it (never a reference into shared
-//! memory), so a torn read is at worst a stale generation, caught on the
-//! next signal.
+//! notification: the VMM writes every queue's [`QueueState`] whenever the
+//! configuration changes and then signals; the backend writes
+//! [`BackendState`] and signals back. Each side writes only its own part,
+//! and both copy a whole struct out before looking at it (never a
+//! reference into shared memory), so a torn read is at worst a stale
+//! generation, caught on the next signal (the VMM signals after every
+//! publication).
+//!
+//! The page, little-endian, [`PAGE_LEN`] bytes in all:
+//!
+//! | offset | what | written by |
+//! |---|---|---|
+//! | [`queue_offset`]`(n)` = `n` × [`QUEUE_STATE_LEN`] (40) | queue `n`'s [`QueueState`], `n` < [`MAX_QUEUES`] | VMM |
+//! | [`BACKEND_OFFSET`] (the first 64-byte line after the queues) | [`BackendState`] | backend |
+//!
+//! The backend's part has a cache line of its own, so the two writers
+//! never share one.
 //!
 //! ```
 //! # use core::ptr::NonNull;
@@ -18,14 +29,16 @@
 //! let mut page = [0u8; 4096];
 //! let buffer = unsafe { SharedBuffer::new(NonNull::new(page.as_mut_ptr()).unwrap(), 4096) };
 //! let state = QueueState::new(3, true, 128, 0x1000, 0x2000, 0x3000);
-//! shared::publish_queue(&buffer, &state).unwrap();
-//! assert_eq!(shared::read_queue(&buffer).unwrap(), state);
+//! shared::publish_queue_n(&buffer, 1, &state).unwrap();
+//! assert_eq!(shared::read_queue_n(&buffer, 1).unwrap(), state);
+//! assert_ne!(shared::read_queue(&buffer).unwrap(), state);
 //! ```
 
 use guest_ram::{Error, SharedBuffer};
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
+use crate::mmio::MAX_QUEUES;
 use crate::queue::{Layout, QueueError};
 
 /// The queue as the driver configured it (VMM → backend).
@@ -34,8 +47,14 @@ use crate::queue::{Layout, QueueError};
 )]
 #[repr(C)]
 pub struct QueueState {
-    /// Bumped by the VMM on every change (reset, queue ready or not).
+    /// The device's generation: bumped by the VMM on every change of any
+    /// queue (reset, a queue ready or not). Every queue of one
+    /// publication carries the same one; the backend reports against it.
     pub generation: U32,
+    /// The generation in which this queue's configuration last changed:
+    /// the backend starts the queue afresh (indices at 0) when it does,
+    /// and only then, so setting up one queue does not restart another.
+    pub configured: U32,
     /// 1 if the queue is ready and the driver running.
     pub ready: U16,
     /// Queue size.
@@ -46,19 +65,31 @@ pub struct QueueState {
     pub avail: U64,
     /// Used ring gpa.
     pub used: U64,
+    /// Zero: pads the record to a multiple of 8 bytes.
+    pub reserved: U32,
 }
 
 impl QueueState {
-    /// A state record.
+    /// A state record, configured in `generation` (see
+    /// [`with_configured`](Self::with_configured)).
     pub fn new(generation: u32, ready: bool, size: u16, desc: u64, avail: u64, used: u64) -> Self {
         QueueState {
             generation: generation.into(),
+            configured: generation.into(),
             ready: u16::from(ready).into(),
             size: size.into(),
             desc: desc.into(),
             avail: avail.into(),
             used: used.into(),
+            reserved: 0.into(),
         }
+    }
+
+    /// The same record, saying the queue was last configured in
+    /// generation `configured`.
+    pub fn with_configured(mut self, configured: u32) -> Self {
+        self.configured = configured.into();
+        self
     }
 
     /// The checked layout, if the queue is ready.
@@ -94,19 +125,37 @@ pub struct BackendState {
     pub generation: U32,
     /// 1 if the queue broke and the device needs a reset.
     pub needs_reset: U32,
-    /// Requests served in this generation.
+    /// Chains the backend has used (requests served), for logs.
     pub served: U64,
-    /// The disk's capacity in 512-byte sectors: the backend owns the disk,
-    /// so the VMM learns its size here rather than from a constant.
+    /// A device-specific value the VMM puts in the configuration space
+    /// (`DeviceType::set_backend_value`): virtio-blk's capacity in 512-byte
+    /// sectors (the backend owns the disk, so the VMM learns its size here
+    /// rather than from a constant); 0 for the console.
     pub capacity: U64,
 }
 
-/// Where [`QueueState`] lives in the page.
+/// Bytes of one [`QueueState`] in the page.
+pub const QUEUE_STATE_LEN: usize = core::mem::size_of::<QueueState>();
+/// Where queue 0's [`QueueState`] lives in the page.
 pub const QUEUE_OFFSET: usize = 0;
-/// Where [`BackendState`] lives in the page (its own cache line).
-pub const BACKEND_OFFSET: usize = 64;
-/// The smallest page that holds both.
+/// Where [`BackendState`] lives in the page: the first 64-byte line after
+/// [`MAX_QUEUES`] queue states, so it has its cache line to itself.
+pub const BACKEND_OFFSET: usize = (QUEUE_OFFSET + MAX_QUEUES * QUEUE_STATE_LEN).div_ceil(64) * 64;
+/// The smallest page that holds every part.
 pub const PAGE_LEN: usize = BACKEND_OFFSET + core::mem::size_of::<BackendState>();
+
+// Checked when the crate builds: the records are 8-byte multiples, the
+// queues end before the backend's line, and everything fits a 4 KiB page.
+const _: () = assert!(
+    QUEUE_STATE_LEN == 40 && BACKEND_OFFSET % 64 == 0 && PAGE_LEN <= 4096,
+    "shared page layout"
+);
+
+/// Where queue `n`'s [`QueueState`] lives (meaningful for `n` below
+/// [`MAX_QUEUES`]; the accessors refuse others).
+pub const fn queue_offset(n: usize) -> usize {
+    QUEUE_OFFSET + n * QUEUE_STATE_LEN
+}
 
 fn read<T: FromBytes + IntoBytes>(page: &SharedBuffer, offset: usize) -> Result<T, Error> {
     let mut value = T::new_zeroed();
@@ -114,14 +163,30 @@ fn read<T: FromBytes + IntoBytes>(page: &SharedBuffer, offset: usize) -> Result<
     Ok(value)
 }
 
-/// The VMM publishes the queue state.
+/// The VMM publishes queue 0's state.
 pub fn publish_queue(page: &SharedBuffer, state: &QueueState) -> Result<(), Error> {
-    page.write(QUEUE_OFFSET, state.as_bytes())
+    publish_queue_n(page, 0, state)
 }
 
-/// The backend reads the queue state.
+/// The backend reads queue 0's state.
 pub fn read_queue(page: &SharedBuffer) -> Result<QueueState, Error> {
-    read(page, QUEUE_OFFSET)
+    read_queue_n(page, 0)
+}
+
+/// The VMM publishes queue `n`'s state; `n` must be below [`MAX_QUEUES`].
+pub fn publish_queue_n(page: &SharedBuffer, n: usize, state: &QueueState) -> Result<(), Error> {
+    if n >= MAX_QUEUES {
+        return Err(Error::OutsideBuffer);
+    }
+    page.write(queue_offset(n), state.as_bytes())
+}
+
+/// The backend reads queue `n`'s state; `n` must be below [`MAX_QUEUES`].
+pub fn read_queue_n(page: &SharedBuffer, n: usize) -> Result<QueueState, Error> {
+    if n >= MAX_QUEUES {
+        return Err(Error::OutsideBuffer);
+    }
+    read(page, queue_offset(n))
 }
 
 /// The backend publishes its state.

@@ -1,0 +1,520 @@
+// SPDX-License-Identifier: BSD-2-Clause
+//! The device side of a split virtqueue, shared by every backend here
+//! (virtio-blk, virtio-console, and the next one): how a device reads
+//! what the driver made available and publishes what it used, through a
+//! [`GuestDma`] (in a device PD, guest-ram's copy client), in as few calls
+//! as the copy service allows.
+//!
+//! - [`Snapshot::take`]: **one call** whose segments the copy server
+//!   copies in order, each before the next: the available ring's flags
+//!   and index, then the descriptor table and the available ring. The
+//!   driver writes the entries before the index that publishes them, so
+//!   the entries are read after it; the snapshot is then walked locally
+//!   ([`DeviceQueue::chain`]), so the guest cannot change a descriptor
+//!   between its check and its use.
+//! - [`DeviceQueue::publish`]: **one call** that writes whatever the
+//!   device writes before completing (virtio-blk's status bytes), the used
+//!   elements (at most two runs: the ring may wrap) and then the used
+//!   index, in that order, so the driver sees the index only after the
+//!   elements it covers.
+//!
+//! A backend therefore pays 2 calls per notification for the rings,
+//! whatever the number of chains, plus its own data calls.
+//!
+//! The available ring's flags come with the snapshot, so whether the
+//! driver asked for no interrupt (`VIRTQ_AVAIL_F_NO_INTERRUPT`, §2.7.10)
+//! costs nothing to know: [`Snapshot::wants_interrupt`].
+//!
+//! What breaks the ring itself (a descriptor loop, an index out of range,
+//! an available index that jumps, a ring the device may not touch) is a
+//! [`QueueError`]; the device then reports `DEVICE_NEEDS_RESET`.
+
+use core::fmt;
+
+use guest_ram::client::{Client, ClientError, Transport};
+use guest_ram::{GpaRange, SharedBuffer};
+use zerocopy::{FromBytes, IntoBytes};
+
+use crate::queue::{self, Chain, Desc, Layout, QueueError, UsedElem, MAX_CHAIN};
+
+/// `VIRTQ_AVAIL_F_NO_INTERRUPT`: the driver does not want an interrupt
+/// when the device uses buffers (§2.7.7).
+pub const AVAIL_F_NO_INTERRUPT: u16 = 1;
+
+/// Guest-RAM access for a device model: small reads and writes, and
+/// in-place gather/scatter through a staging buffer.
+pub trait GuestDma {
+    /// Why an access was refused.
+    type Error: fmt::Display;
+    /// Reads guest RAM at `gpa` into `dst`.
+    fn read(&mut self, gpa: u64, dst: &mut [u8]) -> Result<(), Self::Error>;
+    /// Gathers `segments` into `dst`.
+    fn readv(&mut self, segments: &[GpaRange], dst: &mut [u8]) -> Result<(), Self::Error>;
+    /// Writes `src` into guest RAM at `gpa`.
+    fn write(&mut self, gpa: u64, src: &[u8]) -> Result<(), Self::Error>;
+    /// Scatters `src` over `segments`.
+    fn writev(&mut self, segments: &[GpaRange], src: &[u8]) -> Result<(), Self::Error>;
+    /// The staging buffer.
+    fn staging(&self) -> &SharedBuffer;
+    /// Gathers `segments` into the staging buffer from offset 0.
+    fn gather(&mut self, segments: &[GpaRange]) -> Result<usize, Self::Error>;
+    /// Scatters the start of the staging buffer over `segments`.
+    fn scatter(&mut self, segments: &[GpaRange]) -> Result<usize, Self::Error>;
+    /// Gathers `segments` into the shared buffer at contiguous offsets from
+    /// `buffer_offset` (a disk that lives in the buffer).
+    fn gather_at(
+        &mut self,
+        segments: &[GpaRange],
+        buffer_offset: u64,
+    ) -> Result<usize, Self::Error>;
+    /// Scatters the shared buffer's bytes from `buffer_offset` over
+    /// `segments`.
+    fn scatter_at(
+        &mut self,
+        segments: &[GpaRange],
+        buffer_offset: u64,
+    ) -> Result<usize, Self::Error>;
+}
+
+impl<T: Transport> GuestDma for Client<T> {
+    type Error = ClientError;
+    fn read(&mut self, gpa: u64, dst: &mut [u8]) -> Result<(), ClientError> {
+        Client::read(self, gpa, dst)
+    }
+    fn readv(&mut self, segments: &[GpaRange], dst: &mut [u8]) -> Result<(), ClientError> {
+        Client::readv(self, segments, dst)
+    }
+    fn write(&mut self, gpa: u64, src: &[u8]) -> Result<(), ClientError> {
+        Client::write(self, gpa, src)
+    }
+    fn writev(&mut self, segments: &[GpaRange], src: &[u8]) -> Result<(), ClientError> {
+        Client::writev(self, segments, src)
+    }
+    fn staging(&self) -> &SharedBuffer {
+        Client::staging(self)
+    }
+    fn gather(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
+        self.readv_in_place(segments)
+    }
+    fn scatter(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
+        self.writev_in_place(segments)
+    }
+    fn gather_at(
+        &mut self,
+        segments: &[GpaRange],
+        buffer_offset: u64,
+    ) -> Result<usize, ClientError> {
+        self.readv_at(segments, buffer_offset)
+    }
+    fn scatter_at(
+        &mut self,
+        segments: &[GpaRange],
+        buffer_offset: u64,
+    ) -> Result<usize, ClientError> {
+        self.writev_at(segments, buffer_offset)
+    }
+}
+
+/// Bytes of the largest descriptor table.
+const TABLE_BYTES: usize = 16 * MAX_CHAIN;
+/// Bytes of the largest snapshot: flags and index, table, ring.
+const SNAPSHOT_BYTES: usize = 4 + TABLE_BYTES + 2 * MAX_CHAIN;
+
+/// A local copy of the driver's side of one queue, taken in one call:
+/// what is pending, and the descriptors to walk it with.
+pub struct Snapshot {
+    bytes: [u8; SNAPSHOT_BYTES],
+    size: u16,
+    flags: u16,
+    avail_idx: u16,
+    first: u16,
+    pending: u16,
+}
+
+impl Snapshot {
+    /// Reads queue `layout`'s available flags and index, descriptor table
+    /// and available ring in one [`GuestDma::readv`], and counts the
+    /// chains made available since `queue`'s position. An index more than
+    /// a queue ahead is [`QueueError::AvailIndexJump`].
+    pub fn take<M: GuestDma>(
+        layout: &Layout,
+        queue: &DeviceQueue,
+        dma: &mut M,
+    ) -> Result<Self, QueueError> {
+        let size = layout.size();
+        let mut snapshot = Snapshot {
+            bytes: [0; SNAPSHOT_BYTES],
+            size,
+            flags: 0,
+            avail_idx: 0,
+            first: queue.last_avail,
+            pending: 0,
+        };
+        let len = 4 + 18 * usize::from(size);
+        let bytes = snapshot.bytes.get_mut(..len).ok_or(QueueError::BadSize)?;
+        let head = GpaRange {
+            gpa: layout.avail_flags_gpa(),
+            len: 4,
+        };
+        dma.readv(&[head, layout.desc_table(), layout.avail_ring()], bytes)
+            .map_err(|_| QueueError::RingAccess)?;
+        let (flags, idx) = match bytes.first_chunk::<4>() {
+            Some(&[f0, f1, i0, i1]) => (u16::from_le_bytes([f0, f1]), u16::from_le_bytes([i0, i1])),
+            None => return Err(QueueError::RingAccess),
+        };
+        let pending = idx.wrapping_sub(queue.last_avail);
+        if pending > size {
+            return Err(QueueError::AvailIndexJump);
+        }
+        snapshot.flags = flags;
+        snapshot.avail_idx = idx;
+        snapshot.pending = pending;
+        Ok(snapshot)
+    }
+
+    /// Chains made available since the device's position when the
+    /// snapshot was taken (at most the queue size).
+    pub fn pending(&self) -> u16 {
+        self.pending
+    }
+
+    /// The available index the driver had published.
+    pub fn avail_idx(&self) -> u16 {
+        self.avail_idx
+    }
+
+    /// The available ring's flags.
+    pub fn flags(&self) -> u16 {
+        self.flags
+    }
+
+    /// Whether the driver wants an interrupt when the device uses buffers
+    /// (`VIRTQ_AVAIL_F_NO_INTERRUPT` clear). A hint (§2.7.7): a device
+    /// that needs a reset interrupts anyway.
+    pub fn wants_interrupt(&self) -> bool {
+        self.flags & AVAIL_F_NO_INTERRUPT == 0
+    }
+
+    /// The descriptor table, as copied.
+    pub fn table(&self) -> &[Desc] {
+        let len = 16 * usize::from(self.size);
+        self.bytes
+            .get(4..4 + len)
+            .and_then(|bytes| <[Desc]>::ref_from_bytes(bytes).ok())
+            .unwrap_or(&[])
+    }
+
+    /// The head index of the `k`-th pending chain, and the chain walked
+    /// through the table. `k` must be below [`pending`](Self::pending).
+    pub fn chain(&self, k: u16) -> Result<(u16, Chain), QueueError> {
+        if k >= self.pending {
+            return Err(QueueError::AvailIndexJump);
+        }
+        let slot = usize::from(self.first.wrapping_add(k) % self.size.max(1));
+        let at = 4 + 16 * usize::from(self.size) + 2 * slot;
+        let head = match self.bytes.get(at..at + 2) {
+            Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]),
+            _ => return Err(QueueError::RingAccess),
+        };
+        let chain = queue::walk(self.table(), self.size, head).map_err(QueueError::Chain)?;
+        Ok((head, chain))
+    }
+}
+
+/// The device's position in one queue: the next available entry it will
+/// take and the next used entry it will fill. Both start at 0 when the
+/// driver configures the queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceQueue {
+    last_avail: u16,
+    used_idx: u16,
+}
+
+/// Most bytes a device writes before the used ring in one publication:
+/// one per chain (virtio-blk's status bytes).
+pub const MAX_PREFIX: usize = MAX_CHAIN;
+
+impl DeviceQueue {
+    /// A queue the driver has just configured.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next available-ring index the device will take.
+    pub fn last_avail(&self) -> u16 {
+        self.last_avail
+    }
+
+    /// The used index the device has published.
+    pub fn used_idx(&self) -> u16 {
+        self.used_idx
+    }
+
+    /// Publishes, in one [`GuestDma::writev`] whose segments the copy
+    /// server writes in order: `prefix` (single bytes the device writes
+    /// before completing, such as virtio-blk's status bytes, at most
+    /// [`MAX_PREFIX`]), the used elements `used` from the device's used
+    /// index on, and the new used index. Each element completes the next
+    /// available chain, so on success both positions advance by
+    /// `used.len()`; on failure ([`QueueError::RingAccess`]) nothing
+    /// advances and the caller may retry without the prefix. An empty
+    /// `used` makes no call.
+    pub fn publish<M: GuestDma>(
+        &mut self,
+        layout: &Layout,
+        prefix: &[(u64, u8)],
+        used: &[UsedElem],
+        dma: &mut M,
+    ) -> Result<(), QueueError> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        let size = layout.size();
+        let count = u16::try_from(used.len())
+            .ok()
+            .filter(|n| *n <= size)
+            .ok_or(QueueError::AvailIndexJump)?;
+        let mut segments: heapless::Vec<GpaRange, { MAX_PREFIX + 3 }> = heapless::Vec::new();
+        let mut bytes = [0u8; MAX_PREFIX + 8 * MAX_CHAIN + 2];
+        let mut at = 0;
+        for &(gpa, byte) in prefix {
+            segments
+                .push(GpaRange { gpa, len: 1 })
+                .map_err(|_| QueueError::RingAccess)?;
+            *bytes.get_mut(at).ok_or(QueueError::RingAccess)? = byte;
+            at += 1;
+        }
+        let first = usize::from(self.used_idx.checked_rem(size).ok_or(QueueError::BadSize)?);
+        let run = used.len().min(usize::from(size).saturating_sub(first));
+        let (a, b) = used.split_at_checked(run).ok_or(QueueError::RingAccess)?;
+        let new_idx = self.used_idx.wrapping_add(count).to_le_bytes();
+        let pieces = [
+            (layout.used_elem_gpa(self.used_idx), a.as_bytes()),
+            (layout.used_elem_gpa(0), b.as_bytes()),
+            (layout.used_idx_gpa(), &new_idx[..]),
+        ];
+        for (gpa, piece) in pieces {
+            if piece.is_empty() {
+                continue;
+            }
+            let end = at + piece.len();
+            bytes
+                .get_mut(at..end)
+                .ok_or(QueueError::RingAccess)?
+                .copy_from_slice(piece);
+            segments
+                .push(GpaRange {
+                    gpa,
+                    len: piece.len() as u64,
+                })
+                .map_err(|_| QueueError::RingAccess)?;
+            at = end;
+        }
+        dma.writev(&segments, bytes.get(..at).unwrap_or(&[]))
+            .map_err(|_| QueueError::RingAccess)?;
+        self.used_idx = self.used_idx.wrapping_add(count);
+        self.last_avail = self.last_avail.wrapping_add(count);
+        Ok(())
+    }
+}
+
+/// A [`GuestDma`] for unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Guest memory as a flat array at gpa 0, counting calls; every access
+    /// ending above `refuse_above` is refused whole, as the copy server
+    /// refuses a request with one segment outside the window.
+    pub(crate) struct Flat {
+        pub(crate) mem: std::vec::Vec<u8>,
+        pub(crate) calls: usize,
+        pub(crate) refuse_above: u64,
+    }
+
+    impl Flat {
+        pub(crate) fn new() -> Self {
+            Flat {
+                mem: std::vec![0; 0x10000],
+                calls: 0,
+                refuse_above: 0x10000,
+            }
+        }
+        fn range(&self, gpa: u64, len: usize) -> Result<core::ops::Range<usize>, &'static str> {
+            let end = gpa.checked_add(len as u64).ok_or("overflow")?;
+            if end > self.refuse_above {
+                return Err("outside");
+            }
+            Ok(gpa as usize..end as usize)
+        }
+        pub(crate) fn put(&mut self, gpa: u64, bytes: &[u8]) {
+            self.mem[gpa as usize..gpa as usize + bytes.len()].copy_from_slice(bytes);
+        }
+    }
+
+    impl GuestDma for Flat {
+        type Error = &'static str;
+        fn read(&mut self, gpa: u64, dst: &mut [u8]) -> Result<(), Self::Error> {
+            self.readv(
+                &[GpaRange {
+                    gpa,
+                    len: dst.len() as u64,
+                }],
+                dst,
+            )
+        }
+        fn readv(&mut self, segments: &[GpaRange], dst: &mut [u8]) -> Result<(), Self::Error> {
+            self.calls += 1;
+            let mut at = 0;
+            for s in segments {
+                self.range(s.gpa, s.len as usize)?;
+            }
+            for s in segments {
+                let r = self.range(s.gpa, s.len as usize)?;
+                dst[at..at + r.len()].copy_from_slice(&self.mem[r.clone()]);
+                at += r.len();
+            }
+            Ok(())
+        }
+        fn write(&mut self, gpa: u64, src: &[u8]) -> Result<(), Self::Error> {
+            self.writev(
+                &[GpaRange {
+                    gpa,
+                    len: src.len() as u64,
+                }],
+                src,
+            )
+        }
+        fn writev(&mut self, segments: &[GpaRange], src: &[u8]) -> Result<(), Self::Error> {
+            self.calls += 1;
+            for s in segments {
+                self.range(s.gpa, s.len as usize)?;
+            }
+            let mut at = 0;
+            for s in segments {
+                let r = self.range(s.gpa, s.len as usize)?;
+                let n = r.len();
+                self.mem[r].copy_from_slice(&src[at..at + n]);
+                at += n;
+            }
+            Ok(())
+        }
+        fn staging(&self) -> &SharedBuffer {
+            unimplemented!()
+        }
+        fn gather(&mut self, _: &[GpaRange]) -> Result<usize, Self::Error> {
+            Err("no staging")
+        }
+        fn scatter(&mut self, _: &[GpaRange]) -> Result<usize, Self::Error> {
+            Err("no staging")
+        }
+        fn gather_at(&mut self, _: &[GpaRange], _: u64) -> Result<usize, Self::Error> {
+            Err("no staging")
+        }
+        fn scatter_at(&mut self, _: &[GpaRange], _: u64) -> Result<usize, Self::Error> {
+            Err("no staging")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::Flat;
+    use super::*;
+    use crate::queue::flags;
+    use std::vec::Vec;
+
+    const DESC: u64 = 0x1000;
+    const AVAIL: u64 = 0x2000;
+    const USED: u64 = 0x3000;
+
+    fn post(mem: &mut Flat, size: u16, idx: u16, heads: &[(u16, u16)]) {
+        for &(slot, head) in heads {
+            mem.put(AVAIL + 4 + 2 * u64::from(slot % size), &head.to_le_bytes());
+        }
+        mem.put(AVAIL + 2, &idx.to_le_bytes());
+    }
+
+    #[test]
+    fn snapshot_then_publish_is_two_calls_and_wraps_the_used_ring() {
+        let mut mem = Flat::new();
+        let layout = Layout::new(4, DESC, AVAIL, USED).unwrap();
+        for d in 0..4u16 {
+            let desc = Desc::new(0x100 * u64::from(d), 8, 0, 0);
+            mem.put(DESC + 16 * u64::from(d), desc.as_bytes());
+        }
+        let mut queue = DeviceQueue::new();
+        // Three chains, then three more: the second batch wraps.
+        for round in 0..2u16 {
+            let base = 3 * round;
+            let heads: Vec<(u16, u16)> = (0..3).map(|k| (base + k, (base + k) % 4)).collect();
+            post(&mut mem, 4, base + 3, &heads);
+            mem.calls = 0;
+            let snap = Snapshot::take(&layout, &queue, &mut mem).unwrap();
+            assert_eq!(snap.pending(), 3);
+            assert!(snap.wants_interrupt());
+            let used: Vec<UsedElem> = (0..3)
+                .map(|k| {
+                    let (head, chain) = snap.chain(k).unwrap();
+                    assert_eq!(chain.readable()[0].gpa, 0x100 * u64::from(head));
+                    UsedElem {
+                        id: u32::from(head).into(),
+                        len: 0.into(),
+                    }
+                })
+                .collect();
+            queue.publish(&layout, &[], &used, &mut mem).unwrap();
+            assert_eq!(mem.calls, 2);
+            assert_eq!(queue.used_idx(), base + 3);
+            assert_eq!(queue.last_avail(), base + 3);
+        }
+        let used_idx = u16::from_le_bytes([mem.mem[USED as usize + 2], mem.mem[USED as usize + 3]]);
+        assert_eq!(used_idx, 6);
+        // Entries 3, 0, 1 were written by the wrapped second batch.
+        let id = |slot: usize| mem.mem[USED as usize + 4 + 8 * slot];
+        assert_eq!([id(3), id(0), id(1)], [3, 0, 1]);
+    }
+
+    #[test]
+    fn no_interrupt_flag_and_index_jump() {
+        let mut mem = Flat::new();
+        let layout = Layout::new(4, DESC, AVAIL, USED).unwrap();
+        mem.put(AVAIL, &AVAIL_F_NO_INTERRUPT.to_le_bytes());
+        post(&mut mem, 4, 1, &[(0, 0)]);
+        let snap = Snapshot::take(&layout, &DeviceQueue::new(), &mut mem).unwrap();
+        assert!(!snap.wants_interrupt());
+        assert_eq!(snap.chain(1).err(), Some(QueueError::AvailIndexJump));
+        post(&mut mem, 4, 5, &[]);
+        assert_eq!(
+            Snapshot::take(&layout, &DeviceQueue::new(), &mut mem).err(),
+            Some(QueueError::AvailIndexJump)
+        );
+    }
+
+    #[test]
+    fn a_loop_or_a_ring_out_of_reach_is_a_queue_error() {
+        let mut mem = Flat::new();
+        let layout = Layout::new(2, DESC, AVAIL, USED).unwrap();
+        mem.put(DESC, Desc::new(0, 8, flags::NEXT, 1).as_bytes());
+        mem.put(DESC + 16, Desc::new(0, 8, flags::NEXT, 0).as_bytes());
+        post(&mut mem, 2, 1, &[(0, 0)]);
+        let snap = Snapshot::take(&layout, &DeviceQueue::new(), &mut mem).unwrap();
+        assert!(matches!(snap.chain(0), Err(QueueError::Chain(_))));
+        mem.refuse_above = USED;
+        let used = [UsedElem {
+            id: 0.into(),
+            len: 0.into(),
+        }];
+        let mut queue = DeviceQueue::new();
+        assert_eq!(
+            queue.publish(&layout, &[], &used, &mut mem),
+            Err(QueueError::RingAccess)
+        );
+        assert_eq!(queue, DeviceQueue::new());
+        mem.refuse_above = AVAIL;
+        assert_eq!(
+            Snapshot::take(&layout, &queue, &mut mem).err(),
+            Some(QueueError::RingAccess)
+        );
+    }
+}
