@@ -29,6 +29,7 @@ use timer_mux::Deadlines;
 use vcpu_fault::{esr, hvc, psci, trap};
 use vgic::VGic;
 use virtio::blk::RamDisk;
+use virtio::console::{ConsoleFrontend, ConsoleService, ConsoleSink};
 use virtio::device::{BlkFrontend, BlkService};
 
 extern "C" {
@@ -60,6 +61,21 @@ impl Transport for Opaque {
             *w = word();
         }
         (word(), word() as usize)
+    }
+}
+
+/// A UART buffer whose room the optimiser cannot predict.
+struct OpaqueSink;
+
+impl ConsoleSink for OpaqueSink {
+    fn room(&self) -> usize {
+        word() as usize
+    }
+    fn capacity(&self) -> usize {
+        word() as usize
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        black_box(bytes);
     }
 }
 
@@ -112,6 +128,14 @@ extern "C" fn _start() -> ! {
     }
     frontend.backend_signalled();
     black_box(frontend.reset());
+    let mut console = ConsoleFrontend::new(buffer(word() as usize));
+    black_box(console.access(word(), word() as u8, Some(word())));
+    black_box(console.access(word(), word() as u8, None));
+    if let Ok(access) = esr::decode_data_abort(word(), word()) {
+        black_box(console.emulate(word(), &access, word()));
+    }
+    console.backend_signalled();
+    black_box(console.reset());
     black_box(trap::decode(word()));
     black_box(psci::call(word(), word(), word(), word()));
 
@@ -181,6 +205,13 @@ extern "C" fn _start() -> ! {
         RamDisk::new(buffer(word() as usize)),
     );
     black_box(service.notified(&mut client));
+    // The serial PD: a guest's console rings through the same client.
+    let mut serial = ConsoleService::new(buffer(word() as usize));
+    black_box(serial.transmit(&mut client, &mut OpaqueSink));
+    let input = [0u8; 64];
+    let len = (word() as usize).min(input.len());
+    black_box(serial.receive(&mut client, input.get(..len).unwrap_or(&[])));
+    black_box(serial.stats());
     // The one-copy path: the disk in the client's shared buffer, a
     // staging area after it, placed transfers.
     if let Ok(mut staged) = Client::with_staging(

@@ -10,7 +10,7 @@
 //!   and index, then the descriptor table and the available ring. The
 //!   driver writes the entries before the index that publishes them, so
 //!   the entries are read after it; the snapshot is then walked locally
-//!   ([`DeviceQueue::chain`]), so the guest cannot change a descriptor
+//!   ([`Snapshot::chain`]), so the guest cannot change a descriptor
 //!   between its check and its use.
 //! - [`DeviceQueue::publish`]: **one call** that writes whatever the
 //!   device writes before completing (virtio-blk's status bytes), the used

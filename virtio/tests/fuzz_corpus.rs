@@ -5,6 +5,8 @@
 
 #[path = "../fuzz/harness/blk.rs"]
 mod blk;
+#[path = "../fuzz/harness/console.rs"]
+mod console;
 #[path = "../fuzz/harness/mmio.rs"]
 mod mmio;
 
@@ -43,4 +45,9 @@ fn mmio_corpus() {
 #[test]
 fn blk_corpus() {
     replay("blk", blk::run);
+}
+
+#[test]
+fn console_corpus() {
+    replay("console", console::run);
 }
