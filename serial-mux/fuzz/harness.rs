@@ -276,7 +276,10 @@ pub fn run(data: &[u8]) {
 fn check(out: &Output<VMS, LINE>, input: &Input<VMS, QUEUE>, m: &Model) {
     for vm in 0..VMS {
         // What came out is what was sent, apart from what is held.
-        assert!(m.sent[vm].starts_with(&m.got[vm]), "VM {vm}'s bytes changed");
+        assert!(
+            m.sent[vm].starts_with(&m.got[vm]),
+            "VM {vm}'s bytes changed"
+        );
         let held = m.sent[vm].len() - m.got[vm].len();
         assert_eq!(out.held(vm), Ok(held));
         assert!(held <= LINE + 1);

@@ -289,7 +289,10 @@ mod tests {
         assert_eq!(input.input(b'q'), Routed::Queued { vm: 11 });
         assert_eq!(input.focus_on(12), Err(Error::NoSuchVm { vm: 12, vms: 12 }));
         assert_eq!(input.focus(), 11);
-        assert_eq!(input.consume(12, 0), Err(Error::NoSuchVm { vm: 12, vms: 12 }));
+        assert_eq!(
+            input.consume(12, 0),
+            Err(Error::NoSuchVm { vm: 12, vms: 12 })
+        );
     }
 
     #[test]

@@ -366,7 +366,13 @@ mod tests {
         assert_eq!(out.push(2, b"x\n", &mut r), err);
         assert_eq!(out.flush(2, &mut r), err.map(|()| false));
         assert_eq!(out.held(2), err.map(|()| 0));
-        assert_eq!(out.bytes(usize::MAX), Err(Error::NoSuchVm { vm: usize::MAX, vms: 2 }));
+        assert_eq!(
+            out.bytes(usize::MAX),
+            Err(Error::NoSuchVm {
+                vm: usize::MAX,
+                vms: 2
+            })
+        );
         assert!(r.0.is_empty());
     }
 }

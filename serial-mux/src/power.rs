@@ -42,7 +42,10 @@ impl<const VMS: usize> PowerTracker<VMS> {
     /// VM `vm` powered off (again is no change); returns whether every VM
     /// is now off.
     pub fn powered_off(&mut self, vm: usize) -> Result<bool, Error> {
-        let on = self.on.get_mut(vm).ok_or(Error::NoSuchVm { vm, vms: VMS })?;
+        let on = self
+            .on
+            .get_mut(vm)
+            .ok_or(Error::NoSuchVm { vm, vms: VMS })?;
         if *on {
             *on = false;
             self.running = self.running.saturating_sub(1);
@@ -52,7 +55,10 @@ impl<const VMS: usize> PowerTracker<VMS> {
 
     /// VM `vm` runs again (restarted, or started after a power-off).
     pub fn restarted(&mut self, vm: usize) -> Result<(), Error> {
-        let on = self.on.get_mut(vm).ok_or(Error::NoSuchVm { vm, vms: VMS })?;
+        let on = self
+            .on
+            .get_mut(vm)
+            .ok_or(Error::NoSuchVm { vm, vms: VMS })?;
         if !*on {
             *on = true;
             self.running = self.running.saturating_add(1);
@@ -62,7 +68,10 @@ impl<const VMS: usize> PowerTracker<VMS> {
 
     /// Whether VM `vm` is running.
     pub fn is_on(&self, vm: usize) -> Result<bool, Error> {
-        self.on.get(check_vm(vm, VMS)?).copied().ok_or(Error::NoSuchVm { vm, vms: VMS })
+        self.on
+            .get(check_vm(vm, VMS)?)
+            .copied()
+            .ok_or(Error::NoSuchVm { vm, vms: VMS })
     }
 
     /// How many VMs are running.

@@ -120,7 +120,11 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for req in [Request::Set { at: u64::MAX }, Request::Set { at: 0 }, Request::Cancel] {
+        for req in [
+            Request::Set { at: u64::MAX },
+            Request::Set { at: 0 },
+            Request::Cancel,
+        ] {
             let mut msg = [0; MAX_WORDS];
             let (label, words) = req.encode(&mut msg);
             assert_eq!(decode(label, &msg[..words]), Ok(req));

@@ -83,8 +83,8 @@ proptest! {
                     }
                 }
             }
-            for c in 0..CLIENTS {
-                prop_assert_eq!(timer.deadline(c), Ok(model[c]));
+            for (c, at) in model.iter().enumerate() {
+                prop_assert_eq!(timer.deadline(c), Ok(*at));
             }
             prop_assert_eq!(timer.program(), expected_program(&model));
         }
