@@ -106,7 +106,9 @@ def system(vms: int, kernel: str, initrd: str, dtbs: List[str], disks: List[str]
     def core(n: int) -> Optional[int]:
         return n % cpus if smp else None
 
-    serial = S.ProtectionDomain("serial", "serial.elf", priority=SERIAL_PRIORITY, stack_size=0x10000,
+    # Its state (four consoles, line and input buffers) is built on the
+    # stack in init, and a console call takes about 26 KiB more.
+    serial = S.ProtectionDomain("serial", "serial.elf", priority=SERIAL_PRIORITY, stack_size=0x40000,
                                 cpu=core(0))
     # SMC: once every VM is off, the serial PD (which holds the last output)
     # powers the machine off through PSCI SYSTEM_OFF.

@@ -61,6 +61,10 @@ pub const LAYOUT: Layout = Layout {
 /// (Not in `system.xml`: it is defined by what is *not* mapped there.)
 pub const VIRTIO_BLK_GPA: u64 = 0x0a00_0000;
 
+/// Guest-physical address of the virtio console's window (the N-VM Linux
+/// system), the next of QEMU virt's virtio-mmio slots.
+pub const VIRTIO_CONSOLE_GPA: u64 = 0x0a00_0200;
+
 /// Where the benchmark PD's read-write window starts, from the start of
 /// guest RAM (`make bench-qemu`): past the self-test's windows, 1 MiB.
 pub const BENCH_OFFSET: u64 = 12 << 20;
@@ -114,6 +118,72 @@ pub fn counter() -> (u64, u64) {
 #[cfg(not(target_arch = "aarch64"))]
 pub fn counter() -> (u64, u64) {
     (0, 1)
+}
+
+/// The EL1 physical timer, which seL4 (a hypervisor, keeping the EL2 timer
+/// for itself) exports to user level on qemu_virt_aarch64: its interrupt is
+/// PPI 30. The one-VM VMM arms it to wake its idle guest; in the N-VM
+/// system the timer PD owns it and multiplexes it for every VMM.
+#[cfg(target_arch = "aarch64")]
+pub mod el1_timer {
+    /// Fire when the physical counter reaches `at`.
+    pub fn arm(at: u64) {
+        // SAFETY: writes the EL1 physical timer's registers, which seL4
+        // lets user level use here (KernelArmExportPTMRUser); no memory.
+        unsafe {
+            core::arch::asm!(
+                "msr cntp_cval_el0, {at}", "msr cntp_ctl_el0, {on}", "isb",
+                at = in(reg) at, on = in(reg) 1u64, options(nostack)
+            );
+        }
+    }
+
+    /// Off (and its interrupt line low).
+    pub fn disarm() {
+        // SAFETY: as in `arm`.
+        unsafe {
+            core::arch::asm!("msr cntp_ctl_el0, xzr", "isb", options(nostack));
+        }
+    }
+}
+
+/// This PD's name in the system description (`vmm`, or `vmm1` in the N-VM
+/// system): `Display`s as the name, for log lines that must say which of
+/// several PDs built from one binary speaks.
+#[derive(Clone, Copy)]
+pub struct PdName;
+
+impl core::fmt::Display for PdName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(sel4_microkit::pd_name().unwrap_or("?"))
+    }
+}
+
+/// PSCI SYSTEM_OFF to the firmware through seL4's SMC forwarding: the
+/// machine powers off (QEMU exits). Needs `smc="true"` on the PD in the
+/// system description; returns only if the call failed.
+#[cfg(target_arch = "aarch64")]
+pub fn system_off() -> Result<(), sel4::Error> {
+    /// Microkit's slot for the SMC capability (libmicrokit's ARM_SMC_CAP).
+    const ARM_SMC_CAP: u64 = 7;
+    /// PSCI 0.2 SYSTEM_OFF.
+    const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
+    /// seL4_ARM_SMC_Call takes x0..x7.
+    const SMC_REGS: usize = 8;
+    sel4::with_ipc_buffer_mut(|ipc| {
+        let regs = ipc.msg_regs_mut();
+        regs[..SMC_REGS].fill(0);
+        regs[0] = PSCI_SYSTEM_OFF;
+    });
+    let info = sel4::MessageInfoBuilder::default()
+        .label(sel4::sys::invocation_label::ARMSMCCall.into())
+        .length(SMC_REGS)
+        .build();
+    let reply = sel4::cap::Endpoint::from_bits(ARM_SMC_CAP).call(info);
+    match sel4::Error::from_sys(reply.label() as _) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// A [`Ppc`] that counts its calls, for measurements.

@@ -15,6 +15,9 @@
 mod vm;
 
 use common::LAYOUT;
+
+/// This VMM's name in log lines (`vmm`, or `vmm<n>` with several VMs).
+const PD: common::PdName = common::PdName;
 use guest_ram::server::{ClientConfig, Server};
 use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
 use sel4_microkit::{
@@ -32,11 +35,23 @@ fn guest_ram_size() -> u64 {
     let mapped = *var!(guest_ram_size: usize = 0) as u64;
     if mapped != LAYOUT.size {
         log::warn!(
-            "vmm: guest RAM is {mapped:#x} bytes in system.xml, {:#x} in the board file",
+            "{PD}: guest RAM is {mapped:#x} bytes in system.xml, {:#x} in the board file",
             LAYOUT.size
         );
     }
     mapped
+}
+
+/// A channel id no `setvar_id` wrote: the system description gives this
+/// VMM no such channel.
+#[cfg(feature = "vm")]
+const NOT_GIVEN: usize = usize::MAX;
+
+/// The VMM's end of the channel to the serial PD, which serves the
+/// guest's virtio console (the N-VM system; `setvar_id`).
+#[cfg(feature = "vm")]
+fn console_channel() -> usize {
+    *var!(console_channel: usize = NOT_GIVEN)
 }
 
 /// The VMM's end of the channel to the blk PD (`setvar_id`).
@@ -217,7 +232,7 @@ fn start_vm(ram: &mut Ram, server: &mut Server<5>) -> Option<vm::Vm> {
     );
     let follows = staging_vaddr == blk_vaddr.as_ptr() as usize + blk_len;
     if staging_len > 0 && !follows {
-        log::error!("vmm: the blk staging region does not follow the disk region; not using it");
+        log::error!("{PD}: the blk staging region does not follow the disk region; not using it");
     }
     let blk_len = blk_len + if follows { staging_len } else { 0 };
     // SAFETY: as above: regions `system.xml` maps here for good (the two
@@ -244,7 +259,7 @@ fn start_vm(ram: &mut Ram, server: &mut Server<5>) -> Option<vm::Vm> {
             )
         };
         let image_len = *var!(guest_image_prefill_size: usize = 0) as u64;
-        vm::Vm::start(ram, &image, image_len, page, blk)
+        vm::Vm::start(ram, &image, image_len, wiring(page, blk))
     };
     #[cfg(feature = "linux")]
     let started = {
@@ -270,9 +285,7 @@ fn start_vm(ram: &mut Ram, server: &mut Server<5>) -> Option<vm::Vm> {
                 ),
             }
         };
-        let uart = Channel::new(*var!(uart_irq_channel: usize = 0));
-        let idle_timer = Channel::new(*var!(idle_timer_channel: usize = 0));
-        vm::Vm::start_linux(ram, images, page, blk, uart, idle_timer)
+        vm::Vm::start_linux(ram, images, wiring(page, blk))
     };
     match started {
         Ok((vm, window)) => {
@@ -286,12 +299,65 @@ fn start_vm(ram: &mut Ram, server: &mut Server<5>) -> Option<vm::Vm> {
                 window[0].gpa,
                 window[0].gpa + window[0].len
             );
+            add_console_client(server, &window);
             Some(vm)
         }
         Err(why) => {
-            log::error!("vmm: guest not started: {why}");
+            log::error!("{PD}: guest not started: {why}");
             None
         }
+    }
+}
+
+/// The serial PD, in the N-VM system: a copy client for the virtio
+/// console, with the blk PD's window (the guest puts its rings and buffers
+/// anywhere in its RAM).
+#[cfg(feature = "vm")]
+fn add_console_client(server: &mut Server<5>, window: &[guest_ram::server::Window]) {
+    let channel = console_channel();
+    if channel == NOT_GIVEN {
+        return;
+    }
+    // SAFETY: `system.xml` maps the serial PD's console buffer for this VM
+    // here for good.
+    let buffer = unsafe {
+        SharedBuffer::new(
+            memory_region_symbol!(console_buffer_vaddr: *mut u8),
+            *var!(console_buffer_size: usize = 0),
+        )
+    };
+    let client = ClientConfig::new(channel, buffer, window);
+    server
+        .add_client(client.expect("console window"))
+        .expect("client table");
+}
+
+/// The guest's devices and what else the system description gives this
+/// VMM: the one-VM system passes the UART through and lends it the idle
+/// timer; the N-VM system gives it a virtio console served by the serial
+/// PD, a timer PD (one core) or none (SMP), and the serial PD to tell of a
+/// power-off.
+#[cfg(feature = "vm")]
+fn wiring(blk_page: SharedBuffer, blk: Channel) -> vm::Wiring {
+    let given = |id: usize| (id != NOT_GIVEN).then(|| Channel::new(id));
+    let console = given(console_channel()).map(|serial| {
+        // SAFETY: `system.xml` maps the console's page here for good.
+        let page = unsafe {
+            SharedBuffer::new(
+                memory_region_symbol!(console_device_vaddr: *mut u8),
+                *var!(console_device_size: usize = 0),
+            )
+        };
+        (page, serial)
+    });
+    vm::Wiring {
+        blk: (blk_page, blk),
+        console,
+        uart_irq: given(*var!(uart_irq_channel: usize = NOT_GIVEN)),
+        idle_timer: given(*var!(timer_channel: usize = NOT_GIVEN))
+            .map(vm::IdleTimer::Shared)
+            .or_else(|| given(*var!(idle_timer_channel: usize = NOT_GIVEN)).map(vm::IdleTimer::Own)),
+        power: given(*var!(power_channel: usize = NOT_GIVEN)),
     }
 }
 
@@ -319,9 +385,6 @@ impl Handler for Vmm {
         #[cfg(feature = "vm")]
         if let Some(vm) = self.vm.as_mut() {
             vm.notified(&mut self.ram, set);
-            if set.contains(Channel::new(blk_channel())) {
-                vm.backend_signalled();
-            }
             if vm.uart_channel().is_some_and(|uart| set.contains(uart)) {
                 vm.uart_irq();
             }
@@ -340,7 +403,7 @@ impl Handler for Vmm {
             return Ok(vm.fault(&self.ram, child, msg_info));
         }
         log::error!(
-            "vmm: fault from child {} with no VM: {msg_info:?}",
+            "{PD}: fault from child {} with no VM: {msg_info:?}",
             child.index()
         );
         Ok(None)

@@ -5,7 +5,10 @@
 //! PSCI over SMC, hypercalls. Glue only: the decoding and the state
 //! machines are `vcpu_fault`, `vgic`, `virtio::device` and `linux_boot`.
 
-use common::{LAYOUT, VIRTIO_BLK_GPA};
+use common::{LAYOUT, VIRTIO_BLK_GPA, VIRTIO_CONSOLE_GPA};
+
+/// This VMM's name in log lines (`vmm`, or `vmm<n>` with several VMs).
+const PD: common::PdName = common::PdName;
 use guest_ram::SharedBuffer;
 use sel4::Fault;
 use sel4_microkit::{debug_println, Channel, Child, MessageInfo};
@@ -14,7 +17,9 @@ use vcpu_fault::hvc::{self, Hypercall, Text};
 use vcpu_fault::psci::{self, Outcome};
 use vcpu_fault::trap::{self, VcpuTrap};
 use vgic::VGic;
-use virtio::device::{Action, BlkFrontend};
+use virtio::console::ConsoleConfig;
+use virtio::device::{Action, Frontend};
+use virtio::mmio::{BlkConfig, DeviceType};
 
 use crate::Ram;
 
@@ -52,6 +57,81 @@ const TIMER_IRQ: u16 = 27;
 const UART_IRQ: u16 = 33;
 /// The virtio-blk device's SPI 16, as the device tree says.
 const VIRTIO_BLK_IRQ: u16 = 48;
+/// The virtio console's SPI 17 (the N-VM system's device tree).
+const VIRTIO_CONSOLE_IRQ: u16 = 49;
+
+/// What the system description gives the guest's devices: each virtio
+/// device's shared page and the channel to the PD that serves it, the
+/// UART to pass through, what wakes an idle guest, whom to tell of a
+/// power-off. `main` reads it from the `setvar` symbols.
+pub struct Wiring {
+    /// The virtio-blk device's page and the blk PD's channel.
+    pub blk: (SharedBuffer, Channel),
+    /// The virtio console's page and the serial PD's channel (the N-VM
+    /// system).
+    pub console: Option<(SharedBuffer, Channel)>,
+    /// The UART's interrupt, when the UART is passed through (the one-VM
+    /// Linux system).
+    pub uart_irq: Option<Channel>,
+    /// What wakes an idle guest (Linux guest only; none on an SMP system,
+    /// where the guest's core is its own and its `wfi` just returns).
+    pub idle_timer: Option<IdleTimer>,
+    /// The serial PD's power signal (the N-VM system): notified when the
+    /// guest powers itself off. Without one, the VMM powers the machine
+    /// off itself (the one-VM Linux system).
+    pub power: Option<Channel>,
+}
+
+/// One virtio-mmio device of the guest: the VMM's half (its register file
+/// behind a trapped window, `virtio::device::Frontend`), where the window
+/// is, its interrupt, and the channel to the PD that serves its queues.
+/// Adding a device to the VM is adding one of these.
+struct Device<D> {
+    frontend: Frontend<D>,
+    window: u64,
+    irq: u16,
+    backend: Channel,
+}
+
+impl<D: DeviceType> Device<D> {
+    fn new(page: SharedBuffer, device: D, window: u64, irq: u16, backend: Channel) -> Self {
+        Device {
+            frontend: Frontend::with_device(page, device),
+            window,
+            irq,
+            backend,
+        }
+    }
+
+    /// A trapped guest access, if it is in this device's window: the value
+    /// a load puts in its register (`Some(None)` for a store); signals the
+    /// backend if the access asks for it.
+    fn emulate(&mut self, access: &vcpu_fault::esr::MmioAccess, value: u64) -> Option<Option<u64>> {
+        let (load, action) = self.frontend.emulate(self.window, access, value)?;
+        if action == Action::SignalBackend {
+            self.backend.notify();
+        }
+        Some(load)
+    }
+
+    /// If `set` holds the backend's signal: the interrupt to raise, if the
+    /// device now has an interrupt status.
+    fn signalled(&mut self, set: sel4_microkit::ChannelSet) -> Option<u16> {
+        if !set.contains(self.backend) {
+            return None;
+        }
+        self.frontend.backend_signalled();
+        (self.frontend.device().interrupt_status() != 0).then_some(self.irq)
+    }
+
+    /// Reset from outside, as a power cycle would; the backend is told its
+    /// queues are gone.
+    fn reset(&mut self) {
+        if self.frontend.reset() == Action::SignalBackend {
+            self.backend.notify();
+        }
+    }
+}
 
 /// Counts of what the guest made the VMM do, logged at power-off.
 #[derive(Default)]
@@ -68,13 +148,14 @@ struct Counts {
 
 /// The running guest.
 pub struct Vm {
-    frontend: BlkFrontend,
-    blk: Channel,
+    blk: Device<BlkConfig>,
+    console: Option<Device<ConsoleConfig>>,
     gic: VGic<LIST_REGISTERS>,
     uart_irq: Option<Channel>,
-    /// The EL1 physical timer's interrupt (PPI 30), which wakes an idle
-    /// guest at its virtual timer's deadline (Linux guest only).
-    idle_timer: Option<Channel>,
+    /// See [`Wiring::idle_timer`].
+    idle_timer: Option<IdleTimer>,
+    /// See [`Wiring::power`].
+    power: Option<Channel>,
     /// vCPU 0 is stopped at a `wfi` until an interrupt for it arrives.
     asleep: bool,
     /// The channel to the doorbell PD, which rings back when rung; see
@@ -91,18 +172,17 @@ pub struct Vm {
 }
 
 impl Vm {
-    fn new(
-        page: SharedBuffer,
-        blk: Channel,
-        uart_irq: Option<Channel>,
-        idle_timer: Option<Channel>,
-    ) -> Vm {
+    fn new(wiring: Wiring) -> Vm {
+        let (blk_page, blk) = wiring.blk;
         Vm {
-            frontend: BlkFrontend::new(page),
-            blk,
+            blk: Device::new(blk_page, BlkConfig::new(0), VIRTIO_BLK_GPA, VIRTIO_BLK_IRQ, blk),
+            console: wiring.console.map(|(page, serial)| {
+                Device::new(page, ConsoleConfig::new(), VIRTIO_CONSOLE_GPA, VIRTIO_CONSOLE_IRQ, serial)
+            }),
             gic: VGic::new(),
-            uart_irq,
-            idle_timer,
+            uart_irq: wiring.uart_irq,
+            idle_timer: wiring.idle_timer,
+            power: wiring.power,
             asleep: false,
             doorbell: Channel::new(*sel4_microkit::var!(doorbell_channel: usize = 0)),
             pending: None,
@@ -122,8 +202,7 @@ impl Vm {
         ram: &mut Ram,
         image: &SharedBuffer,
         image_len: u64,
-        page: SharedBuffer,
-        blk: Channel,
+        wiring: Wiring,
     ) -> Result<(Vm, guest_ram::GpaRange), &'static str> {
         use common::DMA_LEN;
         // The image's bytes plus its BSS and stack, as its linker script
@@ -143,7 +222,7 @@ impl Vm {
             .allocate_aligned(DMA_LEN, 1 << 20)
             .map_err(|_| "no room for the guest's DMA area")?;
         log::info!(
-            "vmm: guest image {:#x}..{:#x} ({image_len} bytes, {reserved:#x} reserved), DMA area {dma:#x}..{:#x}, virtio-blk at {VIRTIO_BLK_GPA:#x}",
+            "{PD}: guest image {:#x}..{:#x} ({image_len} bytes, {reserved:#x} reserved), DMA area {dma:#x}..{:#x}, virtio-blk at {VIRTIO_BLK_GPA:#x}",
             LAYOUT.gpa,
             LAYOUT.gpa + reserved,
             dma + DMA_LEN
@@ -153,7 +232,7 @@ impl Vm {
             gpa: dma,
             len: DMA_LEN,
         };
-        Ok((Vm::new(page, blk, None, None), window))
+        Ok((Vm::new(wiring), window))
     }
 
     /// A Linux guest: the kernel, initrd and device tree placed and loaded
@@ -165,10 +244,7 @@ impl Vm {
     pub fn start_linux(
         ram: &mut Ram,
         mut images: crate::LinuxImages,
-        page: SharedBuffer,
-        blk: Channel,
-        uart_irq: Channel,
-        idle_timer: Channel,
+        wiring: Wiring,
     ) -> Result<(Vm, guest_ram::GpaRange), &'static str> {
         let memory = guest_ram::GpaRange {
             gpa: LAYOUT.gpa,
@@ -181,8 +257,10 @@ impl Vm {
             .vcpu_read_regs(sel4::VCpuReg::SCTLR)
             .map_err(|_| "VCPU_ReadRegs of SCTLR failed")?;
         start_vcpu(layout.entry, [layout.dtb.gpa, 0, 0])?;
-        idle::disarm();
-        let mut vm = Vm::new(page, blk, Some(uart_irq), Some(idle_timer));
+        if let Some(timer) = wiring.idle_timer {
+            timer.disarm();
+        }
+        let mut vm = Vm::new(wiring);
         vm.linux = Some(LinuxGuest {
             images,
             layout,
@@ -191,12 +269,13 @@ impl Vm {
         Ok((vm, memory))
     }
 
-    /// The blk PD signalled: used buffers (or a broken queue). Interrupt
-    /// the guest if the device now has an interrupt status.
-    pub fn backend_signalled(&mut self) {
-        self.frontend.backend_signalled();
-        if self.frontend.device().interrupt_status() != 0 {
-            self.raise(VIRTIO_BLK_IRQ);
+    /// A device's backend PD signalled (used buffers, or a broken queue):
+    /// interrupt the guest if the device now has an interrupt status.
+    fn backends_signalled(&mut self, set: sel4_microkit::ChannelSet) {
+        let blk = self.blk.signalled(set);
+        let console = self.console.as_mut().and_then(|c| c.signalled(set));
+        for irq in [blk, console].into_iter().flatten() {
+            self.raise(irq);
         }
     }
 
@@ -225,15 +304,17 @@ impl Vm {
         if set.contains(rung) {
             if let Some((id, what)) = self.pending.take() {
                 if vm_tcb(id).tcb_suspend().is_err() {
-                    log::error!("vmm: TCB_Suspend of vCPU {id} failed");
+                    log::error!("{PD}: TCB_Suspend of vCPU {id} failed");
                 } else if what == Resume::Asleep && id == 0 {
                     self.asleep = true;
                     self.counts.sleeps += 1;
+                } else if what == Resume::Off {
+                    self.powered_off();
                 } else if what == Resume::Reset {
                     match self.restart(ram) {
-                        Ok(()) => log::info!("vmm: guest reset: loaded again and restarted"),
+                        Ok(()) => log::info!("{PD}: guest reset: loaded again and restarted"),
                         Err(why) => {
-                            log::error!("vmm: stopping the guest (vCPU {id}): reset failed: {why}")
+                            log::error!("{PD}: stopping the guest (vCPU {id}): reset failed: {why}")
                         }
                     }
                 }
@@ -241,6 +322,7 @@ impl Vm {
         }
         if others {
             self.wake(set);
+            self.backends_signalled(set);
         }
     }
 
@@ -249,19 +331,19 @@ impl Vm {
     /// costs the guest one more turn of its idle loop). Acknowledges the
     /// idle timer.
     fn wake(&mut self, set: sel4_microkit::ChannelSet) {
-        let fired = self.idle_timer.filter(|t| set.contains(*t));
-        if fired.is_some() || self.asleep {
-            idle::disarm();
+        let fired = self.idle_timer.filter(|t| set.contains(t.channel()));
+        if let Some(timer) = self.idle_timer.filter(|_| fired.is_some() || self.asleep) {
+            timer.disarm();
         }
-        if fired.is_some_and(|timer| timer.irq_ack().is_err()) {
-            log::error!("vmm: acknowledging the idle timer failed");
+        if let Some(timer) = fired {
+            timer.acknowledge();
         }
         if !self.asleep {
             return;
         }
         self.asleep = false;
         if vm_tcb(0).tcb_resume().is_err() {
-            log::error!("vmm: TCB_Resume of vCPU 0 failed");
+            log::error!("{PD}: TCB_Resume of vCPU 0 failed");
         }
     }
 
@@ -271,9 +353,9 @@ impl Vm {
     /// Only where a timer to wake on exists (the Linux guest's system).
     fn sleep(&mut self, id: usize) -> Result<Resume, &'static str> {
         set_x0_and_skip(id, None, None)?;
-        if self.idle_timer.is_none() || !self.gic.is_quiet() {
+        let Some(timer) = self.idle_timer.filter(|_| self.gic.is_quiet()) else {
             return Ok(Resume::Yes);
-        }
+        };
         let vcpu = vm_vcpu(id);
         let read = |reg| vcpu.vcpu_read_regs(reg).map_err(|_| "VCPU_ReadRegs failed");
         let deadline = trap::vtimer_deadline(
@@ -282,8 +364,8 @@ impl Vm {
             read(sel4::VCpuReg::CNTVOFF)?,
         );
         match deadline {
-            Some(at) => idle::arm(at),
-            None => idle::disarm(),
+            Some(at) => timer.arm(at),
+            None => timer.disarm(),
         }
         Ok(Resume::Asleep)
     }
@@ -310,13 +392,16 @@ impl Vm {
         if let Some(uart) = self.uart_irq {
             let _ = uart.irq_ack();
         }
-        idle::disarm();
+        if let Some(timer) = self.idle_timer {
+            timer.disarm();
+        }
         self.gic = VGic::new();
         self.asleep = false;
         // The device too, as a power cycle would: the blk PD drops the
         // old guest's queue.
-        if self.frontend.reset() == Action::SignalBackend {
-            self.blk.notify();
+        self.blk.reset();
+        if let Some(console) = self.console.as_mut() {
+            console.reset();
         }
         start_vcpu(layout.entry, [layout.dtb.gpa, 0, 0])
     }
@@ -327,9 +412,23 @@ impl Vm {
         Err("restarting the bare-metal guest is not supported")
     }
 
+    /// The guest powered itself off (its vCPU is suspended): tell the
+    /// serial PD, which powers the machine off once every VM is off; the
+    /// one-VM system, which has no serial PD, powers it off here.
+    fn powered_off(&mut self) {
+        match self.power {
+            Some(power) => power.notify(),
+            None => {
+                if let Err(e) = common::system_off() {
+                    log::warn!("{PD}: could not power the machine off (PSCI SYSTEM_OFF): {e:?}");
+                }
+            }
+        }
+    }
+
     fn raise(&mut self, irq: u16) {
         if let Err(e) = self.gic.raise(u64::from(irq)) {
-            log::error!("vmm: {e}");
+            log::error!("{PD}: {e}");
         }
         self.inject_pending();
     }
@@ -344,7 +443,7 @@ impl Vm {
                 .is_err()
             {
                 log::error!(
-                    "vmm: InjectIRQ of {} into LR {} failed",
+                    "{PD}: InjectIRQ of {} into LR {} failed",
                     injection.irq,
                     injection.lr
                 );
@@ -370,14 +469,14 @@ impl Vm {
     pub fn fault(&mut self, ram: &Ram, child: Child, info: MessageInfo) -> Option<MessageInfo> {
         let id = child.index();
         let resume = self.handle(ram, id, info.fault()).unwrap_or_else(|why| {
-            log::error!("vmm: stopping the guest (vCPU {id}): {why}");
+            log::error!("{PD}: stopping the guest (vCPU {id}): {why}");
             Resume::Stop
         });
         // Any other answer stops the vCPU: `notified` suspends it (and
         // `wake` resumes it from a sleep).
         if resume != Resume::Yes {
             // A stop for good is never downgraded.
-            if !matches!(self.pending, Some((_, Resume::Stop))) {
+            if !matches!(self.pending, Some((_, Resume::Stop | Resume::Off))) {
                 self.pending = Some((id, resume));
             }
             self.doorbell.notify();
@@ -393,7 +492,7 @@ impl Vm {
                 let (ret, resume) = match hvc::decode(&x) {
                     Ok(call) => hypercall(ram, call),
                     Err(e) => {
-                        log::warn!("vmm: guest hypercall refused: {e}");
+                        log::warn!("{PD}: guest hypercall refused: {e}");
                         (e.code(), Resume::Yes)
                     }
                 };
@@ -416,7 +515,7 @@ impl Vm {
                 self.counts.vppi += 1;
                 match u16::try_from(e.irq()) {
                     Ok(irq) => self.raise(irq),
-                    Err(_) => log::error!("vmm: VPPI event for irq {}", e.irq()),
+                    Err(_) => log::error!("{PD}: VPPI event for irq {}", e.irq()),
                 }
                 Ok(Resume::Yes)
             }
@@ -436,12 +535,12 @@ impl Vm {
                     self.smc(id)
                 }
                 VcpuTrap::Other { ec } => {
-                    log::error!("vmm: vCPU fault with syndrome {:#x} (EC {ec:#x})", f.hsr());
+                    log::error!("{PD}: vCPU fault with syndrome {:#x} (EC {ec:#x})", f.hsr());
                     Err("unhandled vCPU fault")
                 }
             },
             other => {
-                log::error!("vmm: unexpected fault from the guest: {other:?}");
+                log::error!("{PD}: unexpected fault from the guest: {other:?}");
                 Err("unhandled fault")
             }
         }
@@ -455,7 +554,7 @@ impl Vm {
             _ => false,
         };
         if failed {
-            log::error!("vmm: acknowledging interrupt {irq} failed");
+            log::error!("{PD}: acknowledging interrupt {irq} failed");
         }
     }
 
@@ -468,7 +567,7 @@ impl Vm {
         match psci::call(x0, x1, x2, x3) {
             Outcome::Return(value) => {
                 if !psci::is_psci(x0) {
-                    log::warn!("vmm: guest SMC {x0:#x} is not PSCI: NOT_SUPPORTED");
+                    log::warn!("{PD}: guest SMC {x0:#x} is not PSCI: NOT_SUPPORTED");
                 }
                 *regs.gpr_mut(0) = value;
                 *regs.pc_mut() += 4;
@@ -479,14 +578,14 @@ impl Vm {
             Outcome::SystemOff | Outcome::CpuOff => {
                 let c = &self.counts;
                 log::info!(
-                    "vmm: guest faults: {} virtio-mmio, {} GICD, {} timer VPPIs, {} maintenance, {} IRQs injected, {} WFI/WFE ({} slept), {} SMC",
+                    "{PD}: guest faults: {} virtio-mmio, {} GICD, {} timer VPPIs, {} maintenance, {} IRQs injected, {} WFI/WFE ({} slept), {} SMC",
                     c.mmio, c.gicd, c.vppi, c.maintenance, c.injected, c.wfx, c.sleeps, c.smc
                 );
-                log::info!("vmm: guest powered off");
-                Ok(Resume::Stop)
+                log::info!("{PD}: guest powered off");
+                Ok(Resume::Off)
             }
             Outcome::SystemReset => {
-                log::info!("vmm: guest asked for a reset");
+                log::info!("{PD}: guest asked for a reset");
                 Ok(Resume::Reset)
             }
         }
@@ -494,11 +593,11 @@ impl Vm {
 
     fn data_abort(&mut self, id: usize, f: &sel4::VmFault) -> Result<Resume, &'static str> {
         if f.is_prefetch() {
-            log::error!("vmm: instruction abort at {:#x}", f.addr());
+            log::error!("{PD}: instruction abort at {:#x}", f.addr());
             return Err("instruction fetch from unmapped memory");
         }
         let access = decode_data_abort(f.fsr(), f.addr()).map_err(|e| {
-            log::error!("vmm: data abort at {:#x} (pc {:#x}): {e}", f.addr(), f.ip());
+            log::error!("{PD}: data abort at {:#x} (pc {:#x}): {e}", f.addr(), f.ip());
             "cannot emulate this data abort"
         })?;
         let tcb = vm_tcb(id);
@@ -511,7 +610,7 @@ impl Vm {
         } else {
             0
         };
-        let (load, action) = if let Some(offset) = access
+        let (load, gicd) = if let Some(offset) = access
             .gpa
             .checked_sub(GICD_GPA)
             .filter(|o| *o < GICD_WINDOW)
@@ -532,18 +631,22 @@ impl Vm {
             }
             let load = (!access.write && access.writes_register())
                 .then(|| access.load_value(u64::from(answer.value())));
-            (load, None)
+            (load, true)
         } else {
             self.counts.mmio += 1;
-            let Some((load, action)) = self.frontend.emulate(VIRTIO_BLK_GPA, &access, value) else {
+            let load = match self.blk.emulate(&access, value) {
+                Some(load) => Some(load),
+                None => self.console.as_mut().and_then(|c| c.emulate(&access, value)),
+            };
+            let Some(load) = load else {
                 log::error!(
-                    "vmm: guest access to unmapped gpa {:#x} (pc {:#x})",
+                    "{PD}: guest access to unmapped gpa {:#x} (pc {:#x})",
                     f.addr(),
                     f.ip()
                 );
                 return Err("access outside RAM and every device");
             };
-            (load, Some(action))
+            (load, false)
         };
         if let (Some(load), true) = (load, register < 31) {
             *regs.gpr_mut(register) = load;
@@ -551,11 +654,9 @@ impl Vm {
         *regs.pc_mut() += u64::from(access.instruction_len);
         tcb.tcb_write_all_registers(false, &mut regs)
             .map_err(|_| "TCB_WriteRegisters failed")?;
-        match action {
-            Some(Action::SignalBackend) => self.blk.notify(),
-            // A distributor write may have enabled something pending.
-            None => self.inject_pending(),
-            Some(Action::None) => {}
+        // A distributor write may have enabled something pending.
+        if gicd {
+            self.inject_pending();
         }
         Ok(Resume::Yes)
     }
@@ -599,32 +700,72 @@ enum Resume {
     Asleep,
     /// Stop for good.
     Stop,
+    /// Stop for good: the guest powered itself off (PSCI SYSTEM_OFF or
+    /// CPU_OFF of its one vCPU). The machine powers off once every VM has.
+    Off,
     /// Stop, load the guest again and start it afresh (PSCI SYSTEM_RESET).
     Reset,
 }
 
-/// The EL1 physical timer, which the VMM arms to wake an idle guest
-/// (`system.xml` gives the VMM its PPI 30; seL4, a hypervisor, keeps the
-/// EL2 timer, and exports this one to user level on qemu_virt_aarch64).
-mod idle {
-    /// Fire when the physical counter reaches `at`.
-    pub fn arm(at: u64) {
-        // SAFETY: writes the EL1 physical timer's registers, which seL4
-        // lets user level use here (KernelArmExportPTMRUser); no memory.
-        unsafe {
-            core::arch::asm!(
-                "msr cntp_cval_el0, {at}", "msr cntp_ctl_el0, {on}", "isb",
-                at = in(reg) at, on = in(reg) 1u64, options(nostack)
-            );
+/// What wakes an idle guest at its virtual timer's deadline.
+#[derive(Clone, Copy)]
+pub enum IdleTimer {
+    /// The EL1 physical timer, this VMM's own, its PPI 30 on this channel
+    /// (the one-VM system; seL4, a hypervisor, keeps the EL2 timer and
+    /// exports this one to user level on qemu_virt_aarch64).
+    Own(Channel),
+    /// The timer PD, which multiplexes that timer for several VMMs, on
+    /// this channel: calls set and cancel the deadline, a notification on
+    /// it is the wake-up (the N-VM system on one core).
+    Shared(Channel),
+}
+
+impl IdleTimer {
+    fn channel(self) -> Channel {
+        match self {
+            IdleTimer::Own(c) | IdleTimer::Shared(c) => c,
         }
     }
 
-    /// Off (and its interrupt line low).
-    pub fn disarm() {
-        // SAFETY: as in `arm`.
-        unsafe {
-            core::arch::asm!("msr cntp_ctl_el0, xzr", "isb", options(nostack));
+    /// Wake the guest when the physical counter reaches `at`.
+    fn arm(self, at: u64) {
+        match self {
+            IdleTimer::Own(_) => common::el1_timer::arm(at),
+            IdleTimer::Shared(c) => timer_call(c, timer_mux::protocol::Request::Set { at }),
         }
+    }
+
+    /// No wake-up.
+    fn disarm(self) {
+        match self {
+            IdleTimer::Own(_) => common::el1_timer::disarm(),
+            IdleTimer::Shared(c) => timer_call(c, timer_mux::protocol::Request::Cancel),
+        }
+    }
+
+    /// The wake-up came: acknowledge the interrupt if it was ours.
+    fn acknowledge(self) {
+        if let IdleTimer::Own(irq) = self {
+            if irq.irq_ack().is_err() {
+                log::error!("{PD}: acknowledging the idle timer failed");
+            }
+        }
+    }
+}
+
+/// One call to the timer PD.
+fn timer_call(timer: Channel, request: timer_mux::protocol::Request) {
+    use timer_mux::protocol::{decode_reply, MAX_WORDS};
+    let mut msg = [0u64; MAX_WORDS];
+    let (label, words) = request.encode(&mut msg);
+    sel4_microkit::with_msg_regs_mut(|regs| {
+        for (r, w) in regs.iter_mut().zip(&msg[..words]) {
+            *r = *w;
+        }
+    });
+    let reply = timer.pp_call(MessageInfo::new(label, words));
+    if let Err(e) = decode_reply(reply.label()) {
+        log::error!("{PD}: the timer PD refused {request:?}: {e}");
     }
 }
 
@@ -656,7 +797,7 @@ fn load_linux(
         images.dtb,
     )
     .map_err(|e| {
-        log::error!("vmm: Linux not loaded: {e}");
+        log::error!("{PD}: Linux not loaded: {e}");
         "loading Linux failed"
     })?;
     let dtb_len = layout.dtb.len as usize;
@@ -670,7 +811,7 @@ fn load_linux(
     }
     let end = |r: guest_ram::GpaRange| r.gpa + r.len;
     log::info!(
-        "vmm: Linux guest: RAM {:#x}..{:#x}, kernel {:#x}..{:#x} (image_size {:#x}, {} bytes copied), initrd {:#x}..{:#x}, dtb {:#x}..{:#x}, entry {:#x}",
+        "{PD}: Linux guest: RAM {:#x}..{:#x}, kernel {:#x}..{:#x} (image_size {:#x}, {} bytes copied), initrd {:#x}..{:#x}, dtb {:#x}..{:#x}, entry {:#x}",
         memory.gpa,
         end(memory),
         layout.kernel.gpa,
@@ -717,7 +858,7 @@ fn hypercall(ram: &Ram, call: Hypercall) -> (u64, Resume) {
             None => (hvc::RET_INVALID, Resume::Yes),
         },
         Hypercall::Exit { code } => {
-            log::info!("vmm: guest exited with code {code}");
+            log::info!("{PD}: guest exited with code {code}");
             (hvc::RET_OK, Resume::Stop)
         }
     }
