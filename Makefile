@@ -77,7 +77,7 @@ NO_PANIC_BUILD = $(BARE_METAL_CARGO) --profile nopanic -p no-panic-check --targe
 CROSS_TARGETS := aarch64-unknown-none riscv64gc-unknown-none-elf x86_64-unknown-none
 GUEST_TARGET := aarch64-unknown-none-softfloat
 
-.PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri sdf-test system bench bench-instructions bench-qemu bench-qemu-run bench-blk bench-blk-run bench-linux pds-clippy fuzz \
+.PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri sdf-test system bench bench-instructions bench-qemu bench-qemu-run bench-blk bench-blk-run bench-linux boot-time pds-clippy fuzz \
         image run qemu-test clean help check-sdk check-board check-toolchain linux-inputs
 
 all: image
@@ -503,7 +503,7 @@ qemu-test: $(IMAGE_FILE)
 ifeq ($(strip $(QEMU_CMD)),)
 	$(error $(MICROKIT_BOARD) is not a QEMU board)
 endif
-	@log=$(BUILD_DIR)/qemu.log; rm -f $$log; \
+	@log=$(BUILD_DIR)/qemu.log; rm -f $$log; off=; \
 	$(QEMU_CMD) < /dev/null > $$log 2>&1 & qemu=$$!; \
 	result=1; for i in $$(seq $(QEMU_TIMEOUT)); do \
 	    if [ "$$(grep -cE '$(PASSED)' $$log)" -ge $(SUITES) ]; then result=0; break; fi; \
@@ -513,9 +513,9 @@ endif
 	done; \
 	$(if $(filter linux,$(GUEST)),if [ $$result = 0 ]; then \
 	    for i in $$(seq 20); do kill -0 $$qemu 2>/dev/null || break; sleep 1; done; \
-	    if kill -0 $$qemu 2>/dev/null; then result=1; echo "qemu-test: QEMU did not power off"; \
-	    else echo "qemu-test: QEMU powered off (PSCI SYSTEM_OFF)"; fi; fi;) \
-	kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; cat $$log; \
+	    if kill -0 $$qemu 2>/dev/null; then result=1; off="qemu-test: QEMU did not power off"; \
+	    else off="qemu-test: QEMU powered off (PSCI SYSTEM_OFF)"; fi; fi;) \
+	kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; cat $$log; [ -z "$$off" ] || echo "$$off"; \
 	if [ $$result = 0 ]; then echo "qemu-test: PASSED"; else echo "qemu-test: FAILED (see $$log)"; fi; exit $$result
 endif
 
@@ -548,6 +548,15 @@ endif
 	    sed -n 's/^linux: dd: /bench-linux:   seL4  dd: /p' $(BUILD_DIR)/bench-sel4.log; \
 	    sed -n 's/^linux: dd: /bench-linux:   plain dd: /p' $(BUILD_DIR)/bench-plain.log; \
 	done
+
+# GUEST=linux: the wall time from QEMU's start to each VM's first suite
+# summary line (any VMS; with VMS=N, each VM's). Run it for VMS=1 and
+# VMS=2 one after the other to see what the second VM costs the first.
+boot-time: $(IMAGE_FILE)
+ifneq ($(GUEST),linux)
+	$(error boot-time times the Linux guests: make GUEST=linux [VMS=N] boot-time)
+endif
+	@guests/linux/boot-time.sh $(BUILD_DIR)/boot-time.log $(QEMU_TIMEOUT) $(QEMU_CMD)
 
 # The copy service measured on seL4: Microkit's benchmark config on
 # qemu_virt_aarch64, the benchmark PD added (BENCH=yes), QEMU with

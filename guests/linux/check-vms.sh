@@ -4,7 +4,7 @@
 #   check-vms.sh LOG VMS [exited]
 # exits 0 when the test has passed, 1 when it has failed (and says why),
 # 2 when it cannot tell yet. `exited` says QEMU has ended.
-# Passes when: every VM n printed `vm<n>| linux: virtio-blk K/K passed`
+# Passes when: every boot's replay of its kernel log arrived whole, every VM n printed `vm<n>| linux: virtio-blk K/K passed`
 # (VM 0 twice: before and after its own reset), VM 0 found no other VM's
 # mark on its disk and came back from its reset, VM 1's VMM logged its
 # power-off before VM 0's last pass line, `vmm0: guest powered off` is the
@@ -18,6 +18,15 @@ grep -qE 'vmm[0-9]*: (stopping the guest|guest not started)' "$log" && fail "a V
 grep -E '^vm[0-9]\| linux: virtio-blk [0-9]+/[0-9]+ passed' "$log" | grep -qvE 'virtio-blk ([0-9]+)/\1 passed' &&
     fail "a suite failed"
 grep -q '^vm0| linux: isolation: FAILED' "$log" && fail "VM 0 found another VM's mark on its disk"
+
+# Every boot's log replay (a burst) arrived whole: as many vm<n>| lines
+# between its start and end lines as it announced (or more: the kernel
+# may print meanwhile).
+bad_burst=$(awk -v vms="$vms" '
+    match($0, /^vm[0-9]\| linux: boot log, [0-9]+ lines:/) { vm = substr($0, 3, 1); want[vm] = $5; got[vm] = 0; open[vm] = 1; next }
+    match($0, /^vm[0-9]\| linux: boot log end, /) { vm = substr($0, 3, 1); if (open[vm] && got[vm] < want[vm]) print "vm" vm ": " got[vm] " of " want[vm]; open[vm] = 0; next }
+    /^vm[0-9]\| / { vm = substr($0, 3, 1); if (open[vm]) got[vm]++ }' "$log")
+[ -z "$bad_burst" ] || fail "a boot log burst lost lines ($bad_burst)"
 
 pass_line() { grep -nE "^vm$1\| linux: virtio-blk ([0-9]+)/\1 passed" "$log" | cut -d: -f1; }
 done=yes
