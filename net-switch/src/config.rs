@@ -103,7 +103,7 @@ impl<const PORTS: usize> Config<PORTS> {
 
     /// Denies every pair of a deny list as the build writes it: pairs
     /// `a-b` of decimal port numbers separated by commas, for example
-    /// `"0-2,1-3"`. Spaces around numbers are allowed, and the empty
+    /// `"0-2,1-3"`. ASCII spaces around numbers are allowed, and the empty
     /// string (or only spaces) denies nothing. The whole list is checked
     /// before any pair is denied, so an `Err` denies none:
     /// [`Error::DenyListSyntax`] for an item that is not `a-b` (an empty
@@ -133,28 +133,40 @@ impl<const PORTS: usize> Config<PORTS> {
     }
 }
 
-/// The pairs of a deny list, each with its error.
+/// The pairs of a deny list, each with its error. It works on bytes (a
+/// port number is ASCII digits, a separator ASCII): `str`'s Unicode-aware
+/// splitting and trimming keep panic paths the optimiser cannot remove.
 fn pairs(list: &str) -> impl Iterator<Item = Result<(usize, usize), Error>> + '_ {
-    let empty = list.trim().is_empty();
+    let list = list.as_bytes();
+    let empty = list.trim_ascii().is_empty();
     let mut offset = 0usize;
-    list.split(',').filter(move |_| !empty).map(move |item| {
-        let at = offset;
-        offset = offset.saturating_add(item.len()).saturating_add(1);
-        let syntax = Error::DenyListSyntax { offset: at };
-        let (a, b) = item.split_once('-').ok_or(syntax)?;
-        Ok((port_number(a).ok_or(syntax)?, port_number(b).ok_or(syntax)?))
-    })
+    list.split(|b| *b == b',')
+        .filter(move |_| !empty)
+        .map(move |item| {
+            let at = offset;
+            offset = offset.saturating_add(item.len()).saturating_add(1);
+            let syntax = Error::DenyListSyntax { offset: at };
+            let dash = item.iter().position(|b| *b == b'-').ok_or(syntax)?;
+            let a = item.get(..dash).and_then(port_number).ok_or(syntax)?;
+            let b = item
+                .get(dash.saturating_add(1)..)
+                .and_then(port_number)
+                .ok_or(syntax)?;
+            Ok((a, b))
+        })
 }
 
-/// A decimal port number with optional spaces around it. Ports are below
-/// [`MAX_PORTS`], so a longer number is not one (and cannot overflow).
-fn port_number(s: &str) -> Option<usize> {
-    let s = s.trim();
-    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+/// A decimal port number with optional ASCII spaces around it. Ports are
+/// below [`MAX_PORTS`], so a longer number is not one (and cannot
+/// overflow).
+fn port_number(s: &[u8]) -> Option<usize> {
+    let s = s.trim_ascii();
+    if s.is_empty() || s.len() > 5 || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    s.bytes().try_fold(0usize, |n, b| {
-        n.checked_mul(10)?.checked_add(usize::from(b - b'0'))
+    s.iter().try_fold(0usize, |n, b| {
+        n.checked_mul(10)?
+            .checked_add(usize::from(b.wrapping_sub(b'0')))
     })
 }
 
@@ -286,12 +298,13 @@ mod tests {
 
     #[test]
     fn port_numbers() {
-        assert_eq!(port_number("0"), Some(0));
-        assert_eq!(port_number(" 63 "), Some(63));
-        assert_eq!(port_number("99999"), Some(99999));
-        assert_eq!(port_number("100000"), None);
-        assert_eq!(port_number(""), None);
-        assert_eq!(port_number("1 2"), None);
-        assert_eq!(port_number("0x1"), None);
+        assert_eq!(port_number(b"0"), Some(0));
+        assert_eq!(port_number(b" 63 "), Some(63));
+        assert_eq!(port_number(b"\t7\n"), Some(7));
+        assert_eq!(port_number(b"99999"), Some(99999));
+        assert_eq!(port_number(b"100000"), None);
+        assert_eq!(port_number(b""), None);
+        assert_eq!(port_number(b"1 2"), None);
+        assert_eq!(port_number(b"0x1"), None);
     }
 }
