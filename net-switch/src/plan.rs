@@ -1,29 +1,5 @@
 // SPDX-License-Identifier: BSD-2-Clause
 //! A burst of frames from one port, grouped per destination.
-//!
-//! The glue reads a burst of transmit frames out of the sender's guest RAM
-//! in one copy call, decides each, and then writes, for each destination
-//! port, all the frames that go there in one copy call into that port's
-//! posted receive buffers. A [`Plan`] is that grouping: per destination,
-//! the indices of its frames in the order they were sent, so the order of
-//! frames between any two ports is kept.
-//!
-//! # What a burst costs
-//!
-//! Frame by frame, a burst of 64 frames costs 64 read calls and one write
-//! call per delivery: 128 calls if every frame is unicast, and with 4
-//! ports and all of them broadcasts, 64 + 64 × 3 = 256. Planned, it costs
-//! one read call and one write call per destination port that gets
-//! anything: 2 calls for 64 unicast frames to one port, and at most
-//! `1 + (PORTS - 1)` however the frames are addressed (4 for the 4-port
-//! broadcast burst), because a frame never goes back to its sender.
-//!
-//! One limit applies on top: a copy call carries at most
-//! `guest_ram::protocol::MAX_SEGMENTS` (39) scattered segments, and each
-//! frame in guest RAM is at least one segment (its buffer). So a burst of
-//! 64 frames in 64 separate transmit buffers takes 2 read calls, and a
-//! destination that gets more than 39 frames in separate receive buffers
-//! 2 write calls: still at most `2 + 2 × (PORTS - 1)` for 64 frames.
 
 use crate::{Decision, Error, PortSet, Ports, Switch};
 
@@ -36,6 +12,30 @@ pub const MAX_BURST: usize = 64;
 /// order. [`push`](Self::push) is `O(1)` for a unicast decision and
 /// `O(PORTS)` for a flood; [`frames`](Self::frames) yields a frame in
 /// `O(1)`. Size: two words per port.
+///
+/// The glue reads a burst of transmit frames out of the sender's guest RAM
+/// in one copy call, decides each, and then writes, for each destination
+/// port, all the frames that go there in one copy call into that port's
+/// posted receive buffers. A [`Plan`] is that grouping: per destination,
+/// the indices of its frames in the order they were sent, so the order of
+/// frames between any two ports is kept.
+///
+/// # What a burst costs
+///
+/// Frame by frame, a burst of 64 frames costs 64 read calls and one write
+/// call per delivery: 128 calls if every frame is unicast, and with 4
+/// ports and all of them broadcasts, 64 + 64 × 3 = 256. Planned, it costs
+/// one read call and one write call per destination port that gets
+/// anything: 2 calls for 64 unicast frames to one port, and at most
+/// `1 + (PORTS - 1)` however the frames are addressed (4 for the 4-port
+/// broadcast burst), because a frame never goes back to its sender.
+///
+/// One limit applies on top: a copy call carries at most
+/// `guest_ram::protocol::MAX_SEGMENTS` (39) scattered segments, and each
+/// frame in guest RAM is at least one segment (its buffer). So a burst of
+/// 64 frames in 64 separate transmit buffers takes 2 read calls, and a
+/// destination that gets more than 39 frames in separate receive buffers
+/// 2 write calls: still at most `2 + 2 × (PORTS - 1)` for 64 frames.
 ///
 /// ```
 /// use net_switch::{Decision, Plan, PortSet, Reason};

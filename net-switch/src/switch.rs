@@ -48,12 +48,12 @@ pub enum Reason {
     /// it, would learn the source addresses it sees instead, and take
     /// frames to any of them; the VM ports' addresses stay fixed.)
     Spoofed,
+    /// Unicast to a MAC that is no port's.
+    UnknownDestination,
     /// The ACL forbids every port it would go to: a unicast to a denied
     /// port or to the sender's own MAC, or a broadcast from a port that
     /// may send to nobody.
     Denied,
-    /// Unicast to a MAC that is no port's.
-    UnknownDestination,
 }
 
 impl fmt::Display for Reason {
@@ -62,8 +62,8 @@ impl fmt::Display for Reason {
             Reason::NoSuchPort => "no such port",
             Reason::Malformed => "malformed",
             Reason::Spoofed => "spoofed source",
-            Reason::Denied => "denied",
             Reason::UnknownDestination => "unknown destination",
+            Reason::Denied => "denied",
         })
     }
 }

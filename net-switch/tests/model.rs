@@ -273,7 +273,7 @@ proptest! {
                     let plan = got.unwrap();
                     // The model's plan: per destination, its frames in order.
                     let mut lists = vec![Vec::new(); PORTS];
-                    let mut bytes = vec![0usize; PORTS];
+                    let mut bytes = [0usize; PORTS];
                     let mut by_hand = Plan::<PORTS>::new();
                     for (i, frame) in frames.iter().enumerate() {
                         let decision = model.decide(src, frame);
