@@ -110,9 +110,9 @@ ifeq ($(SEL4_RUSTC),)
 	@echo "  install rustup's rust-src, or Debian's rustc-web and rust-web-src, or set SEL4_RUSTC"
 else
 	@for t in $(CROSS_TARGETS); do \
-	    echo "cross-check: guest-ram, virtio, vcpu-fault, vgic, linux-boot, serial-mux, timer-mux, pd-memcpy (exported) for $$t (no_std, $(SEL4_RUSTC))"; \
+	    echo "cross-check: guest-ram, virtio, vcpu-fault, vgic, linux-boot, serial-mux, timer-mux, net-switch, pd-memcpy (exported) for $$t (no_std, $(SEL4_RUSTC))"; \
 	    RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 $(CARGO) build -q -p guest-ram -p virtio -p vcpu-fault -p vgic -p linux-boot \
-	        -p serial-mux -p timer-mux \
+	        -p serial-mux -p timer-mux -p net-switch \
 	        -p pd-memcpy --features pd-memcpy/export \
 	        --release --target $$t -Z build-std=core --target-dir target/cross || exit 1; \
 	done
@@ -172,6 +172,7 @@ miri:
 	    $(MIRI) test -q -p linux-boot --lib --test fuzz_corpus && \
 	    $(MIRI) test -q -p serial-mux --lib --test fuzz_corpus && \
 	    $(MIRI) test -q -p timer-mux --lib && \
+	    $(MIRI) test -q -p net-switch --lib --test fuzz_corpus && \
 	    $(MIRI) test -q -p pd-memcpy --lib && \
 	    echo "miri: no undefined behaviour found"; \
 	fi
@@ -198,7 +199,7 @@ bench-instructions:
 # `make test`.
 BENCH_ARGS ?=
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := guest-ram:server virtio:mmio virtio:blk virtio:console vcpu-fault:esr vgic:vgic linux-boot:boot serial-mux:mux
+FUZZ_TARGETS := guest-ram:server virtio:mmio virtio:blk virtio:console vcpu-fault:esr vgic:vgic linux-boot:boot serial-mux:mux net-switch:switch
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	    dir=$${t%%:*}; target=$${t#*:}; echo "fuzz: $$dir $$target ($(FUZZ_SECONDS) s)"; \

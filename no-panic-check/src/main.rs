@@ -24,6 +24,7 @@ use guest_ram::protocol::MSG_WORDS;
 use guest_ram::server::{ClientConfig, Server, Window};
 use guest_ram::{GpaRange, GuestRam, MappedRegion, SharedBuffer};
 use linux_boot::fdt;
+use net_switch::{Config, Mac, Switch};
 use serial_mux::{Input, Output, PowerTracker};
 use timer_mux::Deadlines;
 use vcpu_fault::{esr, hvc, psci, trap};
@@ -272,6 +273,51 @@ extern "C" fn _start() -> ! {
     let _ = black_box(timer.cancel(word() as usize));
     let _ = black_box(timer_mux::protocol::decode_reply(word()));
 
+    // The net PD's switch: a configuration and deny list from the build,
+    // frames and bursts a guest sends, the glue's no-buffer reports and
+    // the debug build's counter lines.
+    let macs: [Mac; 4] = core::array::from_fn(|_| {
+        Mac((word() as u64).to_le_bytes()[..6]
+            .try_into()
+            .unwrap_or([0; 6]))
+    });
+    let mut list = [0u8; 16];
+    for b in list.iter_mut() {
+        *b = word() as u8;
+    }
+    if let Ok(mut config) = Config::new(macs) {
+        if let Ok(list) = core::str::from_utf8(&list[..word() as usize % 17]) {
+            let _ = black_box(config.deny_list(list));
+        }
+        let _ = black_box(config.deny(word() as usize, word() as usize));
+        let mut switch = Switch::new(config);
+        let mut frame = [0u8; 64];
+        for b in frame.iter_mut() {
+            *b = word() as u8;
+        }
+        let len = word() as usize % 65;
+        black_box(switch.decide(word() as usize, &frame[..len]));
+        let frames: [&[u8]; 3] = [&frame[..len], &frame, &frame[len / 2..]];
+        if let Ok(plan) = switch.decide_burst(word() as usize, &frames[..word() as usize % 4]) {
+            for port in plan.destinations() {
+                for index in plan.frames(port) {
+                    black_box((port, index, plan.bytes(port)));
+                }
+            }
+        }
+        let _ = black_box(switch.no_buffer(word() as usize));
+        if let Some(report) = switch.report(word() as usize) {
+            use core::fmt::Write;
+            struct Sink;
+            impl Write for Sink {
+                fn write_str(&mut self, s: &str) -> core::fmt::Result {
+                    black_box(s);
+                    Ok(())
+                }
+            }
+            let _ = black_box(write!(Sink, "{report}"));
+        }
+    }
     #[cfg(feature = "canary")]
     if word() == 1 {
         panic!("canary");
