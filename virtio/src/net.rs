@@ -322,7 +322,12 @@ impl<'a> Burst<'a> {
 
     /// The frames as slices, for a switch that decides a burst at once.
     pub fn slices(&self) -> heapless::Vec<&[u8], MAX_BURST> {
-        self.frames().collect()
+        let mut slices = heapless::Vec::new();
+        for frame in self.frames() {
+            // Cannot fail: a burst holds at most `MAX_BURST` frames.
+            let _ = slices.push(frame);
+        }
+        slices
     }
 
     /// Empties the burst, for the next transmit.
@@ -733,10 +738,15 @@ impl Net {
                 let _ = batch.add(&parts, need, used.len());
             }
             let at = batch.bytes.saturating_sub(need);
-            if let Some(dst) = self.rx_staging.get_mut(at..batch.bytes) {
-                let (h, f) = dst.split_at_mut(HDR_LEN);
-                h.copy_from_slice(header.as_bytes());
-                f.copy_from_slice(frame);
+            if let Some((h, f)) = self
+                .rx_staging
+                .get_mut(at..batch.bytes)
+                .and_then(|dst| dst.split_at_mut_checked(HDR_LEN))
+            {
+                if h.len() == HDR_LEN && f.len() == frame.len() {
+                    h.copy_from_slice(header.as_bytes());
+                    f.copy_from_slice(frame);
+                }
             }
             let _ = used.push(used_elem(head, need));
         }
