@@ -199,7 +199,7 @@ bench-instructions:
 # `make test`.
 BENCH_ARGS ?=
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := guest-ram:server virtio:mmio virtio:blk virtio:console vcpu-fault:esr vgic:vgic linux-boot:boot serial-mux:mux net-switch:switch
+FUZZ_TARGETS := guest-ram:server virtio:mmio virtio:blk virtio:console virtio:net vcpu-fault:esr vgic:vgic linux-boot:boot serial-mux:mux net-switch:switch
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	    dir=$${t%%:*}; target=$${t#*:}; echo "fuzz: $$dir $$target ($(FUZZ_SECONDS) s)"; \

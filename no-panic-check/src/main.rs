@@ -24,14 +24,15 @@ use guest_ram::protocol::MSG_WORDS;
 use guest_ram::server::{ClientConfig, Server, Window};
 use guest_ram::{GpaRange, GuestRam, MappedRegion, SharedBuffer};
 use linux_boot::fdt;
+use net_switch::{Config, Mac, Switch};
 use serial_mux::{Input, Output, PowerTracker};
 use timer_mux::Deadlines;
-use net_switch::{Config, Mac, Switch};
 use vcpu_fault::{esr, hvc, psci, trap};
 use vgic::VGic;
 use virtio::blk::RamDisk;
 use virtio::console::{ConsoleFrontend, ConsoleService, ConsoleSink};
 use virtio::device::{BlkFrontend, BlkService};
+use virtio::net::{Burst, NetFrontend, NetService};
 
 extern "C" {
     /// Deliberately undefined: referencing it is the failure.
@@ -137,6 +138,14 @@ extern "C" fn _start() -> ! {
     }
     console.backend_signalled();
     black_box(console.reset());
+    let mut nic = NetFrontend::new(buffer(word() as usize), [word() as u8; 6]);
+    black_box(nic.access(word(), word() as u8, Some(word())));
+    black_box(nic.access(word(), word() as u8, None));
+    if let Ok(access) = esr::decode_data_abort(word(), word()) {
+        black_box(nic.emulate(word(), &access, word()));
+    }
+    nic.backend_signalled();
+    black_box(nic.reset());
     black_box(trap::decode(word()));
     black_box(psci::call(word(), word(), word(), word()));
 
@@ -213,6 +222,26 @@ extern "C" fn _start() -> ! {
     let len = (word() as usize).min(input.len());
     black_box(serial.receive(&mut client, input.get(..len).unwrap_or(&[])));
     black_box(serial.stats());
+    // The net PD: a guest's virtio-net rings through the same client, a
+    // burst buffer of any size, frames of any length to receive.
+    let mut port = NetService::new(buffer(word() as usize));
+    let mut burst_memory = [0u8; 4096];
+    let burst_len = (word() as usize).min(burst_memory.len());
+    let mut burst = Burst::new(burst_memory.get_mut(..burst_len).unwrap_or(&mut []));
+    black_box(port.transmit(&mut client, &mut burst));
+    for frame in burst.frames() {
+        black_box(frame);
+    }
+    black_box(burst.slices().len());
+    burst.clear();
+    let frame = [0u8; 64].map(|_| word() as u8);
+    let frame_len = (word() as usize).min(frame.len());
+    let frames: [&[u8]; 2] = [frame.get(..frame_len).unwrap_or(&[]), &frame];
+    black_box(port.receive(
+        &mut client,
+        frames.get(..word() as usize).unwrap_or(&frames),
+    ));
+    black_box(port.stats());
     // The one-copy path: the disk in the client's shared buffer, a
     // staging area after it, placed transfers.
     if let Ok(mut staged) = Client::with_staging(

@@ -3,7 +3,8 @@
 //! that the host tests run exactly what the PDs run:
 //!
 //! - [`Frontend`], in the VMM, for any [`DeviceType`] ([`BlkFrontend`],
-//!   [`ConsoleFrontend`](crate::console::ConsoleFrontend)): the
+//!   [`ConsoleFrontend`](crate::console::ConsoleFrontend),
+//!   [`NetFrontend`](crate::net::NetFrontend)): the
 //!   virtio-mmio register file behind a trapped guest window. It
 //!   publishes every queue's configuration to the shared page
 //!   ([`shared`]) and tells the glue when to signal the backend
@@ -12,7 +13,8 @@
 //! - In the device PD, a service built on [`BackendPage`] (which queue
 //!   states changed, and the report back) and [`virtq`](crate::virtq)
 //!   (the rings): [`BlkService`] here,
-//!   [`ConsoleService`](crate::console::ConsoleService) for the console.
+//!   [`ConsoleService`](crate::console::ConsoleService) for the console,
+//!   [`NetService`](crate::net::NetService) for each port of a `net` PD.
 //!
 //! Adding a device is a [`DeviceType`] (id, features, queues,
 //! configuration space) for the VMM and a service for its PD; the

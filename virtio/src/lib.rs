@@ -14,7 +14,9 @@
 //!   [`GuestDma`] (in a driver PD, guest-ram's copy client over PPC) from
 //!   any [`Disk`];
 //! - [`console`]: virtio-console, for a serial PD that multiplexes VMs'
-//!   consoles onto one UART.
+//!   consoles onto one UART;
+//! - [`net`]: virtio-net, for a `net` PD that switches Ethernet frames
+//!   between VMs without mapping their RAM.
 //!
 //! [`shared`] is the layout of the page the VMM and a backend PD share to
 //! hand over queue configuration.
@@ -43,6 +45,7 @@ pub mod blk;
 pub mod console;
 pub mod device;
 pub mod mmio;
+pub mod net;
 pub mod queue;
 pub mod shared;
 pub mod virtq;

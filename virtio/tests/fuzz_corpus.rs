@@ -9,6 +9,8 @@ mod blk;
 mod console;
 #[path = "../fuzz/harness/mmio.rs"]
 mod mmio;
+#[path = "../fuzz/harness/net.rs"]
+mod net;
 
 use std::fs;
 use std::path::Path;
@@ -50,4 +52,9 @@ fn blk_corpus() {
 #[test]
 fn console_corpus() {
     replay("console", console::run);
+}
+
+#[test]
+fn net_corpus() {
+    replay("net", net::run);
 }

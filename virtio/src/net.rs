@@ -1,0 +1,1245 @@
+// SPDX-License-Identifier: BSD-2-Clause
+//! virtio-net (virtio 1.2, §5.1): one receive queue and one transmit
+//! queue, for a `net` PD that switches Ethernet frames between VMs and
+//! maps no guest's RAM.
+//!
+//! - [`NetConfig`] is the [`DeviceType`] the VMM's [`NetFrontend`]
+//!   emulates: device id 1, two queues ([`RECEIVEQ`] = 0, [`TRANSMITQ`] =
+//!   1), the port's MAC address (from the system description) in the
+//!   configuration space.
+//! - [`NetService`] is the `net` PD's half, one per VM port: on a signal
+//!   it [`transmit`](NetService::transmit)s the guest's frames into a
+//!   [`Burst`] in the PD's own memory, and it
+//!   [`receive`](NetService::receive)s a batch of frames into the receive
+//!   buffers the guest posted. [`Net`] is the same without the shared page
+//!   (the queues given as [`Layout`]s).
+//!
+//! **Features offered: `VIRTIO_F_VERSION_1` and `VIRTIO_NET_F_MAC` only.**
+//! - `VIRTIO_NET_F_MAC` (5): the guest takes the MAC the system
+//!   description gave its port, the one the switch checks every frame's
+//!   source address against.
+//! - `VIRTIO_NET_F_STATUS` (16) is not offered: the link between a VM and
+//!   the switch never goes down, and a driver without it assumes the link
+//!   is up. The configuration space is `mac[6]` at 0 and `status` (u16) at
+//!   6, which reads 0; nothing lies beyond (no `max_virtqueue_pairs`
+//!   without `VIRTIO_NET_F_MQ`, no `mtu` without `VIRTIO_NET_F_MTU`).
+//! - No offloads. `VIRTIO_NET_F_CSUM`/`GUEST_CSUM` would let frames cross
+//!   the switch with partial checksums, which is right only if every
+//!   receiver negotiated `GUEST_CSUM` (or the switch completed checksums):
+//!   not shown, so not offered, and every guest sends whole checksums.
+//!   No TSO/UFO (`HOST_TSO4`, ...), so no frame is longer than 1514 bytes.
+//!   No `VIRTIO_NET_F_MRG_RXBUF`, so each frame takes one receive chain,
+//!   and a receive chain must hold the 12-byte header and the frame:
+//!   [`RX_BUFFER_LEN`] (1526) bytes for any frame, as the spec asks
+//!   (§5.1.6.3.1; Linux posts 1530). No control queue
+//!   (`VIRTIO_NET_F_CTRL_VQ`): the switch filters by MAC itself.
+//!
+//! **The header** ([`NetHdr`], `virtio_net_hdr_v1`, 12 bytes) comes first
+//! in every chain. On transmit it is read with the frame and checked: a
+//! guest that sets any `flags` bit (`NEEDS_CSUM` asks for the checksum
+//! offload it was not offered; the others are receive-only) or a
+//! `gso_type` other than `GSO_NONE` gets the frame dropped and counted
+//! ([`Stats::tx_offload`]); the other fields mean nothing without those
+//! features and are ignored. On receive the device writes a zero header
+//! with `num_buffers` = 1.
+//!
+//! **What a guest gets wrong is dropped and counted, never trusted:** a
+//! transmit chain with device-writable buffers, shorter than the header,
+//! or whose frame is shorter than 14 or longer than 1514 bytes
+//! ([`Stats::tx_malformed`]), or whose buffers the copy service refuses
+//! ([`Stats::tx_refused`]), is used with length 0 and its frame goes
+//! nowhere. A receive chain with device-readable buffers or none writable
+//! is used with length 0 and takes no frame ([`Stats::rx_bad_chains`]).
+//! **A receive chain too short for the frame it is next in line for drops
+//! that frame** ([`Stats::rx_too_short`]) and is used with length 0, so
+//! the driver gets it back; the next frame takes the next chain. What
+//! breaks a ring (a descriptor loop, an index jump, a ring outside the
+//! window) stops that queue and reports `DEVICE_NEEDS_RESET`, as the
+//! other devices do.
+//!
+//! **A receiver without buffers never stalls a sender:** transmit uses
+//! every chain it takes at once (the frames are already in the `net` PD's
+//! memory), and [`receive`](Net::receive) writes what the posted chains
+//! take and reports the rest not delivered ([`Received::consumed`]), for
+//! the switch to count as dropped for lack of a buffer.
+//!
+//! **Calls to the copy service for a 64-frame burst.** Transmit: 1 (the
+//! ring snapshot: [`Snapshot::take`]) + the gather of every chain's header
+//! and frame into the [`Burst`] + 1 (the used ring:
+//! [`DeviceQueue::publish`]). The gather is one [`GuestDma::readv`]; the
+//! copy client splits it at 39 guest buffers
+//! (`guest_ram::protocol::MAX_SEGMENTS`) and at its staging area's size.
+//! Linux puts the header in front of a linear frame in one buffer, so 64
+//! frames are 64 buffers: 2 gather calls (with a staging area of at least
+//! the 97,664 bytes the burst can be), 4 calls in all; frames in two
+//! buffers each (header apart), 4 gather calls, 6 in all. Receive, the
+//! same: 1 + the scatter (one [`GuestDma::writev`]: each frame into one
+//! 1530-byte Linux buffer, 64 buffers, 2 calls) + 1 = 4 calls. One frame
+//! alone: 3 calls each way. Nothing available: 1 call; no frames to
+//! receive: none. A batch the copy service refuses (one buffer outside the
+//! device's window) is retried chain by chain, the refused ones dropped.
+//!
+//! Memory: a [`Net`] holds a receive staging area of [`RX_STAGING`]
+//! (97,664) bytes, where each batch's headers and frames are laid out for
+//! the scatter; a transmit or receive call keeps a ring snapshot
+//! (4.6 KiB), a walked chain (4 KiB), a batch of guest buffers (8 KiB with
+//! its bookkeeping) and the used elements (2 KiB) on the stack, and
+//! [`DeviceQueue::publish`] 6.5 KiB more: about 26 KiB at the deepest.
+
+use core::fmt;
+
+use guest_ram::{GpaRange, SharedBuffer};
+use zerocopy::little_endian::U16;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use crate::device::{should_log, BackendPage, Frontend};
+use crate::mmio::DeviceType;
+use crate::queue::{self, Layout, QueueError, UsedElem, MAX_CHAIN};
+use crate::virtq::{DeviceQueue, GuestDma, Snapshot};
+
+/// The receive queue's index (`receiveq1`).
+pub const RECEIVEQ: usize = 0;
+/// The transmit queue's index (`transmitq1`).
+pub const TRANSMITQ: usize = 1;
+/// Bytes of the configuration space: `mac` and `status`.
+pub const CONFIG_LEN: u64 = 8;
+/// Bytes of `struct virtio_net_hdr_v1`.
+pub const HDR_LEN: usize = 12;
+/// The shortest frame: destination, source and EtherType.
+pub const MIN_FRAME: usize = 14;
+/// The longest frame: 14 bytes of header, 1500 of payload, no FCS.
+pub const MAX_FRAME: usize = 1514;
+/// The shortest receive chain that takes any frame: header and
+/// [`MAX_FRAME`] bytes.
+pub const RX_BUFFER_LEN: usize = HDR_LEN + MAX_FRAME;
+/// The most frames a [`Burst`] holds: one transmit call's worth.
+pub const MAX_BURST: usize = 64;
+/// Bytes a [`Burst`] needs to hold [`MAX_BURST`] frames of any length,
+/// headers included.
+pub const BURST_BYTES: usize = MAX_BURST * RX_BUFFER_LEN;
+/// Bytes of a [`Net`]'s receive staging area: a batch of up to
+/// [`MAX_BURST`] full-length frames with their headers goes out in one
+/// scatter.
+pub const RX_STAGING: usize = BURST_BYTES;
+
+/// Feature bits of virtio-net (§5.1.3).
+pub mod feature {
+    /// `VIRTIO_NET_F_CSUM`: the device takes partially checksummed
+    /// frames. Not offered.
+    pub const CSUM: u64 = 1 << 0;
+    /// `VIRTIO_NET_F_MAC`: the configuration space has the MAC. Offered.
+    pub const MAC: u64 = 1 << 5;
+    /// `VIRTIO_NET_F_MRG_RXBUF`: frames may span receive chains. Not
+    /// offered.
+    pub const MRG_RXBUF: u64 = 1 << 15;
+    /// `VIRTIO_NET_F_STATUS`: the configuration space's `status` is
+    /// valid. Not offered.
+    pub const STATUS: u64 = 1 << 16;
+}
+
+/// `virtio_net_hdr_v1` flags bit `VIRTIO_NET_HDR_F_NEEDS_CSUM`.
+pub const HDR_F_NEEDS_CSUM: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_NONE`.
+pub const GSO_NONE: u8 = 0;
+
+/// `struct virtio_net_hdr_v1` (§5.1.6), little-endian.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    FromBytes,
+    IntoBytes,
+    Immutable,
+    KnownLayout,
+    Unaligned,
+)]
+#[repr(C)]
+pub struct NetHdr {
+    /// `VIRTIO_NET_HDR_F_*`.
+    pub flags: u8,
+    /// `VIRTIO_NET_HDR_GSO_*`.
+    pub gso_type: u8,
+    /// Length of the headers to copy into each segment (GSO).
+    pub hdr_len: U16,
+    /// Segment size (GSO).
+    pub gso_size: U16,
+    /// Where checksumming starts (`NEEDS_CSUM`).
+    pub csum_start: U16,
+    /// Where the checksum goes, from `csum_start` (`NEEDS_CSUM`).
+    pub csum_offset: U16,
+    /// Receive chains the frame spans (1 without `MRG_RXBUF`).
+    pub num_buffers: U16,
+}
+
+impl NetHdr {
+    /// The header the device writes in front of every received frame:
+    /// zeros, `num_buffers` = 1.
+    pub fn received() -> Self {
+        NetHdr {
+            num_buffers: 1.into(),
+            ..NetHdr::default()
+        }
+    }
+
+    /// Whether a transmitted header asks for nothing that was not offered:
+    /// no flag and `GSO_NONE`.
+    pub fn is_plain(&self) -> bool {
+        self.flags == 0 && self.gso_type == GSO_NONE
+    }
+}
+
+/// Why a frame or a chain was dropped (for log lines; each has its
+/// counter in [`Stats`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// A transmit chain with device-writable buffers, shorter than the
+    /// header, or with a frame shorter than [`MIN_FRAME`] or longer than
+    /// [`MAX_FRAME`].
+    Malformed,
+    /// A transmit header asking for checksum or segmentation offload.
+    Offload,
+    /// The copy service refused the chain's buffers.
+    Refused,
+    /// A receive chain too short for the frame.
+    TooShort,
+    /// A receive chain with device-readable buffers or none writable.
+    BadChain,
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DropReason::Malformed => "malformed transmit chain",
+            DropReason::Offload => "offload requested but not offered",
+            DropReason::Refused => "buffers refused by the copy service",
+            DropReason::TooShort => "receive chain too short for the frame",
+            DropReason::BadChain => "receive chain not device-writable",
+        })
+    }
+}
+
+/// virtio-net's device type: the port's MAC, two queues, no offloads
+/// (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetConfig {
+    /// The port's MAC address, from the system description.
+    pub mac: [u8; 6],
+}
+
+impl NetConfig {
+    /// A device with MAC address `mac`.
+    pub const fn new(mac: [u8; 6]) -> Self {
+        NetConfig { mac }
+    }
+
+    /// The configuration space: `mac` at 0, `status` at 6 (0).
+    fn bytes(&self) -> [u8; CONFIG_LEN as usize] {
+        let [a, b, c, d, e, f] = self.mac;
+        [a, b, c, d, e, f, 0, 0]
+    }
+}
+
+impl DeviceType for NetConfig {
+    fn device_id(&self) -> u32 {
+        1
+    }
+    fn features(&self) -> u64 {
+        feature::MAC
+    }
+    fn queues(&self) -> usize {
+        2
+    }
+    fn name(&self) -> &'static str {
+        "virtio-net"
+    }
+    fn config_read(&self, offset: u64, width: u8) -> Option<u64> {
+        let bytes = self.bytes();
+        let start = usize::try_from(offset).ok()?;
+        let width = usize::from(width);
+        let field = bytes.get(start..start.checked_add(width)?)?;
+        let mut word = [0u8; 8];
+        word.get_mut(..width)?.copy_from_slice(field);
+        Some(u64::from_le_bytes(word))
+    }
+}
+
+/// The VMM's half of a virtio-net device.
+pub type NetFrontend = Frontend<NetConfig>;
+
+impl Frontend<NetConfig> {
+    /// A virtio-net device with MAC `mac` whose queue states go to `page`
+    /// (at least [`PAGE_LEN`](crate::shared::PAGE_LEN) bytes).
+    pub fn new(page: SharedBuffer, mac: [u8; 6]) -> Self {
+        Self::with_device(page, NetConfig::new(mac))
+    }
+}
+
+/// Frames transmitted by one port, in the `net` PD's memory: each
+/// gathered with its header into a buffer the caller owns, and handed out
+/// as slices without the header. At most [`MAX_BURST`] frames and the
+/// buffer's length in bytes (headers included).
+pub struct Burst<'a> {
+    buf: &'a mut [u8],
+    filled: usize,
+    /// Each frame's start in `buf` (after its header) and length.
+    frames: heapless::Vec<(usize, usize), MAX_BURST>,
+}
+
+impl<'a> Burst<'a> {
+    /// An empty burst gathering into `buf` ([`BURST_BYTES`] hold any
+    /// [`MAX_BURST`] frames).
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Burst {
+            buf,
+            filled: 0,
+            frames: heapless::Vec::new(),
+        }
+    }
+
+    /// Frames in the burst.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether the burst has no frame.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Frame `i`, without its header.
+    pub fn frame(&self, i: usize) -> Option<&[u8]> {
+        let &(start, len) = self.frames.get(i)?;
+        self.buf.get(start..start.checked_add(len)?)
+    }
+
+    /// The frames, in the order the guest sent them.
+    pub fn frames(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.frames.len()).filter_map(|i| self.frame(i))
+    }
+
+    /// The frames as slices, for a switch that decides a burst at once.
+    pub fn slices(&self) -> heapless::Vec<&[u8], MAX_BURST> {
+        let mut slices = heapless::Vec::new();
+        for frame in self.frames() {
+            // Cannot fail: a burst holds at most `MAX_BURST` frames.
+            let _ = slices.push(frame);
+        }
+        slices
+    }
+
+    /// Empties the burst, for the next transmit.
+    pub fn clear(&mut self) {
+        self.filled = 0;
+        self.frames.clear();
+    }
+
+    /// Bytes left for gathering.
+    fn space(&self) -> usize {
+        self.buf.len().saturating_sub(self.filled)
+    }
+
+    /// Frames left before the burst is full.
+    fn room(&self) -> usize {
+        MAX_BURST - self.frames.len()
+    }
+}
+
+/// Counters, for the `net` PD to log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames transmitted into [`Burst`]s.
+    pub tx_frames: u64,
+    /// Their bytes (headers excluded).
+    pub tx_bytes: u64,
+    /// Transmit chains used with length 0 because they were malformed
+    /// ([`DropReason::Malformed`]).
+    pub tx_malformed: u64,
+    /// Transmitted frames whose header asked for an offload
+    /// ([`DropReason::Offload`]).
+    pub tx_offload: u64,
+    /// Transmit chains the copy service refused ([`DropReason::Refused`]).
+    pub tx_refused: u64,
+    /// Transmit chains used (dropped ones included).
+    pub tx_chains: u64,
+    /// Frames written into receive chains.
+    pub rx_frames: u64,
+    /// Their bytes (headers excluded).
+    pub rx_bytes: u64,
+    /// Frames dropped because the next receive chain was too short
+    /// ([`DropReason::TooShort`]).
+    pub rx_too_short: u64,
+    /// Receive chains used with length 0 for their buffers: not
+    /// device-writable ([`DropReason::BadChain`]), or refused by the copy
+    /// service (their frame dropped and counted here too).
+    pub rx_bad_chains: u64,
+    /// Frames handed to [`receive`](Net::receive) that are not Ethernet
+    /// frames by length (a glue bug; dropped).
+    pub rx_malformed: u64,
+    /// Receive chains used (dropped ones included).
+    pub rx_chains: u64,
+    /// Calls to the copy service ([`GuestDma`] operations; the copy
+    /// client splits one further past 39 buffers or its staging area).
+    pub calls: u64,
+    /// Queues stopped as broken (each makes the device need a reset).
+    pub broken: u64,
+}
+
+/// What a [`transmit`](Net::transmit) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Transmitted {
+    /// Signal the VMM: chains were used and the driver wants an
+    /// interrupt, or the device needs a reset.
+    pub signal: bool,
+    /// The burst filled up with chains still available: forward the
+    /// burst, clear it and call again.
+    pub more: bool,
+}
+
+/// What a [`receive`](Net::receive) did with a batch of frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Signal the VMM (as [`Transmitted::signal`]).
+    pub signal: bool,
+    /// Frames written into receive chains.
+    pub delivered: usize,
+    /// Frames from the start of the batch that found a chain (written,
+    /// or dropped for a chain too short or refused) or were malformed:
+    /// `frames[consumed..]` found no posted buffer. The switch counts
+    /// `frames.len() - delivered` as dropped.
+    pub consumed: usize,
+}
+
+/// One chain of a batch: where its buffers end in the batch's segment
+/// list, its bytes, and its used element.
+#[derive(Clone, Copy, Debug)]
+struct Planned {
+    segments_end: usize,
+    len: usize,
+    used: usize,
+}
+
+/// Guest buffers gathered or scattered in one call.
+struct Batch {
+    segments: heapless::Vec<GpaRange, MAX_CHAIN>,
+    chains: heapless::Vec<Planned, MAX_CHAIN>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch {
+            segments: heapless::Vec::new(),
+            chains: heapless::Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds a chain's `buffers` (`len` bytes) completing used element
+    /// `used`; `false` if they do not fit.
+    fn add(&mut self, buffers: &[GpaRange], len: usize, used: usize) -> bool {
+        if self.segments.len() + buffers.len() > MAX_CHAIN || self.chains.is_full() {
+            return false;
+        }
+        for b in buffers {
+            // Cannot fail: checked above.
+            let _ = self.segments.push(*b);
+        }
+        self.bytes += len;
+        // Cannot fail: checked above.
+        let _ = self.chains.push(Planned {
+            segments_end: self.segments.len(),
+            len,
+            used,
+        });
+        true
+    }
+
+    /// Each chain's buffers and plan, in order.
+    fn each(&self) -> impl Iterator<Item = (&[GpaRange], Planned)> {
+        let mut start = 0;
+        self.chains.iter().map(move |c| {
+            let s = self.segments.get(start..c.segments_end).unwrap_or(&[]);
+            start = c.segments_end;
+            (s, *c)
+        })
+    }
+
+    fn clear(&mut self) {
+        self.segments.clear();
+        self.chains.clear();
+        self.bytes = 0;
+    }
+}
+
+type Used = heapless::Vec<UsedElem, MAX_CHAIN>;
+
+fn used_elem(head: u16, len: usize) -> UsedElem {
+    UsedElem {
+        id: u32::from(head).into(),
+        len: u32::try_from(len).unwrap_or(u32::MAX).into(),
+    }
+}
+
+/// A frame length an Ethernet switch takes.
+fn frame_ok(len: usize) -> bool {
+    (MIN_FRAME..=MAX_FRAME).contains(&len)
+}
+
+/// The two queues of one virtio-net device, device side, over given
+/// [`Layout`]s: [`NetService`] without the shared page.
+pub struct Net {
+    rx: DeviceQueue,
+    tx: DeviceQueue,
+    rx_broken: bool,
+    tx_broken: bool,
+    stats: Stats,
+    drops: u32,
+    rx_staging: [u8; RX_STAGING],
+}
+
+impl Default for Net {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Net {
+    /// Both queues fresh.
+    pub fn new() -> Self {
+        Net {
+            rx: DeviceQueue::new(),
+            tx: DeviceQueue::new(),
+            rx_broken: false,
+            tx_broken: false,
+            stats: Stats::default(),
+            drops: 0,
+            rx_staging: [0; RX_STAGING],
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Whether a broken ring stopped a queue (until it is restarted).
+    pub fn needs_reset(&self) -> bool {
+        self.rx_broken || self.tx_broken
+    }
+
+    /// The driver configured queue `n` anew: start it from index 0.
+    pub fn restart(&mut self, n: usize) {
+        match n {
+            RECEIVEQ => (self.rx, self.rx_broken) = (DeviceQueue::new(), false),
+            TRANSMITQ => (self.tx, self.tx_broken) = (DeviceQueue::new(), false),
+            _ => {}
+        }
+    }
+
+    /// Counts and (rate-limited) logs a drop.
+    fn dropped(&mut self, why: DropReason) {
+        let counter = match why {
+            DropReason::Malformed => &mut self.stats.tx_malformed,
+            DropReason::Offload => &mut self.stats.tx_offload,
+            DropReason::Refused => &mut self.stats.tx_refused,
+            DropReason::TooShort => &mut self.stats.rx_too_short,
+            DropReason::BadChain => &mut self.stats.rx_bad_chains,
+        };
+        *counter = counter.saturating_add(1);
+        self.drops = self.drops.saturating_add(1);
+        if should_log(self.drops) {
+            log::warn!("virtio-net: dropped: {why} (#{})", self.drops);
+        }
+    }
+
+    /// Takes the transmit queue's available chains in order, gathers each
+    /// one's header and frame into `burst` and keeps the frames that pass
+    /// the checks (the module docs say which); every chain taken is used
+    /// in one publication. Chains that do not fit the burst stay available
+    /// ([`Transmitted::more`]). An `Err` stopped the queue.
+    pub fn transmit<M: GuestDma>(
+        &mut self,
+        layout: &Layout,
+        dma: &mut M,
+        burst: &mut Burst<'_>,
+    ) -> Result<Transmitted, QueueError> {
+        if self.tx_broken {
+            return Ok(Transmitted::default());
+        }
+        let result = self.transmit_inner(layout, dma, burst);
+        if result.is_err() {
+            self.tx_broken = true;
+            self.stats.broken += 1;
+        }
+        result
+    }
+
+    fn transmit_inner<M: GuestDma>(
+        &mut self,
+        layout: &Layout,
+        dma: &mut M,
+        burst: &mut Burst<'_>,
+    ) -> Result<Transmitted, QueueError> {
+        self.stats.calls += 1;
+        let snapshot = Snapshot::take(layout, &self.tx, dma)?;
+        let mut used = Used::new();
+        let mut batch = Batch::new();
+        let mut more = false;
+        for k in 0..snapshot.pending() {
+            let (head, chain) = snapshot.chain(k)?;
+            let len = usize::try_from(chain.readable_len()).unwrap_or(usize::MAX);
+            let frame = len.saturating_sub(HDR_LEN);
+            if !chain.writable().is_empty() || len < HDR_LEN || !frame_ok(frame) {
+                self.dropped(DropReason::Malformed);
+                // Cannot fail: at most `pending <= MAX_CHAIN` pushes.
+                let _ = used.push(used_elem(head, 0));
+                continue;
+            }
+            if batch.chains.len() >= burst.room() || batch.bytes + len > burst.space() {
+                more = true;
+                break;
+            }
+            if !batch.add(chain.readable(), len, used.len()) {
+                self.gather(&mut batch, dma, burst);
+                // Fits now: an empty batch takes any one chain.
+                let _ = batch.add(chain.readable(), len, used.len());
+            }
+            let _ = used.push(used_elem(head, 0));
+        }
+        self.gather(&mut batch, dma, burst);
+        if !used.is_empty() {
+            self.stats.calls += 1;
+            self.tx.publish(layout, &[], &used, dma)?;
+            self.stats.tx_chains += used.len() as u64;
+        }
+        Ok(Transmitted {
+            signal: !used.is_empty() && snapshot.wants_interrupt(),
+            more,
+        })
+    }
+
+    /// Gathers the batch into the burst in one call (chain by chain if
+    /// refused, dropping those refused) and keeps each frame whose header
+    /// is plain.
+    fn gather<M: GuestDma>(&mut self, batch: &mut Batch, dma: &mut M, burst: &mut Burst<'_>) {
+        if batch.chains.is_empty() {
+            return;
+        }
+        let start = burst.filled;
+        self.stats.calls += 1;
+        let whole = start
+            .checked_add(batch.bytes)
+            .and_then(|end| burst.buf.get_mut(start..end))
+            .is_some_and(|dst| dma.readv(&batch.segments, dst).is_ok());
+        let mut at = start;
+        for (segments, chain) in batch.each() {
+            let end = at.saturating_add(chain.len);
+            let ok = whole || {
+                self.stats.calls += 1;
+                burst
+                    .buf
+                    .get_mut(at..end)
+                    .is_some_and(|dst| dma.readv(segments, dst).is_ok())
+            };
+            if !ok {
+                self.dropped(DropReason::Refused);
+            } else if let Some(bytes) = burst.buf.get(at..end) {
+                let plain = NetHdr::read_from_prefix(bytes).is_ok_and(|(h, _)| h.is_plain());
+                let frame = chain.len.saturating_sub(HDR_LEN);
+                if plain
+                    && burst
+                        .frames
+                        .push((at.saturating_add(HDR_LEN), frame))
+                        .is_ok()
+                {
+                    self.stats.tx_frames += 1;
+                    self.stats.tx_bytes += frame as u64;
+                } else {
+                    self.dropped(DropReason::Offload);
+                }
+            }
+            at = end;
+        }
+        burst.filled = at;
+        batch.clear();
+    }
+
+    /// Writes `frames`, in order, one per available receive chain, each
+    /// behind a [`NetHdr::received`] header, in one scatter and one
+    /// publication for the batch (more only past [`RX_STAGING`] bytes).
+    /// Frames beyond the posted chains are left: see [`Received`]. An
+    /// `Err` stopped the queue.
+    pub fn receive<M: GuestDma>(
+        &mut self,
+        layout: &Layout,
+        dma: &mut M,
+        frames: &[&[u8]],
+    ) -> Result<Received, QueueError> {
+        if self.rx_broken || frames.is_empty() {
+            return Ok(Received::default());
+        }
+        let result = self.receive_inner(layout, dma, frames);
+        if result.is_err() {
+            self.rx_broken = true;
+            self.stats.broken += 1;
+        }
+        result
+    }
+
+    fn receive_inner<M: GuestDma>(
+        &mut self,
+        layout: &Layout,
+        dma: &mut M,
+        frames: &[&[u8]],
+    ) -> Result<Received, QueueError> {
+        self.stats.calls += 1;
+        let snapshot = Snapshot::take(layout, &self.rx, dma)?;
+        let mut used = Used::new();
+        let mut batch = Batch::new();
+        let mut k = 0;
+        let mut consumed = 0;
+        let mut delivered = 0;
+        let header = NetHdr::received();
+        'frames: for frame in frames {
+            if !frame_ok(frame.len()) {
+                self.stats.rx_malformed += 1;
+                consumed += 1;
+                continue;
+            }
+            // The next chain that can take a frame at all.
+            let (head, chain) = loop {
+                if k >= snapshot.pending() {
+                    break 'frames;
+                }
+                let (head, chain) = snapshot.chain(k)?;
+                k += 1;
+                if chain.readable().is_empty() && !chain.writable().is_empty() {
+                    break (head, chain);
+                }
+                self.dropped(DropReason::BadChain);
+                let _ = used.push(used_elem(head, 0));
+            };
+            consumed += 1;
+            let need = HDR_LEN + frame.len();
+            let mut parts: heapless::Vec<GpaRange, MAX_CHAIN> = heapless::Vec::new();
+            if chain.writable_len() < need as u64
+                || queue::sub_ranges(chain.writable(), 0, need as u64, &mut parts).is_err()
+            {
+                self.dropped(DropReason::TooShort);
+                let _ = used.push(used_elem(head, 0));
+                continue;
+            }
+            if batch.bytes + need > RX_STAGING || !batch.add(&parts, need, used.len()) {
+                delivered += self.scatter(&mut batch, &mut used, dma);
+                // Fits now: an empty batch takes any one chain.
+                let _ = batch.add(&parts, need, used.len());
+            }
+            let at = batch.bytes.saturating_sub(need);
+            if let Some((h, f)) = self
+                .rx_staging
+                .get_mut(at..batch.bytes)
+                .and_then(|dst| dst.split_at_mut_checked(HDR_LEN))
+            {
+                if h.len() == HDR_LEN && f.len() == frame.len() {
+                    h.copy_from_slice(header.as_bytes());
+                    f.copy_from_slice(frame);
+                }
+            }
+            let _ = used.push(used_elem(head, need));
+        }
+        delivered += self.scatter(&mut batch, &mut used, dma);
+        if !used.is_empty() {
+            self.stats.calls += 1;
+            self.rx.publish(layout, &[], &used, dma)?;
+            self.stats.rx_chains += used.len() as u64;
+        }
+        Ok(Received {
+            signal: !used.is_empty() && snapshot.wants_interrupt(),
+            delivered,
+            consumed,
+        })
+    }
+
+    /// Scatters the staged batch in one call; if it is refused, chain by
+    /// chain, those refused used with length 0. Returns the frames
+    /// written.
+    fn scatter<M: GuestDma>(&mut self, batch: &mut Batch, used: &mut Used, dma: &mut M) -> usize {
+        if batch.chains.is_empty() {
+            return 0;
+        }
+        self.stats.calls += 1;
+        let whole = self
+            .rx_staging
+            .get(..batch.bytes)
+            .is_some_and(|src| dma.writev(&batch.segments, src).is_ok());
+        let mut at: usize = 0;
+        let mut written = 0;
+        for (segments, chain) in batch.each() {
+            let end = at.saturating_add(chain.len);
+            let ok = whole || {
+                self.stats.calls += 1;
+                self.rx_staging
+                    .get(at..end)
+                    .is_some_and(|src| dma.writev(segments, src).is_ok())
+            };
+            if ok {
+                written += 1;
+                self.stats.rx_frames += 1;
+                self.stats.rx_bytes += chain.len.saturating_sub(HDR_LEN) as u64;
+            } else {
+                self.dropped(DropReason::BadChain);
+                if let Some(elem) = used.get_mut(chain.used) {
+                    elem.len = 0.into();
+                }
+            }
+            at = end;
+        }
+        batch.clear();
+        written
+    }
+}
+
+/// The `net` PD's half of one VM port's virtio-net: the queues published
+/// in the shared page, served through a [`GuestDma`] (that VM's VMM's
+/// copy service).
+pub struct NetService {
+    page: BackendPage,
+    net: Net,
+}
+
+impl NetService {
+    /// A service for the queues published in `page`.
+    pub fn new(page: SharedBuffer) -> Self {
+        NetService {
+            page: BackendPage::new(page),
+            net: Net::new(),
+        }
+    }
+
+    /// Counters over the service's life.
+    pub fn stats(&self) -> Stats {
+        self.net.stats()
+    }
+
+    /// Queue `n`'s layout as published now: `Ok(None)` if it is not ready
+    /// (or the page is mid-publication); restarts every queue configured
+    /// anew. `Err` if the published layout is invalid.
+    fn sync(&mut self, n: usize) -> Result<Option<Layout>, QueueError> {
+        let Some(queues) = self.page.read() else {
+            return Ok(None);
+        };
+        for (q, fresh) in queues.fresh.iter().enumerate() {
+            if *fresh {
+                self.net.restart(q);
+            }
+        }
+        queues
+            .states
+            .get(n)
+            .and_then(|state| state.layout())
+            .transpose()
+    }
+
+    /// The VMM signalled (the guest notified a queue), or the `net` PD
+    /// forwarded a full burst and calls again: gathers the transmit
+    /// queue's frames into `burst` (see [`Net::transmit`]). The guest may
+    /// have posted receive buffers too: a PD holding frames for this port
+    /// calls [`receive`](Self::receive) on a signal as well.
+    pub fn transmit<M: GuestDma>(&mut self, dma: &mut M, burst: &mut Burst<'_>) -> Transmitted {
+        match self.sync(TRANSMITQ) {
+            Ok(None) => Transmitted::default(),
+            Ok(Some(layout)) => match self.net.transmit(&layout, dma, burst) {
+                Ok(done) => Transmitted {
+                    signal: done.signal && self.report(),
+                    more: done.more,
+                },
+                Err(e) => {
+                    log::warn!("virtio-net: transmit queue error, device needs reset: {e}");
+                    Transmitted {
+                        signal: self.report(),
+                        more: false,
+                    }
+                }
+            },
+            Err(e) => {
+                log::warn!("virtio-net: published transmit queue is invalid: {e}");
+                Transmitted {
+                    signal: self.report_broken(),
+                    more: false,
+                }
+            }
+        }
+    }
+
+    /// Writes `frames` into the receive queue's posted chains (see
+    /// [`Net::receive`]); frames past [`Received::consumed`] found no
+    /// buffer.
+    pub fn receive<M: GuestDma>(&mut self, dma: &mut M, frames: &[&[u8]]) -> Received {
+        if frames.is_empty() {
+            return Received::default();
+        }
+        match self.sync(RECEIVEQ) {
+            Ok(None) => Received::default(),
+            Ok(Some(layout)) => match self.net.receive(&layout, dma, frames) {
+                Ok(done) => Received {
+                    signal: done.signal && self.report(),
+                    ..done
+                },
+                Err(e) => {
+                    log::warn!("virtio-net: receive queue error, device needs reset: {e}");
+                    Received {
+                        signal: self.report(),
+                        ..Received::default()
+                    }
+                }
+            },
+            Err(e) => {
+                log::warn!("virtio-net: published receive queue is invalid: {e}");
+                Received {
+                    signal: self.report_broken(),
+                    ..Received::default()
+                }
+            }
+        }
+    }
+
+    fn report(&mut self) -> bool {
+        let stats = self.net.stats();
+        self.page
+            .report(self.net.needs_reset(), stats.rx_chains + stats.tx_chains, 0)
+    }
+
+    fn report_broken(&mut self) -> bool {
+        let stats = self.net.stats();
+        self.page.report(true, stats.rx_chains + stats.tx_chains, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{flags, Desc};
+    use crate::virtq::testing::Flat;
+    use crate::virtq::AVAIL_F_NO_INTERRUPT;
+    use std::vec;
+    use std::vec::Vec;
+
+    const SIZE: u16 = 8;
+    const DESC: u64 = 0x1000;
+    const AVAIL: u64 = 0x2000;
+    const USED: u64 = 0x3000;
+    const DATA: u64 = 0x4000;
+
+    /// The guest's side of one queue in a [`Flat`] memory.
+    struct Driver {
+        layout: Layout,
+        next_desc: u16,
+        avail_idx: u16,
+    }
+
+    impl Driver {
+        fn new() -> Self {
+            Driver {
+                layout: Layout::new(SIZE, DESC, AVAIL, USED).unwrap(),
+                next_desc: 0,
+                avail_idx: 0,
+            }
+        }
+
+        /// Posts a chain of `(gpa, len, writable)` buffers.
+        fn post(&mut self, mem: &mut Flat, buffers: &[(u64, u32, bool)]) -> u16 {
+            let head = self.next_desc % SIZE;
+            for (i, &(gpa, len, writable)) in buffers.iter().enumerate() {
+                let index = (self.next_desc + i as u16) % SIZE;
+                let last = i + 1 == buffers.len();
+                let f = (u16::from(!last) * flags::NEXT) | (u16::from(writable) * flags::WRITE);
+                let desc = Desc::new(gpa, len, f, (index + 1) % SIZE);
+                mem.put(DESC + 16 * u64::from(index), desc.as_bytes());
+            }
+            self.next_desc += buffers.len() as u16;
+            mem.put(
+                AVAIL + 4 + 2 * u64::from(self.avail_idx % SIZE),
+                &head.to_le_bytes(),
+            );
+            self.avail_idx += 1;
+            mem.put(AVAIL + 2, &self.avail_idx.to_le_bytes());
+            head
+        }
+
+        /// The used elements `(id, len)` from `from` to the used index.
+        fn used(&self, mem: &Flat, from: u16) -> Vec<(u32, u32)> {
+            let at = |gpa: u64| mem.mem[gpa as usize..gpa as usize + 4].try_into().unwrap();
+            let idx = u16::from_le_bytes(
+                mem.mem[USED as usize + 2..USED as usize + 4]
+                    .try_into()
+                    .unwrap(),
+            );
+            (from..idx)
+                .map(|i| {
+                    let gpa = self.layout.used_elem_gpa(i);
+                    (u32::from_le_bytes(at(gpa)), u32::from_le_bytes(at(gpa + 4)))
+                })
+                .collect()
+        }
+    }
+
+    fn frame(len: usize, tag: u8) -> Vec<u8> {
+        (0..len).map(|i| tag ^ i as u8).collect()
+    }
+
+    /// A transmitted chain's bytes: a plain header and `frame`.
+    fn with_header(frame: &[u8]) -> Vec<u8> {
+        let mut bytes = NetHdr::default().as_bytes().to_vec();
+        bytes.extend_from_slice(frame);
+        bytes
+    }
+
+    #[test]
+    fn config_space_is_the_mac_and_a_zero_status() {
+        let c = NetConfig::new([2, 0, 0, 0, 0, 7]);
+        assert_eq!((c.device_id(), c.features(), c.queues()), (1, 1 << 5, 2));
+        assert_eq!(c.config_read(0, 1), Some(2));
+        assert_eq!(c.config_read(5, 1), Some(7));
+        assert_eq!(c.config_read(4, 2), Some(0x0700));
+        assert_eq!(c.config_read(0, 8), Some(0x0700_0000_0002));
+        assert_eq!(c.config_read(6, 2), Some(0));
+        assert_eq!(c.config_read(7, 2), None);
+        assert_eq!(c.config_read(8, 1), None);
+        assert_eq!(c.config_read(u64::MAX, 1), None);
+        assert_eq!(
+            NetHdr::received().as_bytes(),
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]
+        );
+        assert_eq!(core::mem::size_of::<NetHdr>(), HDR_LEN);
+    }
+
+    #[test]
+    fn transmit_gathers_a_burst_in_three_calls() {
+        let mut mem = Flat::new();
+        let mut tx = Driver::new();
+        let (a, b) = (frame(60, 1), frame(1514, 2));
+        mem.put(DATA, &with_header(&a));
+        mem.put(DATA + 0x100, NetHdr::default().as_bytes());
+        mem.put(DATA + 0x200, &b[..1000]);
+        mem.put(DATA + 0x800, &b[1000..]);
+        tx.post(&mut mem, &[(DATA, 72, false)]);
+        tx.post(
+            &mut mem,
+            &[
+                (DATA + 0x100, 12, false),
+                (DATA + 0x200, 1000, false),
+                (DATA + 0x800, 514, false),
+            ],
+        );
+        let mut net = Net::new();
+        let mut buf = vec![0u8; BURST_BYTES];
+        let mut burst = Burst::new(&mut buf);
+        let done = net.transmit(&tx.layout, &mut mem, &mut burst).unwrap();
+        assert_eq!(
+            done,
+            Transmitted {
+                signal: true,
+                more: false
+            }
+        );
+        assert_eq!(mem.calls, 3);
+        assert_eq!(burst.len(), 2);
+        assert_eq!(burst.frame(0), Some(&a[..]));
+        assert_eq!(burst.frame(1), Some(&b[..]));
+        assert_eq!(burst.slices().as_slice(), [&a[..], &b[..]]);
+        assert_eq!(tx.used(&mem, 0), [(0, 0), (1, 0)]);
+        let stats = net.stats();
+        assert_eq!(
+            (stats.tx_frames, stats.tx_bytes, stats.tx_chains),
+            (2, 1574, 2)
+        );
+        // Nothing new: one call, no signal.
+        mem.calls = 0;
+        burst.clear();
+        let done = net.transmit(&tx.layout, &mut mem, &mut burst).unwrap();
+        assert_eq!(
+            (done, mem.calls, burst.len()),
+            (Transmitted::default(), 1, 0)
+        );
+    }
+
+    #[test]
+    fn bad_transmit_chains_are_dropped_and_counted() {
+        let mut mem = Flat::new();
+        let mut tx = Driver::new();
+        mem.put(DATA, &with_header(&frame(1600, 3)));
+        let mut offload = NetHdr {
+            flags: HDR_F_NEEDS_CSUM,
+            ..NetHdr::default()
+        };
+        mem.put(DATA + 0x1000, offload.as_bytes());
+        offload = NetHdr {
+            gso_type: 1,
+            ..NetHdr::default()
+        };
+        mem.put(DATA + 0x1100, offload.as_bytes());
+        tx.post(&mut mem, &[(DATA, 72, true)]); // device-writable
+        tx.post(&mut mem, &[(DATA, 11, false)]); // shorter than the header
+        tx.post(&mut mem, &[(DATA, 12 + 13, false)]); // runt
+        tx.post(&mut mem, &[(DATA, 12 + 1515, false)]); // too long
+        tx.post(&mut mem, &[(DATA + 0x1000, 72, false)]); // NEEDS_CSUM
+        tx.post(&mut mem, &[(DATA + 0x1100, 72, false)]); // GSO
+        tx.post(&mut mem, &[(0xfff0, 72, false)]); // refused
+        tx.post(&mut mem, &[(DATA, 12 + 14, false)]); // the one good frame
+        let mut net = Net::new();
+        let mut buf = vec![0u8; BURST_BYTES];
+        let mut burst = Burst::new(&mut buf);
+        net.transmit(&tx.layout, &mut mem, &mut burst).unwrap();
+        assert_eq!(burst.len(), 1);
+        assert_eq!(burst.frame(0), Some(&frame(1600, 3)[..14]));
+        assert_eq!(tx.used(&mem, 0).len(), 8);
+        assert!(tx.used(&mem, 0).iter().all(|&(_, len)| len == 0));
+        let s = net.stats();
+        assert_eq!((s.tx_malformed, s.tx_offload, s.tx_refused), (4, 2, 1));
+        assert_eq!((s.tx_frames, s.tx_chains), (1, 8));
+    }
+
+    #[test]
+    fn a_full_burst_leaves_the_rest_available() {
+        let mut mem = Flat::new();
+        let mut tx = Driver::new();
+        for i in 0..3u64 {
+            mem.put(DATA + 0x100 * i, &with_header(&frame(60, i as u8)));
+            tx.post(&mut mem, &[(DATA + 0x100 * i, 72, false)]);
+        }
+        let mut net = Net::new();
+        let mut buf = vec![0u8; 2 * 72 + 10];
+        let mut burst = Burst::new(&mut buf);
+        let done = net.transmit(&tx.layout, &mut mem, &mut burst).unwrap();
+        assert!(done.more && done.signal);
+        assert_eq!(burst.len(), 2);
+        assert_eq!(tx.used(&mem, 0).len(), 2);
+        burst.clear();
+        let done = net.transmit(&tx.layout, &mut mem, &mut burst).unwrap();
+        assert!(!done.more);
+        assert_eq!(burst.frames().collect::<Vec<_>>(), [&frame(60, 2)[..]]);
+        assert_eq!(tx.used(&mem, 0).len(), 3);
+    }
+
+    #[test]
+    fn receive_writes_one_frame_per_chain_behind_a_header() {
+        let mut mem = Flat::new();
+        let mut rx = Driver::new();
+        rx.post(&mut mem, &[(DATA, 1526, true)]);
+        rx.post(
+            &mut mem,
+            &[(DATA + 0x800, 6, true), (DATA + 0x900, 100, true)],
+        );
+        let (a, b, c) = (frame(1514, 4), frame(60, 5), frame(60, 6));
+        let mut net = Net::new();
+        let done = net
+            .receive(&rx.layout, &mut mem, &[&a[..], &b[..], &c[..]])
+            .unwrap();
+        assert_eq!(
+            done,
+            Received {
+                signal: true,
+                delivered: 2,
+                consumed: 2
+            }
+        );
+        assert_eq!(mem.calls, 3);
+        assert_eq!(
+            &mem.mem[DATA as usize..][..12],
+            NetHdr::received().as_bytes()
+        );
+        assert_eq!(&mem.mem[DATA as usize + 12..][..1514], &a[..]);
+        assert_eq!(
+            &mem.mem[DATA as usize + 0x800..][..6],
+            &NetHdr::received().as_bytes()[..6]
+        );
+        assert_eq!(
+            &mem.mem[DATA as usize + 0x900..][..6],
+            &NetHdr::received().as_bytes()[6..]
+        );
+        assert_eq!(&mem.mem[DATA as usize + 0x906..][..60], &b[..]);
+        assert_eq!(rx.used(&mem, 0), [(0, 1526), (1, 72)]);
+        // No buffer left: nothing consumed, one call, no signal.
+        mem.calls = 0;
+        let done = net.receive(&rx.layout, &mut mem, &[&c[..]]).unwrap();
+        assert_eq!((done, mem.calls), (Received::default(), 1));
+        // No frames: no call at all.
+        assert_eq!(
+            net.receive(&rx.layout, &mut mem, &[]),
+            Ok(Received::default())
+        );
+        assert_eq!(mem.calls, 1);
+        let s = net.stats();
+        assert_eq!((s.rx_frames, s.rx_bytes, s.rx_chains), (2, 1574, 2));
+    }
+
+    #[test]
+    fn short_and_bad_receive_chains() {
+        let mut mem = Flat::new();
+        let mut rx = Driver::new();
+        rx.post(&mut mem, &[(DATA, 100, false), (DATA + 0x100, 100, true)]); // readable
+        rx.post(&mut mem, &[(DATA + 0x200, 71, true)]); // one byte short
+        rx.post(&mut mem, &[(0xfff0, 72, true)]); // refused
+        rx.post(&mut mem, &[(DATA + 0x300, 72, true)]);
+        let (a, b, c, d) = (frame(60, 7), frame(60, 8), frame(60, 9), frame(60, 10));
+        let runt = frame(13, 0);
+        let mut net = Net::new();
+        let frames = [&a[..], &b[..], &runt[..], &c[..], &d[..]];
+        let done = net.receive(&rx.layout, &mut mem, &frames).unwrap();
+        // a: too short a chain; b: refused; the runt: malformed; c: written.
+        assert_eq!((done.delivered, done.consumed), (1, 4));
+        assert_eq!(&mem.mem[DATA as usize + 0x300 + 12..][..60], &c[..]);
+        assert_eq!(rx.used(&mem, 0), [(0, 0), (2, 0), (3, 0), (4, 72)]);
+        let s = net.stats();
+        assert_eq!((s.rx_too_short, s.rx_bad_chains, s.rx_malformed), (1, 2, 1));
+    }
+
+    #[test]
+    fn no_interrupt_is_honoured_and_a_loop_needs_a_reset() {
+        let mut mem = Flat::new();
+        let mut rx = Driver::new();
+        mem.put(AVAIL, &AVAIL_F_NO_INTERRUPT.to_le_bytes());
+        rx.post(&mut mem, &[(DATA, 1526, true)]);
+        let mut net = Net::new();
+        let a = frame(60, 1);
+        let done = net.receive(&rx.layout, &mut mem, &[&a[..]]).unwrap();
+        assert!(!done.signal && done.delivered == 1);
+        // Descriptor 1 -> 2 -> 1 ...
+        mem.put(
+            DESC + 16,
+            Desc::new(DATA, 1, flags::NEXT | flags::WRITE, 2).as_bytes(),
+        );
+        mem.put(
+            DESC + 32,
+            Desc::new(DATA, 1, flags::NEXT | flags::WRITE, 1).as_bytes(),
+        );
+        mem.put(AVAIL + 6, &1u16.to_le_bytes());
+        mem.put(AVAIL + 2, &2u16.to_le_bytes());
+        assert!(net.receive(&rx.layout, &mut mem, &[&a[..]]).is_err());
+        assert!(net.needs_reset());
+        assert_eq!(
+            net.receive(&rx.layout, &mut mem, &[&a[..]]),
+            Ok(Received::default())
+        );
+        net.restart(RECEIVEQ);
+        assert!(!net.needs_reset());
+    }
+
+    #[test]
+    fn drop_reasons_display() {
+        let all = [
+            DropReason::Malformed,
+            DropReason::Offload,
+            DropReason::Refused,
+            DropReason::TooShort,
+            DropReason::BadChain,
+        ];
+        let lines: Vec<_> = all.iter().map(|d| std::format!("{d}")).collect();
+        for (i, line) in lines.iter().enumerate() {
+            assert!(!line.is_empty() && !lines[..i].contains(line));
+        }
+    }
+}

@@ -1,0 +1,692 @@
+// SPDX-License-Identifier: BSD-2-Clause
+//! virtio-net end to end on the host: several VMs' `NetFrontend`s
+//! (driven through their registers), each VM's `guest_ram::Server` with
+//! the `net` PD as its one client (a copy-service `Client` over
+//! `transport::Local`, counting its calls), the `net` PD's `NetService`
+//! per port, and a simulated Linux-like driver per VM posting 1530-byte
+//! receive buffers and transmit chains. Frames cross from one port's
+//! transmit queue to other ports' receive queues through net-switch's
+//! `Switch::decide_burst` and `Plan`: [`forward`] is the `net` PD's job in
+//! miniature. Signals are direct calls.
+//!
+//! The proptest checks against a model (per port, a queue of posted
+//! receive-chain sizes and a list of expected frames) that random frames
+//! (valid and invalid lengths, offload headers, spoofed sources, random
+//! chain splits) and random receive-buffer availability deliver every
+//! valid frame that had a buffer exactly once, byte-exact and in order per
+//! sender, and drop and count every other one.
+#![allow(
+    unsafe_code,
+    reason = "test memory stands in for the mappings system.xml makes: the constructors' obligations are met by keeping it alive"
+)]
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::ptr::NonNull;
+
+use guest_ram::client::{Client, Transport};
+use guest_ram::protocol::MSG_WORDS;
+use guest_ram::server::{ClientConfig, Server, Window};
+use guest_ram::transport::Local;
+use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
+use net_switch::{Config, Mac, Switch};
+use proptest::prelude::*;
+use virtio::device::Action;
+use virtio::mmio::{feature, reg, status, INT_USED_BUFFER};
+use virtio::net::{
+    feature as net_feature, Burst, NetFrontend, NetHdr, NetService, BURST_BYTES, HDR_LEN, RECEIVEQ,
+    TRANSMITQ,
+};
+use virtio::queue::{flags, Desc, Layout};
+use zerocopy::IntoBytes;
+
+const RAM_GPA: u64 = 0x4000_0000;
+/// Each VM's part of the test's guest RAM; the `net` PD's window in it.
+const VM_LEN: u64 = 0x8_0000;
+const PORTS: usize = 3;
+const RAM_LEN: u64 = VM_LEN * PORTS as u64;
+const SIZE: u16 = 64;
+/// Bytes of guest buffer behind each descriptor.
+const SLOT: u64 = 2048;
+/// What Linux posts without mergeable buffers: header + 1518.
+const LINUX_RX: usize = HDR_LEN + 1518;
+/// The `net` PD's shared buffer with each VMM: a whole burst fits.
+const SHARED: usize = 128 * 1024;
+const CHANNEL: usize = 1;
+
+fn buffer(memory: &mut [u8]) -> SharedBuffer {
+    // SAFETY: the test keeps `memory` alive and unborrowed while it is used.
+    unsafe { SharedBuffer::new(NonNull::new(memory.as_mut_ptr()).unwrap(), memory.len()) }
+}
+
+fn mac(port: usize) -> Mac {
+    Mac([2, 0, 0, 0, 0, port as u8 + 1])
+}
+
+/// A transport that counts the calls it carries.
+struct Counting<'a, T> {
+    inner: T,
+    calls: &'a Cell<u64>,
+}
+
+impl<T: Transport> Transport for Counting<'_, T> {
+    fn call(&mut self, label: u64, words: usize, msg: &mut [u64; MSG_WORDS]) -> (u64, usize) {
+        self.calls.set(self.calls.get() + 1);
+        self.inner.call(label, words, msg)
+    }
+}
+
+/// The guest driver's side of one queue: descriptor `i` always points at
+/// its own `SLOT` bytes.
+struct DriverQueue {
+    layout: Layout,
+    data: u64,
+    free: Vec<u16>,
+    avail_idx: u16,
+    last_used: u16,
+    /// Each posted chain's descriptors, by head.
+    chains: Vec<Vec<u16>>,
+}
+
+impl DriverQueue {
+    fn new(port: usize, n: usize) -> Self {
+        let base = RAM_GPA + VM_LEN * port as u64 + 0x4_0000 * n as u64;
+        DriverQueue {
+            layout: Layout::new(SIZE, base, base + 0x1000, base + 0x2000).unwrap(),
+            data: base + 0x4000,
+            free: (0..SIZE).rev().collect(),
+            avail_idx: 0,
+            last_used: 0,
+            chains: vec![Vec::new(); usize::from(SIZE)],
+        }
+    }
+
+    fn slot(&self, d: u16) -> u64 {
+        self.data + SLOT * u64::from(d)
+    }
+
+    /// Posts one chain of buffers holding `pieces` (transmit) or of
+    /// `pieces`' lengths (receive); `false` if descriptors are short.
+    fn post(&mut self, ram: &GuestRam<1, 16>, pieces: &[Vec<u8>], writable: bool) -> bool {
+        if pieces.is_empty() || pieces.len() > self.free.len() {
+            return false;
+        }
+        let descs: Vec<u16> = (0..pieces.len())
+            .map(|_| self.free.pop().unwrap())
+            .collect();
+        for (i, (&d, piece)) in descs.iter().zip(pieces).enumerate() {
+            assert!(piece.len() as u64 <= SLOT);
+            if !writable && !piece.is_empty() {
+                ram.write(self.slot(d), piece).unwrap();
+            }
+            let next = descs.get(i + 1).copied();
+            let f = if next.is_some() { flags::NEXT } else { 0 }
+                | if writable { flags::WRITE } else { 0 };
+            let desc = Desc::new(self.slot(d), piece.len() as u32, f, next.unwrap_or(0));
+            ram.write(
+                self.layout.desc_table().gpa + 16 * u64::from(d),
+                desc.as_bytes(),
+            )
+            .unwrap();
+        }
+        let head = descs[0];
+        let ring = self.layout.avail_ring().gpa + 2 * u64::from(self.avail_idx % SIZE);
+        ram.write(ring, &head.to_le_bytes()).unwrap();
+        self.chains[usize::from(head)] = descs;
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        ram.write(self.layout.avail_idx_gpa(), &self.avail_idx.to_le_bytes())
+            .unwrap();
+        true
+    }
+
+    /// Takes back the used chains: each one's written bytes, in order.
+    fn reclaim(&mut self, ram: &GuestRam<1, 16>) -> Vec<Vec<u8>> {
+        let mut idx = [0u8; 2];
+        ram.read(self.layout.used_idx_gpa(), &mut idx).unwrap();
+        let idx = u16::from_le_bytes(idx);
+        let mut out = Vec::new();
+        while self.last_used != idx {
+            let mut elem = [0u8; 8];
+            ram.read(self.layout.used_elem_gpa(self.last_used), &mut elem)
+                .unwrap();
+            let head = u32::from_le_bytes(elem[..4].try_into().unwrap()) as usize;
+            let mut len = u32::from_le_bytes(elem[4..].try_into().unwrap()) as usize;
+            let descs = std::mem::take(&mut self.chains[head]);
+            assert!(!descs.is_empty(), "chain {head} used twice");
+            let mut bytes = Vec::new();
+            for &d in &descs {
+                let mut desc = Desc::new(0, 0, 0, 0);
+                ram.read(
+                    self.layout.desc_table().gpa + 16 * u64::from(d),
+                    desc.as_mut_bytes(),
+                )
+                .unwrap();
+                let n = len.min(desc.len.get() as usize);
+                if n > 0 {
+                    let mut piece = vec![0u8; n];
+                    ram.read(self.slot(d), &mut piece).unwrap();
+                    bytes.extend(piece);
+                }
+                len -= n;
+            }
+            assert_eq!(len, 0, "used length beyond the chain");
+            self.free.extend(descs);
+            out.push(bytes);
+            self.last_used = self.last_used.wrapping_add(1);
+        }
+        out
+    }
+}
+
+/// One VM and its port: the VMM's frontend, the `net` PD's service and
+/// copy client, the guest's driver.
+struct Port<'a> {
+    frontend: NetFrontend,
+    service: NetService,
+    client: Client<Counting<'a, Local<'a, 1, 16, 1>>>,
+    calls: &'a Cell<u64>,
+    tx: DriverQueue,
+    rx: DriverQueue,
+    interrupts: u32,
+}
+
+impl Port<'_> {
+    fn w(&mut self, offset: u64, value: u32) -> Action {
+        self.frontend.access(offset, 4, Some(u64::from(value))).1
+    }
+
+    fn r(&mut self, offset: u64) -> u32 {
+        self.frontend.access(offset, 4, None).0 as u32
+    }
+
+    /// The driver's initialisation (§3.1.1), both queues, `DRIVER_OK`.
+    fn start(&mut self, port: usize) {
+        self.w(reg::STATUS, 0);
+        let mut s = status::ACKNOWLEDGE | status::DRIVER;
+        self.w(reg::STATUS, s);
+        assert_eq!(self.r(reg::DEVICE_ID), 1);
+        self.w(reg::DEVICE_FEATURES_SEL, 0);
+        let low = self.r(reg::DEVICE_FEATURES);
+        assert_eq!(u64::from(low), net_feature::MAC);
+        let config: Vec<u8> = (0..6)
+            .map(|i| self.frontend.access(reg::CONFIG + i, 1, None).0 as u8)
+            .collect();
+        assert_eq!(config, mac(port).0);
+        self.w(reg::DRIVER_FEATURES_SEL, 0);
+        self.w(reg::DRIVER_FEATURES, low);
+        self.w(reg::DRIVER_FEATURES_SEL, 1);
+        self.w(reg::DRIVER_FEATURES, (feature::VERSION_1 >> 32) as u32);
+        s |= status::FEATURES_OK;
+        self.w(reg::STATUS, s);
+        assert_ne!(self.r(reg::STATUS) & status::FEATURES_OK, 0);
+        for n in [RECEIVEQ, TRANSMITQ] {
+            let layout = if n == RECEIVEQ {
+                self.rx.layout
+            } else {
+                self.tx.layout
+            };
+            self.w(reg::QUEUE_SEL, n as u32);
+            self.w(reg::QUEUE_NUM, u32::from(SIZE));
+            for (low, gpa) in [
+                (reg::QUEUE_DESC_LOW, layout.desc_table().gpa),
+                (reg::QUEUE_DRIVER_LOW, layout.avail_flags_gpa()),
+                (reg::QUEUE_DEVICE_LOW, layout.used_idx_gpa() - 2),
+            ] {
+                self.w(low, gpa as u32);
+                self.w(low + 4, (gpa >> 32) as u32);
+            }
+            assert_eq!(self.w(reg::QUEUE_READY, 1), Action::SignalBackend);
+        }
+        self.w(reg::STATUS, s | status::DRIVER_OK);
+    }
+
+    /// The VMM takes the `net` PD's signal: interrupt the guest, which
+    /// acknowledges.
+    fn signalled(&mut self) {
+        self.frontend.backend_signalled();
+        let pending = self.r(reg::INTERRUPT_STATUS);
+        if pending & INT_USED_BUFFER != 0 {
+            self.interrupts += 1;
+            self.w(reg::INTERRUPT_ACK, pending);
+        }
+    }
+
+    /// A Linux-like driver's receive buffers: `n` of 1530 bytes.
+    fn post_rx(&mut self, ram: &GuestRam<1, 16>, n: usize) -> usize {
+        (0..n)
+            .take_while(|_| self.rx.post(ram, &[vec![0; LINUX_RX]], true))
+            .count()
+    }
+}
+
+/// The `net` PD's job in miniature: port `src`'s VMM signalled; take its
+/// transmit queue's frames a burst at a time, decide each burst, and
+/// write each destination's frames into its receive queue in one batch.
+/// Frames not written there (no buffer posted, or a chain too short) are
+/// counted as dropped for lack of a buffer at that port.
+fn forward(switch: &mut Switch<PORTS>, ports: &mut [Port<'_>], src: usize) {
+    let mut buf = vec![0u8; BURST_BYTES];
+    loop {
+        let mut burst = Burst::new(&mut buf);
+        let port = &mut ports[src];
+        let tx = port.service.transmit(&mut port.client, &mut burst);
+        if tx.signal {
+            port.signalled();
+        }
+        let frames = burst.slices();
+        let plan = switch.decide_burst(src, &frames).unwrap();
+        for dst in plan.destinations() {
+            let batch: Vec<&[u8]> = plan.frames(dst).map(|i| frames[i]).collect();
+            let port = &mut ports[dst];
+            let rx = port.service.receive(&mut port.client, &batch);
+            if rx.signal {
+                port.signalled();
+            }
+            for _ in rx.delivered..batch.len() {
+                switch.no_buffer(dst).unwrap();
+            }
+        }
+        if !tx.more {
+            return;
+        }
+    }
+}
+
+/// An Ethernet frame from `src` to `dst` of `len` bytes (at least 12).
+fn frame(dst: Mac, src: Mac, len: usize, seed: u8) -> Vec<u8> {
+    let mut f: Vec<u8> = (0..len).map(|i| seed.wrapping_mul(31) ^ i as u8).collect();
+    f[..6].copy_from_slice(&dst.0);
+    f[6..12].copy_from_slice(&src.0);
+    f
+}
+
+/// A transmit chain's bytes: a plain header, then `frame`.
+fn with_header(frame: &[u8]) -> Vec<u8> {
+    let mut bytes = NetHdr::default().as_bytes().to_vec();
+    bytes.extend_from_slice(frame);
+    bytes
+}
+
+/// The received header and frame of a receive chain's bytes.
+fn split(chain: &[u8]) -> (&[u8], &[u8]) {
+    chain.split_at(HDR_LEN)
+}
+
+struct System<'a> {
+    ram: &'a GuestRam<1, 16>,
+    ports: Vec<Port<'a>>,
+    switch: Switch<PORTS>,
+}
+
+impl System<'_> {
+    /// Port `src`'s guest sends `chains` (each a chain's buffers) and
+    /// notifies; the `net` PD forwards.
+    fn send(&mut self, src: usize, chains: &[Vec<Vec<u8>>]) -> usize {
+        let port = &mut self.ports[src];
+        let posted = chains
+            .iter()
+            .take_while(|c| port.tx.post(self.ram, c, false))
+            .count();
+        if port.w(reg::QUEUE_NOTIFY, TRANSMITQ as u32) == Action::SignalBackend {
+            forward(&mut self.switch, &mut self.ports, src);
+        }
+        assert_eq!(self.ports[src].tx.reclaim(self.ram).len(), posted);
+        posted
+    }
+}
+
+fn with_system<R>(f: impl FnOnce(&mut System<'_>) -> R) -> R {
+    let mut guest = vec![0u8; RAM_LEN as usize];
+    let mut pages: Vec<Vec<u8>> = (0..PORTS).map(|_| vec![0u8; 4096]).collect();
+    let mut shared: Vec<Vec<u8>> = (0..PORTS).map(|_| vec![0u8; SHARED]).collect();
+    // SAFETY: `guest` outlives `ram` and is only accessed through it.
+    let region =
+        unsafe { MappedRegion::new(RAM_GPA, NonNull::new(guest.as_mut_ptr()).unwrap(), RAM_LEN) };
+    let mut ram = GuestRam::<1, 16>::new(&[region]).unwrap();
+    ram.register_at(RAM_GPA, RAM_LEN).unwrap();
+    let calls: Vec<Cell<u64>> = (0..PORTS).map(|_| Cell::new(0)).collect();
+    // Each VM's VMM serves the `net` PD a window on its own RAM only.
+    let servers: Vec<RefCell<Server<1>>> = (0..PORTS)
+        .map(|port| {
+            let server = RefCell::new(Server::<1>::new());
+            let window = Window::read_write(RAM_GPA + VM_LEN * port as u64, VM_LEN);
+            server
+                .borrow_mut()
+                .add_client(
+                    ClientConfig::new(CHANNEL, buffer(&mut shared[port]), &[window]).unwrap(),
+                )
+                .unwrap();
+            server
+        })
+        .collect();
+    let ports: Vec<Port<'_>> = (0..PORTS)
+        .map(|port| {
+            let page = buffer(&mut pages[port]);
+            let transport = Counting {
+                inner: Local::new(&servers[port], &ram, CHANNEL),
+                calls: &calls[port],
+            };
+            Port {
+                frontend: NetFrontend::new(page, mac(port).0),
+                service: NetService::new(page),
+                client: Client::new(transport, buffer(&mut shared[port])),
+                calls: &calls[port],
+                tx: DriverQueue::new(port, TRANSMITQ),
+                rx: DriverQueue::new(port, RECEIVEQ),
+                interrupts: 0,
+            }
+        })
+        .collect();
+    let macs: [Mac; PORTS] = core::array::from_fn(mac);
+    let mut system = System {
+        ram: &ram,
+        ports,
+        switch: Switch::new(Config::new(macs).unwrap()),
+    };
+    for (n, port) in system.ports.iter_mut().enumerate() {
+        port.start(n);
+    }
+    f(&mut system)
+}
+
+#[test]
+fn frames_cross_the_switch_byte_exact() {
+    with_system(|sys| {
+        assert_eq!(sys.ports[1].post_rx(sys.ram, 4), 4);
+        assert_eq!(sys.ports[2].post_rx(sys.ram, 4), 4);
+        let big = frame(mac(1), mac(0), 1514, 1);
+        let small = frame(mac(2), mac(0), 60, 2);
+        let bcast = frame(Mac::BROADCAST, mac(0), 342, 3);
+        let spoofed = frame(mac(1), mac(2), 60, 4);
+        let runt = frame(mac(1), mac(0), 13, 5);
+        let offload = NetHdr {
+            flags: virtio::net::HDR_F_NEEDS_CSUM,
+            ..NetHdr::default()
+        };
+        let mut offloaded = offload.as_bytes().to_vec();
+        offloaded.extend_from_slice(&small);
+        let chains = vec![
+            // Header and frame apart, the frame in two buffers.
+            vec![
+                NetHdr::default().as_bytes().to_vec(),
+                big[..1000].to_vec(),
+                big[1000..].to_vec(),
+            ],
+            vec![with_header(&small)],
+            vec![with_header(&bcast)],
+            vec![with_header(&spoofed)],
+            vec![with_header(&runt)],
+            vec![offloaded],
+        ];
+        assert_eq!(sys.send(0, &chains), 6);
+        let got1 = sys.ports[1].rx.reclaim(sys.ram);
+        let got2 = sys.ports[2].rx.reclaim(sys.ram);
+        let frames = |got: &[Vec<u8>]| -> Vec<Vec<u8>> {
+            got.iter()
+                .map(|c| {
+                    let (h, f) = split(c);
+                    assert_eq!(h, NetHdr::received().as_bytes());
+                    f.to_vec()
+                })
+                .collect()
+        };
+        assert_eq!(frames(&got1), [big.clone(), bcast.clone()]);
+        assert_eq!(frames(&got2), [small.clone(), bcast.clone()]);
+        assert_eq!(sys.ports[0].interrupts, 1);
+        assert_eq!((sys.ports[1].interrupts, sys.ports[2].interrupts), (1, 1));
+        let s = sys.ports[0].service.stats();
+        assert_eq!((s.tx_frames, s.tx_malformed, s.tx_offload), (4, 1, 1));
+        let c = *sys.switch.counters(0).unwrap();
+        assert_eq!((c.rx, c.spoofed), (3, 1));
+        assert_eq!(sys.switch.counters(1).unwrap().tx, 2);
+    });
+}
+
+#[test]
+fn a_64_frame_burst_costs_four_calls_each_way() {
+    with_system(|sys| {
+        assert_eq!(sys.ports[1].post_rx(sys.ram, 64), 64);
+        let frames: Vec<Vec<u8>> = (0..64)
+            .map(|i| frame(mac(1), mac(0), 1514, i as u8))
+            .collect();
+        let chains: Vec<Vec<Vec<u8>>> = frames.iter().map(|f| vec![with_header(f)]).collect();
+        let before = [sys.ports[0].calls.get(), sys.ports[1].calls.get()];
+        assert_eq!(sys.send(0, &chains), 64);
+        let after = [sys.ports[0].calls.get(), sys.ports[1].calls.get()];
+        // Snapshot, gather (64 buffers: 2 calls of at most 39), used ring.
+        assert_eq!(after[0] - before[0], 4);
+        // Snapshot, scatter (64 buffers: 2 calls), used ring.
+        assert_eq!(after[1] - before[1], 4);
+        let got: Vec<Vec<u8>> = sys.ports[1]
+            .rx
+            .reclaim(sys.ram)
+            .iter()
+            .map(|c| split(c).1.to_vec())
+            .collect();
+        assert_eq!(got, frames);
+        assert_eq!(sys.switch.counters(1).unwrap().tx, 64);
+    });
+}
+
+#[test]
+fn a_receiver_without_buffers_never_stalls_the_sender() {
+    with_system(|sys| {
+        assert_eq!(sys.ports[1].post_rx(sys.ram, 2), 2);
+        let chains: Vec<Vec<Vec<u8>>> = (0..5)
+            .map(|i| vec![with_header(&frame(mac(1), mac(0), 100, i))])
+            .collect();
+        // All five are taken and used; two arrive, three are dropped.
+        assert_eq!(sys.send(0, &chains), 5);
+        assert_eq!(sys.ports[1].rx.reclaim(sys.ram).len(), 2);
+        let c = *sys.switch.counters(1).unwrap();
+        assert_eq!((c.tx, c.dropped_no_buffer), (2, 3));
+        // The sender goes on; buffers posted later take later frames only.
+        assert_eq!(sys.ports[1].post_rx(sys.ram, 1), 1);
+        let last = frame(mac(1), mac(0), 77, 9);
+        assert_eq!(sys.send(0, &[vec![with_header(&last)]]), 1);
+        let got = sys.ports[1].rx.reclaim(sys.ram);
+        assert_eq!(split(&got[0]).1, &last[..]);
+    });
+}
+
+/// What a proptest frame is.
+#[derive(Clone, Debug)]
+enum Kind {
+    /// To port `n % PORTS` (its own: denied by the switch), or broadcast
+    /// for `PORTS`.
+    To(usize),
+    /// Spoofed source address.
+    Spoofed,
+    /// A header asking for checksum offload.
+    Offload,
+    /// Chain bytes shorter than the header.
+    NoHeader(usize),
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// Port `src` sends frames: kind, frame length, chain split points.
+    Send(usize, Vec<(Kind, usize, Vec<usize>)>),
+    /// Port `n`'s guest posts receive chains of these sizes (one or two
+    /// buffers each).
+    Post(usize, Vec<(usize, bool)>),
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        8 => (0..=PORTS).prop_map(Kind::To),
+        1 => Just(Kind::Spoofed),
+        1 => Just(Kind::Offload),
+        1 => (0..HDR_LEN).prop_map(Kind::NoHeader),
+    ]
+}
+
+fn length() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        6 => 14usize..=1514,
+        1 => 12usize..14,
+        1 => 1515usize..1600,
+        1 => Just(1514usize),
+        1 => Just(14usize),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (
+            0..PORTS,
+            proptest::collection::vec(
+                (
+                    kind(),
+                    length(),
+                    proptest::collection::vec(0usize..1700, 0..3)
+                ),
+                1..24
+            )
+        )
+            .prop_map(|(p, f)| Op::Send(p, f)),
+        (
+            0..PORTS,
+            proptest::collection::vec(
+                prop_oneof![
+                    4 => Just(LINUX_RX),
+                    1 => 1usize..1600,
+                ]
+                .prop_flat_map(|n| (Just(n), any::<bool>())),
+                1..20
+            )
+        )
+            .prop_map(|(p, b)| Op::Post(p, b)),
+    ]
+}
+
+/// Splits `bytes` at `cuts` into a chain's buffers.
+fn pieces(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+    let mut points: Vec<usize> = cuts
+        .iter()
+        .filter(|_| !bytes.is_empty())
+        .map(|c| c % bytes.len())
+        .collect();
+    points.push(bytes.len());
+    points.sort();
+    points.dedup();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for p in points {
+        if p > start {
+            out.push(bytes[start..p].to_vec());
+            start = p;
+        }
+    }
+    if out.is_empty() {
+        out.push(Vec::new());
+    }
+    out
+}
+
+/// The model's port: posted receive chain sizes, and what it should get.
+#[derive(Default)]
+struct ModelPort {
+    posted: VecDeque<usize>,
+    expected: Vec<Vec<u8>>,
+    received: Vec<Vec<u8>>,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 128 }))]
+    #[test]
+    fn every_valid_frame_with_a_buffer_arrives_once_in_order(
+        ops in proptest::collection::vec(op(), 1..24)
+    ) {
+        with_system(|sys| {
+            let mut model: Vec<ModelPort> = (0..PORTS).map(|_| ModelPort::default()).collect();
+            let (mut malformed, mut offload, mut spoofed, mut denied) = (0u64, 0u64, 0u64, 0u64);
+            let (mut too_short, mut no_buffer) = (0u64, 0u64);
+            let mut seed = 0u8;
+            for op in ops {
+                match op {
+                    Op::Post(n, sizes) => {
+                        for (size, split_it) in sizes {
+                            let chain = if split_it && size > 1 {
+                                vec![vec![0; size / 2], vec![0; size - size / 2]]
+                            } else {
+                                vec![vec![0; size]]
+                            };
+                            if sys.ports[n].rx.post(sys.ram, &chain, true) {
+                                model[n].posted.push_back(size);
+                            }
+                        }
+                        sys.ports[n].w(reg::QUEUE_NOTIFY, RECEIVEQ as u32);
+                    }
+                    Op::Send(src, frames) => {
+                        let mut chains = Vec::new();
+                        let mut fates = Vec::new();
+                        for (kind, len, cuts) in frames {
+                            seed = seed.wrapping_add(1);
+                            let (dst, from) = match kind {
+                                Kind::To(n) if n < PORTS => (mac(n), mac(src)),
+                                Kind::Spoofed => (mac((src + 1) % PORTS), mac((src + 2) % PORTS)),
+                                _ => (Mac::BROADCAST, mac(src)),
+                            };
+                            let f = frame(dst, from, len, seed);
+                            let mut bytes = with_header(&f);
+                            match kind {
+                                Kind::Offload => bytes[1] = 1,
+                                Kind::NoHeader(n) => bytes.truncate(n),
+                                _ => {}
+                            }
+                            chains.push(pieces(&bytes, &cuts));
+                            fates.push((kind, f));
+                        }
+                        let posted = sys.send(src, &chains);
+                        for (kind, f) in fates.into_iter().take(posted) {
+                            let to: Vec<usize> = match kind {
+                                Kind::NoHeader(_) => { malformed += 1; continue; }
+                                _ if !(14..=1514).contains(&f.len()) => { malformed += 1; continue; }
+                                Kind::Offload => { offload += 1; continue; }
+                                Kind::Spoofed => { spoofed += 1; continue; }
+                                Kind::To(n) if n == src => { denied += 1; continue; }
+                                Kind::To(n) if n < PORTS => vec![n],
+                                _ => (0..PORTS).filter(|&p| p != src).collect(),
+                            };
+                            for d in to {
+                                match model[d].posted.pop_front() {
+                                    None => no_buffer += 1,
+                                    Some(size) if size < HDR_LEN + f.len() => {
+                                        // The service counts why; the switch, that it was not delivered.
+                                        too_short += 1;
+                                        no_buffer += 1;
+                                    }
+                                    Some(_) => model[d].expected.push(f.clone()),
+                                }
+                            }
+                        }
+                        for (n, port) in sys.ports.iter_mut().enumerate() {
+                            for chain in port.rx.reclaim(sys.ram) {
+                                if !chain.is_empty() {
+                                    let (h, f) = split(&chain);
+                                    let header = NetHdr::received();
+                                    prop_assert_eq!(h, header.as_bytes());
+                                    model[n].received.push(f.to_vec());
+                                }
+                            }
+                        }
+                    }
+                }
+                for m in &model {
+                    prop_assert_eq!(&m.received, &m.expected);
+                }
+            }
+            let stats: Vec<_> = sys.ports.iter().map(|p| p.service.stats()).collect();
+            prop_assert_eq!(stats.iter().map(|s| s.tx_malformed).sum::<u64>(), malformed);
+            prop_assert_eq!(stats.iter().map(|s| s.tx_offload).sum::<u64>(), offload);
+            prop_assert_eq!(stats.iter().map(|s| s.rx_too_short).sum::<u64>(), too_short);
+            prop_assert_eq!(stats.iter().map(|s| s.tx_refused + s.rx_bad_chains + s.broken).sum::<u64>(), 0);
+            let counters: Vec<_> = (0..PORTS).map(|p| *sys.switch.counters(p).unwrap()).collect();
+            prop_assert_eq!(counters.iter().map(|c| c.spoofed).sum::<u64>(), spoofed);
+            prop_assert_eq!(counters.iter().map(|c| c.denied).sum::<u64>(), denied);
+            prop_assert_eq!(counters.iter().map(|c| c.dropped_no_buffer).sum::<u64>(), no_buffer);
+            Ok(())
+        })?;
+    }
+}
