@@ -498,16 +498,25 @@ endif
 ifeq ($(MULTI_VM),yes)
 # N VMs: guests/linux/check-vms.sh reads the log every second (pass, fail,
 # or not yet), and the run ends on QEMU's own exit: the serial PD powers
-# the machine off once every VM is off.
+# the machine off once every VM is off. QEMU's input is a FIFO: when VM n
+# waits for a line, the test types Ctrl-\ n (the serial PD gives VM n the
+# keyboard) and `line-for-vm<n>`, which the VM echoes.
 qemu-test: $(IMAGE_FILE)
-	@log=$(BUILD_DIR)/qemu.log; rm -f $$log; \
-	$(QEMU_CMD) < /dev/null > $$log 2>&1 & qemu=$$!; \
+	@log=$(BUILD_DIR)/qemu.log; rm -f $$log; fifo=$(BUILD_DIR)/qemu.in; rm -f $$fifo; mkfifo $$fifo; \
+	exec 3<>$$fifo; $(QEMU_CMD) <&3 > $$log 2>&1 & qemu=$$!; \
 	result=1; for i in $$(seq $(QEMU_TIMEOUT)); do \
 	    exited=; kill -0 $$qemu 2>/dev/null || exited=yes; \
+	    for n in $$(seq 0 $$(($(VMS) - 1))); do \
+	        waits=$$(grep -c "^vm$$n| linux: console: waiting for input" $$log); \
+	        eval "sent=\$${sent$$n:-0}"; \
+	        if [ $$waits -gt $$sent ]; then \
+	            printf '\034%d' $$n >&3; sleep 0.2; printf 'line-for-vm%d\r' $$n >&3; eval "sent$$n=$$waits"; \
+	        fi; \
+	    done; \
 	    verdict=$$(guests/linux/check-vms.sh $$log $(VMS) $$exited); status=$$?; \
 	    [ $$status = 2 ] || { result=$$status; break; }; \
 	    sleep 1; \
-	done; kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; cat $$log; \
+	done; kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; exec 3>&-; rm -f $$fifo; cat $$log; \
 	[ -n "$$verdict" ] && echo "$$verdict"; [ $$i = $(QEMU_TIMEOUT) ] && [ $$result = 1 ] && echo "qemu-test: timed out"; \
 	if [ $$result = 0 ]; then echo "qemu-test: PASSED"; else echo "qemu-test: FAILED (see $$log)"; fi; exit $$result
 else

@@ -4,7 +4,8 @@
 #   check-vms.sh LOG VMS [exited]
 # exits 0 when the test has passed, 1 when it has failed (and says why),
 # 2 when it cannot tell yet. `exited` says QEMU has ended.
-# Passes when: every boot's replay of its kernel log arrived whole, every VM n printed `vm<n>| linux: virtio-blk K/K passed`
+# Passes when: every VM echoed the line typed at it (qemu-test types
+# `Ctrl-\ n` and `line-for-vm<n>` when VM n waits for input), every boot's replay of its kernel log arrived whole, every VM n printed `vm<n>| linux: virtio-blk K/K passed`
 # (VM 0 twice: before and after its own reset), VM 0 found no other VM's
 # mark on its disk and came back from its reset, VM 1's VMM logged its
 # power-off before VM 0's last pass line, `vmm0: guest powered off` is the
@@ -36,6 +37,11 @@ while [ "$n" -lt "$vms" ]; do
     n=$((n + 1))
 done
 [ "$(pass_line 0 | wc -l)" -ge 2 ] || done=no
+n=0
+while [ "$n" -lt "$vms" ]; do
+    grep -q "^vm$n| linux: console input: line-for-vm$n" "$log" || done=no
+    n=$((n + 1))
+done
 grep -q "^vm0| linux: isolation: ok" "$log" || done=no
 grep -q "^vm0| linux: reset: ok, booted again" "$log" || done=no
 grep -q "vmm0: guest powered off" "$log" || done=no

@@ -103,7 +103,9 @@ impl ConsoleSink for Sink<'_> {
     }
     fn write(&mut self, bytes: &[u8]) {
         let uart = self.uart;
-        let _ = self.output.push(self.vm, bytes, &mut |b: &[u8]| uart.put_all(b));
+        let _ = self
+            .output
+            .push(self.vm, bytes, &mut |b: &[u8]| uart.put_all(b));
     }
 }
 
@@ -118,7 +120,12 @@ struct Serial {
 
 /// VM `n`'s console, if the system description gives it one (every symbol
 /// it needs was written).
-fn port(n: usize, vaddrs: [usize; 2], sizes: [usize; 2], [channel, power]: [usize; 2]) -> Option<Port> {
+fn port(
+    n: usize,
+    vaddrs: [usize; 2],
+    sizes: [usize; 2],
+    [channel, power]: [usize; 2],
+) -> Option<Port> {
     let [buffer_vaddr, device_vaddr] = vaddrs.map(|v| NonNull::new(v as *mut u8));
     let (buffer_vaddr, device_vaddr) = (buffer_vaddr?, device_vaddr?);
     // The client's channel is the VM's index in the tables here.
@@ -153,27 +160,63 @@ fn init() -> Serial {
     let ports = [
         port(
             0,
-            [*var!(vm0_buffer_vaddr: usize = 0), *var!(vm0_device_vaddr: usize = 0)],
-            [*var!(vm0_buffer_size: usize = 0), *var!(vm0_device_size: usize = 0)],
-            [*var!(vm0_channel: usize = 0), *var!(vm0_power_channel: usize = 4)],
+            [
+                *var!(vm0_buffer_vaddr: usize = 0),
+                *var!(vm0_device_vaddr: usize = 0),
+            ],
+            [
+                *var!(vm0_buffer_size: usize = 0),
+                *var!(vm0_device_size: usize = 0),
+            ],
+            [
+                *var!(vm0_channel: usize = 0),
+                *var!(vm0_power_channel: usize = 4),
+            ],
         ),
         port(
             1,
-            [*var!(vm1_buffer_vaddr: usize = 0), *var!(vm1_device_vaddr: usize = 0)],
-            [*var!(vm1_buffer_size: usize = 0), *var!(vm1_device_size: usize = 0)],
-            [*var!(vm1_channel: usize = 1), *var!(vm1_power_channel: usize = 5)],
+            [
+                *var!(vm1_buffer_vaddr: usize = 0),
+                *var!(vm1_device_vaddr: usize = 0),
+            ],
+            [
+                *var!(vm1_buffer_size: usize = 0),
+                *var!(vm1_device_size: usize = 0),
+            ],
+            [
+                *var!(vm1_channel: usize = 1),
+                *var!(vm1_power_channel: usize = 5),
+            ],
         ),
         port(
             2,
-            [*var!(vm2_buffer_vaddr: usize = 0), *var!(vm2_device_vaddr: usize = 0)],
-            [*var!(vm2_buffer_size: usize = 0), *var!(vm2_device_size: usize = 0)],
-            [*var!(vm2_channel: usize = 2), *var!(vm2_power_channel: usize = 6)],
+            [
+                *var!(vm2_buffer_vaddr: usize = 0),
+                *var!(vm2_device_vaddr: usize = 0),
+            ],
+            [
+                *var!(vm2_buffer_size: usize = 0),
+                *var!(vm2_device_size: usize = 0),
+            ],
+            [
+                *var!(vm2_channel: usize = 2),
+                *var!(vm2_power_channel: usize = 6),
+            ],
         ),
         port(
             3,
-            [*var!(vm3_buffer_vaddr: usize = 0), *var!(vm3_device_vaddr: usize = 0)],
-            [*var!(vm3_buffer_size: usize = 0), *var!(vm3_device_size: usize = 0)],
-            [*var!(vm3_channel: usize = 3), *var!(vm3_power_channel: usize = 7)],
+            [
+                *var!(vm3_buffer_vaddr: usize = 0),
+                *var!(vm3_device_vaddr: usize = 0),
+            ],
+            [
+                *var!(vm3_buffer_size: usize = 0),
+                *var!(vm3_device_size: usize = 0),
+            ],
+            [
+                *var!(vm3_channel: usize = 3),
+                *var!(vm3_power_channel: usize = 7),
+            ],
         ),
     ];
     let mut power = PowerTracker::new();

@@ -46,7 +46,11 @@ fn init() -> Timer {
 impl Handler for Timer {
     type Error = Infallible;
 
-    fn protected(&mut self, channel: Channel, info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+    fn protected(
+        &mut self,
+        channel: Channel,
+        info: MessageInfo,
+    ) -> Result<MessageInfo, Self::Error> {
         // decode refuses a request of the wrong length (BadLength).
         let result = with_msg_regs(|regs| {
             let words = regs.get(..info.count()).unwrap_or(regs);
@@ -61,7 +65,9 @@ impl Handler for Timer {
     fn notified(&mut self, set: ChannelSet) -> Result<(), Self::Error> {
         if set.contains(self.irq) {
             let (now, _) = common::counter();
-            let p = self.deadlines.fired(now, |client| Channel::new(client).notify());
+            let p = self
+                .deadlines
+                .fired(now, |client| Channel::new(client).notify());
             program(p);
             if self.irq.irq_ack().is_err() {
                 log::error!("timer: acknowledging PPI 30 failed");

@@ -356,7 +356,9 @@ fn wiring(blk_page: SharedBuffer, blk: Channel) -> vm::Wiring {
         uart_irq: given(*var!(uart_irq_channel: usize = NOT_GIVEN)),
         idle_timer: given(*var!(timer_channel: usize = NOT_GIVEN))
             .map(vm::IdleTimer::Shared)
-            .or_else(|| given(*var!(idle_timer_channel: usize = NOT_GIVEN)).map(vm::IdleTimer::Own)),
+            .or_else(|| {
+                given(*var!(idle_timer_channel: usize = NOT_GIVEN)).map(vm::IdleTimer::Own)
+            }),
         power: given(*var!(power_channel: usize = NOT_GIVEN)),
     }
 }

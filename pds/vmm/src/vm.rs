@@ -175,9 +175,21 @@ impl Vm {
     fn new(wiring: Wiring) -> Vm {
         let (blk_page, blk) = wiring.blk;
         Vm {
-            blk: Device::new(blk_page, BlkConfig::new(0), VIRTIO_BLK_GPA, VIRTIO_BLK_IRQ, blk),
+            blk: Device::new(
+                blk_page,
+                BlkConfig::new(0),
+                VIRTIO_BLK_GPA,
+                VIRTIO_BLK_IRQ,
+                blk,
+            ),
             console: wiring.console.map(|(page, serial)| {
-                Device::new(page, ConsoleConfig::new(), VIRTIO_CONSOLE_GPA, VIRTIO_CONSOLE_IRQ, serial)
+                Device::new(
+                    page,
+                    ConsoleConfig::new(),
+                    VIRTIO_CONSOLE_GPA,
+                    VIRTIO_CONSOLE_IRQ,
+                    serial,
+                )
             }),
             gic: VGic::new(),
             uart_irq: wiring.uart_irq,
@@ -332,7 +344,13 @@ impl Vm {
     /// idle timer.
     fn wake(&mut self, set: sel4_microkit::ChannelSet) {
         let fired = self.idle_timer.filter(|t| set.contains(t.channel()));
-        if let Some(timer) = self.idle_timer.filter(|_| fired.is_some() || self.asleep) {
+        // Woken by something else: the deadline is moot. Fired: the timer
+        // PD has already dropped it; the VMM's own timer is still armed.
+        let moot = match fired {
+            Some(timer) => matches!(timer, IdleTimer::Own(_)),
+            None => self.asleep,
+        };
+        if let Some(timer) = self.idle_timer.filter(|_| moot) {
             timer.disarm();
         }
         if let Some(timer) = fired {
@@ -597,7 +615,11 @@ impl Vm {
             return Err("instruction fetch from unmapped memory");
         }
         let access = decode_data_abort(f.fsr(), f.addr()).map_err(|e| {
-            log::error!("{PD}: data abort at {:#x} (pc {:#x}): {e}", f.addr(), f.ip());
+            log::error!(
+                "{PD}: data abort at {:#x} (pc {:#x}): {e}",
+                f.addr(),
+                f.ip()
+            );
             "cannot emulate this data abort"
         })?;
         let tcb = vm_tcb(id);
@@ -636,7 +658,10 @@ impl Vm {
             self.counts.mmio += 1;
             let load = match self.blk.emulate(&access, value) {
                 Some(load) => Some(load),
-                None => self.console.as_mut().and_then(|c| c.emulate(&access, value)),
+                None => self
+                    .console
+                    .as_mut()
+                    .and_then(|c| c.emulate(&access, value)),
             };
             let Some(load) = load else {
                 log::error!(
