@@ -30,7 +30,9 @@ robin and a guest spinning in a loop gets its share, no more; the PDs
 that serve them (VMMs, doorbells, blk, serial, timer) run above them.
 Each blk PD has a budget of half its period, so one guest's disk load
 cannot take the whole core from the others. With ``--cpus`` > 1 (an
-``smp-*`` kernel), VM n, its vCPU and its PDs go to core n.
+``smp-*`` kernel), VM n, its vCPU and its PDs go to core n, and the VMMs
+are not passive (a passive server called from another core never
+answered).
 """
 
 from __future__ import annotations
@@ -131,7 +133,12 @@ def system(vms: int, kernel: str, initrd: str, dtbs: List[str], disks: List[str]
 
     pds = [serial] + ([timer] if timer else [])
     for n in range(vms):
-        vmm = S.ProtectionDomain(f"vmm{n}", "vmm.elf", priority=VMM_PRIORITY, passive=True,
+        # Passive on one core (seL4's fastpath takes its copy calls). On
+        # SMP the serial PD on core 0 calls every VMM, and a Call that
+        # donates core 0's scheduling context to a passive VMM on another
+        # core never returned (seen in QEMU, smp-debug): there each VMM
+        # keeps a scheduling context of its own on its core.
+        vmm = S.ProtectionDomain(f"vmm{n}", "vmm.elf", priority=VMM_PRIORITY, passive=not smp,
                                  stack_size=0x10000, cpu=core(n))
         ram = GuestRam(sdf, vmm, VMM_PRIORITY, gpa=GUEST_RAM_GPA, size=guest_ram_size,
                        vmm_vaddr=VMM_GUEST_RAM, page_size=PAGE_2M, name=f"guest_ram_vm{n}",

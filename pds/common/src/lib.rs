@@ -147,6 +147,23 @@ pub mod el1_timer {
     }
 }
 
+/// No EL1 physical timer elsewhere: the N-VM system is AArch64's (the
+/// timer PD is built on every architecture with the workspace, and does
+/// nothing there).
+#[cfg(not(target_arch = "aarch64"))]
+pub mod el1_timer {
+    /// Nothing to arm.
+    pub fn arm(_at: u64) {}
+    /// Nothing to disarm.
+    pub fn disarm() {}
+}
+
+/// PSCI is AArch64's: elsewhere the call is refused.
+#[cfg(not(target_arch = "aarch64"))]
+pub fn system_off() -> Result<(), sel4::Error> {
+    Err(sel4::Error::IllegalOperation)
+}
+
 /// This PD's name in the system description (`vmm`, or `vmm1` in the N-VM
 /// system): `Display`s as the name, for log lines that must say which of
 /// several PDs built from one binary speaks.
