@@ -43,7 +43,7 @@ const INPUT_QUEUE: usize = 1024;
 struct Pl011(NonNull<u32>);
 
 impl Pl011 {
-    const DR: usize = 0x00 / 4;
+    const DR: usize = 0;
     const FR: usize = 0x18 / 4;
     const IMSC: usize = 0x38 / 4;
     const ICR: usize = 0x44 / 4;
@@ -303,8 +303,8 @@ impl Serial {
             }
         }
         self.uart.set(Pl011::ICR, Pl011::RX_INTERRUPTS);
-        for vm in 0..VMS {
-            if touched[vm] {
+        for (vm, queued) in touched.into_iter().enumerate() {
+            if queued {
                 self.deliver_input(vm);
             }
         }

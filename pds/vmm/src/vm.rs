@@ -126,6 +126,7 @@ impl<D: DeviceType> Device<D> {
 
     /// Reset from outside, as a power cycle would; the backend is told its
     /// queues are gone.
+    #[cfg(feature = "linux")]
     fn reset(&mut self) {
         if self.frontend.reset() == Action::SignalBackend {
             self.backend.notify();
