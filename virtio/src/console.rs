@@ -56,8 +56,8 @@ use guest_ram::{GpaRange, SharedBuffer};
 
 use crate::device::{should_log, BackendPage, Frontend};
 use crate::mmio::DeviceType;
-use crate::queue::{self, Layout, QueueError, UsedElem, MAX_CHAIN};
-use crate::virtq::{DeviceQueue, GuestDma, Snapshot};
+use crate::queue::{self, Layout, QueueError, MAX_CHAIN};
+use crate::virtq::{used_elem, Batch, DeviceQueue, GuestDma, Snapshot, Used};
 
 /// The receive queue's index (port 0's `receiveq`).
 pub const RECEIVEQ: usize = 0;
@@ -70,10 +70,6 @@ pub const CONFIG_LEN: u64 = 12;
 /// A console write is a line or a screenful; Linux's `hvc` writes at most
 /// a page per chain.
 pub const TX_STAGING: usize = 4096;
-
-/// Guest buffers per gather or scatter batch. A chain has at most a
-/// queue's worth, so any one chain fits an empty batch.
-const BATCH_SEGMENTS: usize = MAX_CHAIN;
 
 /// virtio-console's device type: no device-specific features, two
 /// queues, a configuration space of zeros (see the module docs).
@@ -174,77 +170,6 @@ pub struct Received {
     /// `consumed` bytes. The rest stays with the caller until the guest
     /// posts more buffers (it notifies the receive queue then).
     pub consumed: usize,
-}
-
-/// One chain of a batch: where its buffers end in the batch's segment
-/// list, its bytes, and its used element.
-#[derive(Clone, Copy, Debug)]
-struct Planned {
-    segments_end: usize,
-    len: usize,
-    used: usize,
-}
-
-/// Guest buffers gathered or scattered in one call.
-struct Batch {
-    segments: heapless::Vec<GpaRange, BATCH_SEGMENTS>,
-    chains: heapless::Vec<Planned, MAX_CHAIN>,
-    bytes: usize,
-}
-
-impl Batch {
-    fn new() -> Self {
-        Batch {
-            segments: heapless::Vec::new(),
-            chains: heapless::Vec::new(),
-            bytes: 0,
-        }
-    }
-
-    /// Adds a chain's `buffers` (`len` bytes) completing used element
-    /// `used`; `false` if they do not fit.
-    fn add(&mut self, buffers: &[GpaRange], len: usize, used: usize) -> bool {
-        if self.segments.len() + buffers.len() > BATCH_SEGMENTS || self.chains.is_full() {
-            return false;
-        }
-        for b in buffers {
-            // Cannot fail: checked above.
-            let _ = self.segments.push(*b);
-        }
-        self.bytes += len;
-        // Cannot fail: checked above.
-        let _ = self.chains.push(Planned {
-            segments_end: self.segments.len(),
-            len,
-            used,
-        });
-        true
-    }
-
-    /// Each chain's buffers and plan, in order.
-    fn each(&self) -> impl Iterator<Item = (&[GpaRange], Planned)> {
-        let mut start = 0;
-        self.chains.iter().map(move |c| {
-            let s = self.segments.get(start..c.segments_end).unwrap_or(&[]);
-            start = c.segments_end;
-            (s, *c)
-        })
-    }
-
-    fn clear(&mut self) {
-        self.segments.clear();
-        self.chains.clear();
-        self.bytes = 0;
-    }
-}
-
-type Used = heapless::Vec<UsedElem, MAX_CHAIN>;
-
-fn used_elem(head: u16, len: usize) -> UsedElem {
-    UsedElem {
-        id: u32::from(head).into(),
-        len: u32::try_from(len).unwrap_or(u32::MAX).into(),
-    }
 }
 
 /// The console's two queues, device side, over given [`Layout`]s:

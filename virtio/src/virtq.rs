@@ -319,6 +319,78 @@ impl DeviceQueue {
 }
 
 /// A [`GuestDma`] for unit tests.
+/// One chain of a batch: where its buffers end in the batch's segment
+/// list, its bytes, and its used element.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Planned {
+    pub(crate) segments_end: usize,
+    pub(crate) len: usize,
+    pub(crate) used: usize,
+}
+
+/// Guest buffers gathered or scattered in one call (the console's and
+/// net's batches: up to a queue's worth of buffers and chains).
+pub(crate) struct Batch {
+    pub(crate) segments: heapless::Vec<GpaRange, MAX_CHAIN>,
+    pub(crate) chains: heapless::Vec<Planned, MAX_CHAIN>,
+    pub(crate) bytes: usize,
+}
+
+impl Batch {
+    pub(crate) fn new() -> Self {
+        Batch {
+            segments: heapless::Vec::new(),
+            chains: heapless::Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds a chain's `buffers` (`len` bytes) completing used element
+    /// `used`; `false` if they do not fit.
+    pub(crate) fn add(&mut self, buffers: &[GpaRange], len: usize, used: usize) -> bool {
+        if self.segments.len() + buffers.len() > MAX_CHAIN || self.chains.is_full() {
+            return false;
+        }
+        for b in buffers {
+            // Cannot fail: checked above.
+            let _ = self.segments.push(*b);
+        }
+        self.bytes += len;
+        // Cannot fail: checked above.
+        let _ = self.chains.push(Planned {
+            segments_end: self.segments.len(),
+            len,
+            used,
+        });
+        true
+    }
+
+    /// Each chain's buffers and plan, in order.
+    pub(crate) fn each(&self) -> impl Iterator<Item = (&[GpaRange], Planned)> {
+        let mut start = 0;
+        self.chains.iter().map(move |c| {
+            let s = self.segments.get(start..c.segments_end).unwrap_or(&[]);
+            start = c.segments_end;
+            (s, *c)
+        })
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.segments.clear();
+        self.chains.clear();
+        self.bytes = 0;
+    }
+}
+
+pub(crate) type Used = heapless::Vec<UsedElem, MAX_CHAIN>;
+
+pub(crate) fn used_elem(head: u16, len: usize) -> UsedElem {
+    UsedElem {
+        id: u32::from(head).into(),
+        len: u32::try_from(len).unwrap_or(u32::MAX).into(),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
