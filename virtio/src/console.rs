@@ -585,69 +585,12 @@ impl ConsoleService {
 mod tests {
     use super::*;
     use crate::queue::{flags, Desc};
-    use crate::virtq::testing::Flat;
+    use crate::virtq::testing::{Driver, Flat, AVAIL, DESC};
     use crate::virtq::AVAIL_F_NO_INTERRUPT;
     use std::vec::Vec;
     use zerocopy::IntoBytes;
 
-    const SIZE: u16 = 8;
-    const DESC: u64 = 0x1000;
-    const AVAIL: u64 = 0x2000;
-    const USED: u64 = 0x3000;
     const DATA: u64 = 0x8000;
-
-    /// The guest's side of one queue in a [`Flat`] memory.
-    struct Driver {
-        layout: Layout,
-        next_desc: u16,
-        avail_idx: u16,
-    }
-
-    impl Driver {
-        fn new() -> Self {
-            Driver {
-                layout: Layout::new(SIZE, DESC, AVAIL, USED).unwrap(),
-                next_desc: 0,
-                avail_idx: 0,
-            }
-        }
-
-        /// Posts a chain of `(gpa, len, writable)` buffers.
-        fn post(&mut self, mem: &mut Flat, buffers: &[(u64, u32, bool)]) -> u16 {
-            let head = self.next_desc % SIZE;
-            for (i, &(gpa, len, writable)) in buffers.iter().enumerate() {
-                let index = (self.next_desc + i as u16) % SIZE;
-                let last = i + 1 == buffers.len();
-                let f = (u16::from(!last) * flags::NEXT) | (u16::from(writable) * flags::WRITE);
-                let desc = Desc::new(gpa, len, f, (index + 1) % SIZE);
-                mem.put(DESC + 16 * u64::from(index), desc.as_bytes());
-            }
-            self.next_desc += buffers.len() as u16;
-            mem.put(
-                AVAIL + 4 + 2 * u64::from(self.avail_idx % SIZE),
-                &head.to_le_bytes(),
-            );
-            self.avail_idx += 1;
-            mem.put(AVAIL + 2, &self.avail_idx.to_le_bytes());
-            head
-        }
-
-        /// The used elements `(id, len)` from `from` to the used index.
-        fn used(&self, mem: &Flat, from: u16) -> Vec<(u32, u32)> {
-            let at = |gpa: u64| mem.mem[gpa as usize..gpa as usize + 4].try_into().unwrap();
-            let idx = u16::from_le_bytes(
-                mem.mem[USED as usize + 2..USED as usize + 4]
-                    .try_into()
-                    .unwrap(),
-            );
-            (from..idx)
-                .map(|i| {
-                    let gpa = self.layout.used_elem_gpa(i);
-                    (u32::from_le_bytes(at(gpa)), u32::from_le_bytes(at(gpa + 4)))
-                })
-                .collect()
-        }
-    }
 
     struct Sink {
         out: Vec<u8>,

@@ -394,6 +394,67 @@ pub(crate) fn used_elem(head: u16, len: usize) -> UsedElem {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
+    use crate::queue::{flags, Desc};
+    use zerocopy::IntoBytes;
+
+    /// The queue a test [`Driver`] sets up: its size and where its parts lie.
+    pub(crate) const SIZE: u16 = 8;
+    pub(crate) const DESC: u64 = 0x1000;
+    pub(crate) const AVAIL: u64 = 0x2000;
+    pub(crate) const USED: u64 = 0x3000;
+
+    /// The guest's side of one queue in a [`Flat`] memory.
+    pub(crate) struct Driver {
+        pub(crate) layout: Layout,
+        next_desc: u16,
+        avail_idx: u16,
+    }
+
+    impl Driver {
+        pub(crate) fn new() -> Self {
+            Driver {
+                layout: Layout::new(SIZE, DESC, AVAIL, USED).unwrap(),
+                next_desc: 0,
+                avail_idx: 0,
+            }
+        }
+
+        /// Posts a chain of `(gpa, len, writable)` buffers.
+        pub(crate) fn post(&mut self, mem: &mut Flat, buffers: &[(u64, u32, bool)]) -> u16 {
+            let head = self.next_desc % SIZE;
+            for (i, &(gpa, len, writable)) in buffers.iter().enumerate() {
+                let index = (self.next_desc + i as u16) % SIZE;
+                let last = i + 1 == buffers.len();
+                let f = (u16::from(!last) * flags::NEXT) | (u16::from(writable) * flags::WRITE);
+                let desc = Desc::new(gpa, len, f, (index + 1) % SIZE);
+                mem.put(DESC + 16 * u64::from(index), desc.as_bytes());
+            }
+            self.next_desc += buffers.len() as u16;
+            mem.put(
+                AVAIL + 4 + 2 * u64::from(self.avail_idx % SIZE),
+                &head.to_le_bytes(),
+            );
+            self.avail_idx += 1;
+            mem.put(AVAIL + 2, &self.avail_idx.to_le_bytes());
+            head
+        }
+
+        /// The used elements `(id, len)` from `from` to the used index.
+        pub(crate) fn used(&self, mem: &Flat, from: u16) -> std::vec::Vec<(u32, u32)> {
+            let at = |gpa: u64| mem.mem[gpa as usize..gpa as usize + 4].try_into().unwrap();
+            let idx = u16::from_le_bytes(
+                mem.mem[USED as usize + 2..USED as usize + 4]
+                    .try_into()
+                    .unwrap(),
+            );
+            (from..idx)
+                .map(|i| {
+                    let gpa = self.layout.used_elem_gpa(i);
+                    (u32::from_le_bytes(at(gpa)), u32::from_le_bytes(at(gpa + 4)))
+                })
+                .collect()
+        }
+    }
 
     /// Guest memory as a flat array at gpa 0, counting calls; every access
     /// ending above `refuse_above` is refused whole, as the copy server
