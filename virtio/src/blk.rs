@@ -66,6 +66,14 @@ pub mod status {
     pub const UNSUPP: u8 = 2;
 }
 
+/// Most data segments (descriptors after the header and before the status
+/// byte) one request may have: what the copy service moves in one call
+/// ([`guest_ram::protocol::MAX_SEGMENTS`]), so a request's data is one
+/// call whatever the path. Offered to the driver as `seg_max`
+/// (`VIRTIO_BLK_F_SEG_MAX`); a request with more fails with
+/// [`status::IOERR`].
+pub const SEG_MAX: usize = guest_ram::protocol::MAX_SEGMENTS;
+
 /// The id string `GET_ID` returns.
 pub const DEVICE_ID: &[u8; 20] = b"guest-ram ramdisk\0\0\0";
 
@@ -469,9 +477,11 @@ impl BlkBackend {
         dma: &mut M,
         disk: &mut D,
     ) -> Served {
-        // The status byte is the last writable byte; without one there is
-        // nothing to report into.
-        let Some(status_gpa) = last_byte(chain.writable()) else {
+        // The status byte is the last byte of the chain's final
+        // descriptor, which must be device-writable and not empty; without
+        // one there is nothing to report into, and the request is not
+        // executed (used with length 0).
+        let Some(status_gpa) = chain.last_writable().and_then(|last| last_byte(&[last])) else {
             return Served {
                 head,
                 code: status::IOERR,
@@ -506,16 +516,29 @@ impl BlkBackend {
             .map_err(|_| status::IOERR)?;
         dma.readv(&parts, header.as_mut_bytes())
             .map_err(|_| status::IOERR)?;
-        let writable_data = chain.writable_len() - 1;
+        // Cannot underflow: the final descriptor is writable and not empty.
+        let writable_data = chain.writable_len().saturating_sub(1);
         match header.kind.get() {
             req::IN => {
+                // Data for a read goes only into writable buffers: a
+                // readable one after the header is a driver error, not an
+                // empty read.
+                if chain.readable_len() != HEADER_LEN {
+                    return Err(status::IOERR);
+                }
                 let len = writable_data;
+                data_segments(chain.writable(), 0, len)?;
                 let offset = disk_range(header.sector.get(), len, disk)?;
                 let n = self.disk_to_guest(chain.writable(), offset, len, dma, disk)?;
                 Ok((status::OK, n))
             }
             req::OUT => {
+                // And a write's data only from readable ones.
+                if writable_data != 0 {
+                    return Err(status::IOERR);
+                }
                 let len = chain.readable_len() - HEADER_LEN;
+                data_segments(chain.readable(), HEADER_LEN, len)?;
                 let offset = disk_range(header.sector.get(), len, disk)?;
                 self.guest_to_disk(chain.readable(), offset, len, dma, disk)?;
                 Ok((status::OK, 0))
@@ -644,6 +667,20 @@ fn disk_range<D: Disk>(sector: u64, len: u64, disk: &D) -> Result<u64, u8> {
         return Err(status::IOERR);
     }
     Ok(offset)
+}
+
+/// Checks that the data part `[skip, skip + len)` of `segments` is at
+/// most [`SEG_MAX`] segments and not empty.
+fn data_segments(segments: &[GpaRange], skip: u64, len: u64) -> Result<(), u8> {
+    if len == 0 {
+        return Err(status::IOERR);
+    }
+    let mut out = Segments::new();
+    queue::sub_ranges(segments, skip, len, &mut out).map_err(|_| status::IOERR)?;
+    if out.len() > SEG_MAX {
+        return Err(status::IOERR);
+    }
+    Ok(())
 }
 
 /// The gpa of the last byte of `segments`.

@@ -163,7 +163,7 @@ impl BlkConfig {
     pub const fn new(capacity: u64) -> Self {
         BlkConfig {
             capacity,
-            seg_max: QUEUE_SIZE_MAX as u32 - 2,
+            seg_max: crate::blk::SEG_MAX as u32,
         }
     }
 
@@ -356,11 +356,28 @@ impl<D: DeviceType> MmioDevice<D> {
     }
 
     /// The backend cannot go on without a reset (virtio 1.2, §2.1.2): sets
-    /// `DEVICE_NEEDS_RESET` and the configuration-change interrupt bit, if
-    /// the driver is running.
+    /// `DEVICE_NEEDS_RESET` whenever the driver has started (any status
+    /// bit set), and the configuration-change interrupt bit if the driver
+    /// is running. A queue refused before `DRIVER_OK` (rings outside RAM,
+    /// found when the queue became ready) is reported this way too: the
+    /// bit stays, and the interrupt follows when the driver sets
+    /// `DRIVER_OK`. In the reset state (status 0) there is nothing to
+    /// report into.
+    ///
+    /// ```
+    /// use virtio::mmio::{reg, status, BlkConfig, MmioDevice, INT_CONFIG_CHANGE};
+    /// let mut dev = MmioDevice::new(BlkConfig::new(8));
+    /// dev.write(reg::STATUS, 4, u64::from(status::ACKNOWLEDGE));
+    /// dev.needs_reset();
+    /// assert_ne!(dev.status() & status::DEVICE_NEEDS_RESET, 0);
+    /// assert_eq!(dev.interrupt_status() & INT_CONFIG_CHANGE, 0);
+    /// ```
     pub fn needs_reset(&mut self) {
+        if self.status == 0 {
+            return;
+        }
+        self.status |= status::DEVICE_NEEDS_RESET;
         if self.status & status::DRIVER_OK != 0 {
-            self.status |= status::DEVICE_NEEDS_RESET;
             self.interrupt_status |= INT_CONFIG_CHANGE;
         }
     }
@@ -559,6 +576,11 @@ impl<D: DeviceType> MmioDevice<D> {
         if newly & status::DRIVER_OK != 0 && new & status::FEATURES_OK == 0 {
             // DRIVER_OK without negotiated features: refuse to run.
             new &= !status::DRIVER_OK;
+        }
+        if new & status::DRIVER_OK != 0 && newly & status::DRIVER_OK != 0 && kept != 0 {
+            // The device needed a reset before the driver ran (§2.1.2): the
+            // notification is due now that DRIVER_OK is set.
+            self.interrupt_status |= INT_CONFIG_CHANGE;
         }
         self.status = new;
         Access::Done(0, Effect::None)
