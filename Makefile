@@ -104,8 +104,8 @@ ifeq ($(SEL4_RUSTC),)
 	@echo "  install rustup's rust-src, or Debian's rustc-web and rust-web-src, or set SEL4_RUSTC"
 else
 	@for t in $(CROSS_TARGETS); do \
-	    echo "cross-check: guest-ram, virtio, vcpu-fault, vgic, linux-boot, pd-memcpy (exported) for $$t (no_std, $(SEL4_RUSTC))"; \
-	    RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 $(CARGO) build -q -p guest-ram -p virtio -p vcpu-fault -p vgic -p linux-boot \
+	    echo "cross-check: guest-ram, virtio, blk-queue, vcpu-fault, vgic, linux-boot, pd-memcpy (exported) for $$t (no_std, $(SEL4_RUSTC))"; \
+	    RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 $(CARGO) build -q -p guest-ram -p virtio -p blk-queue -p vcpu-fault -p vgic -p linux-boot \
 	        -p pd-memcpy --features pd-memcpy/export \
 	        --release --target $$t -Z build-std=core --target-dir target/cross || exit 1; \
 	done
@@ -159,6 +159,7 @@ miri:
 	    export MIRIFLAGS="$(MIRIFLAGS)"; \
 	    $(MIRI) test -q -p guest-ram --lib --test system --test selftest --test fuzz_corpus && \
 	    $(MIRI) test -q -p virtio --lib --test fuzz_corpus --test queue_model && \
+	    $(MIRI) test -q -p blk-queue --lib --test fuzz_corpus --test disk && \
 	    $(MIRI) test -q -p vcpu-fault --lib --test fuzz_corpus && \
 	    $(MIRI) test -q -p vgic --lib --test fuzz_corpus && \
 	    $(MIRI) test -q -p linux-boot --lib --test fuzz_corpus && \
@@ -188,7 +189,7 @@ bench-instructions:
 # `make test`.
 BENCH_ARGS ?=
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := guest-ram:server virtio:mmio virtio:blk vcpu-fault:esr vgic:vgic linux-boot:boot
+FUZZ_TARGETS := guest-ram:server virtio:mmio virtio:blk blk-queue:queue vcpu-fault:esr vgic:vgic linux-boot:boot
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	    dir=$${t%%:*}; target=$${t#*:}; echo "fuzz: $$dir $$target ($(FUZZ_SECONDS) s)"; \

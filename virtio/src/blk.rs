@@ -11,6 +11,10 @@
 //!   the disk ([`GuestDma::scatter_at`] / [`GuestDma::gather_at`], buffer
 //!   offsets = disk offsets). The VMM can then touch the whole disk region:
 //!   that is the price of the saved copy.
+//! - **A device window** (a [`Disk`] whose [`Disk::window`] is part of the
+//!   client's shared buffer, a device's DMA area behind a driver PD): the
+//!   VMM copies guest RAM ↔ window, the disk moves window ↔ device, a
+//!   window-full at a time.
 //! - **Two copies** (a disk elsewhere, [`RamDisk::new`]): the disk to the
 //!   staging buffer (the driver PD), the buffer to guest RAM (the VMM), a
 //!   buffer-full at a time; the VMM never sees the disk.
@@ -189,6 +193,31 @@ pub trait Disk {
     /// and `load`/`store` are not used for it.
     fn buffer_offset(&self) -> Option<u64> {
         None
+    }
+    /// Bytes per block: a request must cover whole blocks at a
+    /// block-aligned offset. Offered to the driver as `blk_size`. 512 for a
+    /// RAM disk; a disk behind an sDDF queue moves 4 KiB blocks.
+    fn block_size(&self) -> u32 {
+        SECTOR as u32
+    }
+    /// A window of the copy client's shared buffer that the disk's data
+    /// passes through, as (buffer offset, length): a device's DMA area.
+    /// Then data moves with one copy by the VMM, guest RAM ↔ window, and
+    /// [`read_to_window`](Self::read_to_window) /
+    /// [`write_from_window`](Self::write_from_window) move it between the
+    /// window and the disk, a window-full at a time.
+    fn window(&self) -> Option<(u64, u64)> {
+        None
+    }
+    /// Fills the window's first `len` bytes from the disk at `offset`.
+    fn read_to_window(&mut self, offset: u64, len: u64) -> bool {
+        let _ = (offset, len);
+        false
+    }
+    /// Writes the window's first `len` bytes to the disk at `offset`.
+    fn write_from_window(&mut self, offset: u64, len: u64) -> bool {
+        let _ = (offset, len);
+        false
     }
 }
 
@@ -584,6 +613,22 @@ impl BlkBackend {
             self.stats.bytes += len;
             return u32::try_from(len).map_err(|_| status::IOERR);
         }
+        if let Some((base, window)) = disk.window() {
+            let step = window_step(window, disk)?;
+            let mut done = 0;
+            while done < len {
+                let n = (len - done).min(step);
+                let mut segments = Segments::new();
+                queue::sub_ranges(writable, done, n, &mut segments).map_err(|_| status::IOERR)?;
+                if !disk.read_to_window(offset + done, n) {
+                    return Err(status::IOERR);
+                }
+                dma.scatter_at(&segments, base).map_err(|_| status::IOERR)?;
+                done += n;
+                self.stats.bytes += n;
+            }
+            return u32::try_from(len).map_err(|_| status::IOERR);
+        }
         let capacity = dma.staging().len() as u64;
         let mut done = 0;
         while done < len {
@@ -622,6 +667,23 @@ impl BlkBackend {
             self.stats.bytes += len;
             return Ok(());
         }
+        if let Some((base, window)) = disk.window() {
+            let step = window_step(window, disk)?;
+            let mut done = 0;
+            while done < len {
+                let n = (len - done).min(step);
+                let mut segments = Segments::new();
+                queue::sub_ranges(readable, HEADER_LEN + done, n, &mut segments)
+                    .map_err(|_| status::IOERR)?;
+                dma.gather_at(&segments, base).map_err(|_| status::IOERR)?;
+                if !disk.write_from_window(offset + done, n) {
+                    return Err(status::IOERR);
+                }
+                done += n;
+                self.stats.bytes += n;
+            }
+            return Ok(());
+        }
         let capacity = dma.staging().len() as u64;
         let mut done = 0;
         while done < len {
@@ -658,15 +720,30 @@ struct Served {
 /// sectors inside the disk (and the request is at most 4 GiB, the most a
 /// used element can report).
 fn disk_range<D: Disk>(sector: u64, len: u64, disk: &D) -> Result<u64, u8> {
-    if len % SECTOR != 0 || len >= u64::from(u32::MAX) {
+    let block = u64::from(disk.block_size()).max(SECTOR);
+    if len % block != 0 || len >= u64::from(u32::MAX) {
         return Err(status::IOERR);
     }
     let offset = sector.checked_mul(SECTOR).ok_or(status::IOERR)?;
+    if offset % block != 0 {
+        return Err(status::IOERR);
+    }
     let end = offset.checked_add(len).ok_or(status::IOERR)?;
     if end > disk.len() {
         return Err(status::IOERR);
     }
     Ok(offset)
+}
+
+/// The bytes one window-full moves: the window rounded down to whole
+/// blocks (an error if that is none).
+fn window_step<D: Disk>(window: u64, disk: &D) -> Result<u64, u8> {
+    let block = u64::from(disk.block_size()).max(SECTOR);
+    let step = window - window % block;
+    if step == 0 {
+        return Err(status::IOERR);
+    }
+    Ok(step)
 }
 
 /// Checks that the data part `[skip, skip + len)` of `segments` is at

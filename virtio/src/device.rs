@@ -171,8 +171,15 @@ impl BlkFrontend {
     fn refresh_capacity(&mut self) {
         if let Ok(state) = shared::read_backend(&self.page) {
             let capacity = state.capacity.get();
-            if capacity != self.device.device().capacity {
-                self.device.device_mut().capacity = capacity;
+            let blk_size = match state.block_size.get() {
+                0 => crate::blk::SECTOR as u32,
+                n => n,
+            };
+            let config = self.device.device();
+            if capacity != config.capacity || blk_size != config.blk_size {
+                let config = self.device.device_mut();
+                config.capacity = capacity;
+                config.blk_size = blk_size;
             }
         }
     }
@@ -276,6 +283,8 @@ impl<D: Disk> BlkService<D> {
             needs_reset: u32::from(needs_reset || self.backend.is_broken()).into(),
             served: self.backend.stats().requests.into(),
             capacity: (self.disk.len() / crate::blk::SECTOR).into(),
+            block_size: self.disk.block_size().into(),
+            reserved: 0.into(),
         };
         shared::publish_backend(&self.page, &state).is_ok()
     }

@@ -156,6 +156,9 @@ pub struct BlkConfig {
     pub capacity: u64,
     /// Most data segments in one request (`VIRTIO_BLK_F_SEG_MAX`).
     pub seg_max: u32,
+    /// Block size in bytes (`VIRTIO_BLK_F_BLK_SIZE`): the disk's, which
+    /// the backend reports.
+    pub blk_size: u32,
 }
 
 impl BlkConfig {
@@ -164,6 +167,7 @@ impl BlkConfig {
         BlkConfig {
             capacity,
             seg_max: crate::blk::SEG_MAX as u32,
+            blk_size: crate::blk::SECTOR as u32,
         }
     }
 
@@ -174,7 +178,7 @@ impl BlkConfig {
         let mut b = [0u8; 24];
         b[0..8].copy_from_slice(&self.capacity.to_le_bytes());
         b[12..16].copy_from_slice(&self.seg_max.to_le_bytes());
-        b[20..24].copy_from_slice(&512u32.to_le_bytes());
+        b[20..24].copy_from_slice(&self.blk_size.to_le_bytes());
         b
     }
 }

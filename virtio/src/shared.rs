@@ -99,6 +99,11 @@ pub struct BackendState {
     /// The disk's capacity in 512-byte sectors: the backend owns the disk,
     /// so the VMM learns its size here rather than from a constant.
     pub capacity: U64,
+    /// The disk's block size in bytes ([`Disk::block_size`](crate::blk::Disk::block_size)),
+    /// offered to the guest as `blk_size`; 0 means 512.
+    pub block_size: U32,
+    /// Reserved.
+    pub reserved: U32,
 }
 
 /// Where [`QueueState`] lives in the page.
