@@ -71,6 +71,7 @@ NO_PANIC_BUILD = $(BARE_METAL_CARGO) --profile nopanic -p no-panic-check --targe
 CROSS_TARGETS := aarch64-unknown-none riscv64gc-unknown-none-elf x86_64-unknown-none
 GUEST_TARGET := aarch64-unknown-none-softfloat
 
+.PHONY: crash-test crash-test-run
 .PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri sdf-test system bench bench-instructions bench-qemu bench-qemu-run bench-blk bench-blk-run bench-linux pds-clippy fuzz \
         image run qemu-test clean help check-sdk check-board check-toolchain linux-inputs
 
@@ -256,11 +257,43 @@ else
 $(error BLK_COPIES must be 1 or 2, not '$(BLK_COPIES)')
 endif
 
+# BLK-DEVICE: begin
+# The blk PD's disk (system.xml's BLKRAM and BLKDEVICE parts). BLK=device,
+# the default for GUEST=linux on qemu_virt_aarch64: QEMU's virtio-blk
+# device on the disk file $(BUILD_DIR)/disk.img (made from DISK_IMAGE by
+# qemu-test and crash-test, and by run if it is missing), driven by the
+# blk-driver PD; the image no longer carries the disk. BLK=ram: the RAM
+# disk, prefilled with DISK_IMAGE. BLK_CACHE is QEMU's cache mode for the
+# file (writeback: a completed write is in the file, since QEMU writes a
+# raw file with pwrite, and a flush is an fdatasync).
+BLK ?= $(if $(and $(filter linux,$(GUEST)),$(filter qemu_virt_aarch64,$(MICROKIT_BOARD))),device,ram)
+BLK_DATA_SIZE := 0x200000
+BLK_DISK_FILE = $(BUILD_DIR)/disk.img
+BLK_CACHE ?= writeback
+ifeq ($(BLK),device)
+ifneq ($(GUEST)-$(MICROKIT_BOARD)-$(BLK_COPIES),linux-qemu_virt_aarch64-1)
+$(error BLK=device needs GUEST=linux on qemu_virt_aarch64 with BLK_COPIES=1)
+endif
+BLK_SED += -e '/BLKRAM: begin/,/BLKRAM: end/d' -e 's/@BLK_DATA_SIZE@/$(BLK_DATA_SIZE)/g'
+BLK_PDS := blk-driver
+BLK_FEATURES := --features blk/device
+BLK_REGION_BYTES = $$(($(BLK_DATA_SIZE)))
+QEMU_CMD += -global virtio-mmio.force-legacy=false \
+    -drive file=$(BLK_DISK_FILE),format=raw,if=none,id=blkdisk,cache=$(BLK_CACHE) \
+    -device virtio-blk-device,drive=blkdisk,bus=virtio-mmio-bus.0
+else ifeq ($(BLK),ram)
+BLK_SED += -e '/BLKDEVICE: begin/,/BLKDEVICE: end/d'
+BLK_REGION_BYTES = $(if $(filter yes,$(VM)),$$(stat -c %s $(DISK_IMAGE)),0)
+else
+$(error BLK must be device or ram, not '$(BLK)')
+endif
+# BLK-DEVICE: end
+
 SDK_BOARD_DIR := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
 IMAGE_FILE := $(BUILD_DIR)/loader.img
 REPORT_FILE := $(BUILD_DIR)/report.txt
 SYSTEM_FILE := $(BUILD_DIR)/guest-ram.system
-PDS := vmm $(if $(filter linux,$(GUEST)),,selftest guest-view) $(if $(filter yes,$(VM)),blk doorbell) $(if $(filter yes,$(BENCH)),bench)
+PDS := vmm $(if $(filter linux,$(GUEST)),,selftest guest-view) $(if $(filter yes,$(VM)),blk doorbell $(BLK_PDS)) $(if $(filter yes,$(BENCH)),bench)
 PD_ELFS := $(addprefix $(BUILD_DIR)/,$(addsuffix .elf,$(PDS)))
 # The C client PD: C, built like Microkit's own examples (the SDK's
 # libmicrokit and microkit.ld, a C cross compiler from Debian, ld.lld).
@@ -297,7 +330,7 @@ endif
 PD_FEATURES := $(if $(filter yes,$(VM)),--features vmm/vm) $(if $(filter linux,$(GUEST)),--features vmm/linux) \
     $(if $(filter 2,$(BLK_COPIES)),--features blk/two-copy) \
     $(if $(filter yes,$(BENCH)),--features vmm/bench) \
-    $(if $(filter wide,$(MEMCPY)),--features common/wide-memcpy)
+    $(if $(filter wide,$(MEMCPY)),--features common/wide-memcpy) $(BLK_FEATURES)
 
 # The guest (VM boards): bare-metal AArch64 at EL1, soft-float (its MMU
 # and FP are off), linked at the start of guest RAM, loaded as a raw image.
@@ -372,7 +405,7 @@ BAREMETAL_SED = -e '/LINUX: begin/,/LINUX: end/d'
 $(SYSTEM_FILE): system.xml $(BOARD_FILE) $(if $(filter yes,$(VM)),$(DISK_IMAGE)) FORCE | $(BUILD_DIR)
 	$(if $(filter yes,$(VM)),@disk=$$(stat -c %s $(DISK_IMAGE)) && \
 	    [ $$disk -gt 0 ] && [ $$((disk % 512)) = 0 ] || { echo "error: DISK_IMAGE $(DISK_IMAGE) is empty or not whole 512-byte sectors"; exit 1; })
-	disk=$(if $(filter yes,$(VM)),$$(stat -c %s $(DISK_IMAGE)),0); page=$$(($(BLK_PAGE_SIZE))); \
+	disk=$(BLK_REGION_BYTES); page=$$(($(BLK_PAGE_SIZE))); \
 	region=$$(( (disk + page - 1) / page * page )); \
 	sed -e 's/@GUEST_RAM_GPA@/$(GUEST_RAM_GPA)/g' \
 	    -e "s/@BLK_STAGING_VADDR@/$$(printf '0x%x' $$((0x32000000 + region)))/g" -e 's/@BLK_PAGE_SIZE@/$(BLK_PAGE_SIZE)/g' \
@@ -451,6 +484,7 @@ SUITES := 2
 endif
 endif
 # BROUGHT-INITRD: end
+ifneq ($(BLK),device)
 qemu-test: $(IMAGE_FILE)
 ifeq ($(strip $(QEMU_CMD)),)
 	$(error $(MICROKIT_BOARD) is not a QEMU board)
@@ -464,6 +498,34 @@ endif
 	    sleep 1; \
 	done; kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; cat $$log; \
 	if [ $$result = 0 ]; then echo "qemu-test: PASSED"; else echo "qemu-test: FAILED (see $$log)"; fi; exit $$result
+endif
+
+# BLK-DEVICE-TESTS: begin
+# BLK=device: a disk that keeps its data, checked by guests/linux/disk-test.sh.
+# qemu-test: QEMU twice on one fresh disk file (the first run's suite, a
+# guest reset, files written with checksums and a power-off; the second
+# finds every file), then e2fsck -fn. crash-test: the guest writes and
+# fsyncs files until QEMU is SIGKILLed midway; the next QEMU's guest
+# replays the journal and lists what is there: every file it reported
+# fsynced must be there with its checksum; then e2fsck -fn.
+DISK_TEST = guests/linux/disk-test.sh
+ifeq ($(BLK),device)
+qemu-test: $(IMAGE_FILE)
+	@$(DISK_TEST) keep $(DISK_IMAGE) $(BLK_DISK_FILE) $(BUILD_DIR) $(QEMU_TIMEOUT) $(QEMU_CMD)
+
+$(BLK_DISK_FILE): | $(BUILD_DIR)
+	cp $(DISK_IMAGE) $@
+run: | $(BLK_DISK_FILE)
+endif
+crash-test:
+ifneq ($(BLK),device)
+	$(error crash-test needs BLK=device (GUEST=linux on qemu_virt_aarch64))
+endif
+	@$(MAKE) --no-print-directory GUEST=linux BLK=device BUILD_DIR=$(BUILD_DIR)-crash \
+	    LINUX_BOOTARGS="$(LINUX_BOOTARGS) guest_ram.crash=1" crash-test-run
+crash-test-run: $(IMAGE_FILE)
+	@$(DISK_TEST) crash $(DISK_IMAGE) $(BLK_DISK_FILE) $(BUILD_DIR) $(QEMU_TIMEOUT) $(QEMU_CMD)
+# BLK-DEVICE-TESTS: end
 
 # GUEST=linux: the same kernel, initrd and disk on seL4 (this system) and
 # on plain QEMU (-machine virt -cpu cortex-a53, 128 MiB, QEMU's own

@@ -63,6 +63,10 @@ pub const TRANSFER_SIZE: u64 = 4096;
 pub const REQ_HEADER: usize = 16;
 /// Bytes before the first response record.
 pub const RESP_HEADER: usize = 8;
+/// Ring capacity the blk PD and the block driver PD agree on (both
+/// rings; a 4 KiB page holds a request ring of up to 127).
+pub const RING_CAPACITY: u32 = 64;
+
 /// Bytes of the storage-info page sDDF sets aside.
 pub const STORAGE_INFO_REGION: usize = 0x1000;
 
