@@ -126,7 +126,10 @@ unsafe impl Hal for SeL4Hal {
 
     unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
         let (vaddr, len) = (buffer.cast::<u8>().as_ptr() as usize, buffer.len());
-        if let Some(paddr) = DMA.paddr_of(vaddr, len).or_else(|| DATA.paddr_of(vaddr, len)) {
+        if let Some(paddr) = DMA
+            .paddr_of(vaddr, len)
+            .or_else(|| DATA.paddr_of(vaddr, len))
+        {
             return paddr;
         }
         assert!(len <= BOUNCE_LEN, "blk-driver: buffer outside DMA memory");
@@ -140,7 +143,8 @@ unsafe impl Hal for SeL4Hal {
             // is ours until `unshare`.
             unsafe { core::ptr::copy_nonoverlapping(vaddr as *const u8, at as *mut u8, len) };
         }
-        DMA.paddr_of(at, len).expect("bounce slot inside the DMA region")
+        DMA.paddr_of(at, len)
+            .expect("bounce slot inside the DMA region")
     }
 
     unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
