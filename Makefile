@@ -374,7 +374,7 @@ $(PD_ELFS) &: check-sdk check-board check-toolchain $(BUILD_DIR) FORCE
 # with clippy: needs the SDK (sel4-sys's headers) and a nightly toolchain
 # with rust-src for -Z build-std. Every feature set the Makefile builds.
 pds-clippy: check-sdk check-board
-	@for features in vmm/vm,vmm/bench,common/wide-memcpy vmm/vm,blk/two-copy vmm/linux; do \
+	@for features in vmm/vm,vmm/bench,common/wide-memcpy vmm/vm,blk/two-copy vmm/linux vmm/linux,blk/device; do \
 	    echo "pds-clippy: --features $$features"; \
 	    (cd pds && RUSTFLAGS="-C linker=$(LD_LLD) $(ARCH_RUSTFLAGS)" \
 	        SEL4_INCLUDE_DIRS=$(abspath $(SDK_BOARD_DIR)/include) \
