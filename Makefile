@@ -5,6 +5,7 @@
 #   make MICROKIT_SDK=/path/to/sdk             build the image for MICROKIT_BOARD
 #   make MICROKIT_SDK=/path/to/sdk qemu-test   boot it in QEMU, check the self-test
 #   make MICROKIT_SDK=/path/to/sdk pds-clippy  the PDs' lints (nightly clippy)
+#   make MICROKIT_SDK=/path/to/sdk GUEST=linux crash-test   QEMU killed mid-fsync, the disk checked
 #
 # Variables (all may be overridden):
 #   MICROKIT_SDK     Microkit SDK directory (image targets only)
@@ -28,6 +29,10 @@
 #                    Debian's arm64 packages by guests/linux/make-inputs.sh
 #                    into build/linux-inputs); DISK_IMAGE also for the
 #                    bare-metal guest (default: 1 MiB of zeros)
+#   BLK              GUEST=linux on qemu_virt_aarch64: device (default: QEMU's
+#                    virtio-blk device on $(BUILD_DIR)/disk.img through the
+#                    blk-driver PD) or ram (the RAM disk); BLK_CACHE is
+#                    QEMU's cache mode for the disk file (default writeback)
 #   BLK_COPIES       1 (default): the blk PD's disk region is its copy
 #                    buffer, the VMM copies guest RAM <-> disk; 2: a 64 KiB
 #                    staging buffer, disk <-> buffer <-> guest RAM
