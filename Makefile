@@ -76,7 +76,7 @@ NO_PANIC_BUILD = $(BARE_METAL_CARGO) --profile nopanic -p no-panic-check --targe
 CROSS_TARGETS := aarch64-unknown-none riscv64gc-unknown-none-elf x86_64-unknown-none
 GUEST_TARGET := aarch64-unknown-none-softfloat
 
-.PHONY: crash-test crash-test-run
+.PHONY: crash-test crash-test-run blk-disk-fresh
 .PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri sdf-test system bench bench-instructions bench-qemu bench-qemu-run bench-blk bench-blk-run bench-linux pds-clippy fuzz \
         image run qemu-test clean help check-sdk check-board check-toolchain linux-inputs
 
@@ -483,13 +483,14 @@ endif
 # test passes on its summary line (any "N/N passed") and the power-off.
 ifeq ($(GUEST),linux)
 ifneq ($(filter command line environment,$(origin INITRD)),)
+BROUGHT_INITRD := yes
 SUMMARY := [0-9]+/[0-9]+ passed
 PASSED := ((^|[^0-9])([0-9]+)/\3 passed|^INFO: vmm: guest powered off)
 SUITES := 2
 endif
 endif
 # BROUGHT-INITRD: end
-ifneq ($(BLK),device)
+ifneq ($(BLK)-$(BROUGHT_INITRD),device-)
 qemu-test: $(IMAGE_FILE)
 ifeq ($(strip $(QEMU_CMD)),)
 	$(error $(MICROKIT_BOARD) is not a QEMU board)
@@ -514,13 +515,20 @@ endif
 # replays the journal and lists what is there: every file it reported
 # fsynced must be there with its checksum; then e2fsck -fn.
 DISK_TEST = guests/linux/disk-test.sh
-ifeq ($(BLK),device)
+ifeq ($(BLK)-$(BROUGHT_INITRD),device-)
 qemu-test: $(IMAGE_FILE)
 	@$(DISK_TEST) keep $(DISK_IMAGE) $(BLK_DISK_FILE) $(BUILD_DIR) $(QEMU_TIMEOUT) $(QEMU_CMD)
+else ifeq ($(BLK),device)
+# A brought initrd runs its own suite, on a fresh disk file.
+qemu-test: blk-disk-fresh
+blk-disk-fresh: | $(BUILD_DIR)
+	cp $(DISK_IMAGE) $(BLK_DISK_FILE)
+endif
+ifeq ($(BLK),device)
 
 $(BLK_DISK_FILE): | $(BUILD_DIR)
 	cp $(DISK_IMAGE) $@
-run: | $(BLK_DISK_FILE)
+run bench-linux: | $(BLK_DISK_FILE)
 endif
 crash-test:
 ifneq ($(BLK),device)
