@@ -165,7 +165,7 @@ miri:
 	    export MIRIFLAGS="$(MIRIFLAGS)"; \
 	    $(MIRI) test -q -p guest-ram --lib --test system --test selftest --test fuzz_corpus && \
 	    $(MIRI) test -q -p virtio --lib --test fuzz_corpus --test queue_model && \
-	    $(MIRI) test -q -p blk-queue --lib --test fuzz_corpus --test disk && \
+	    $(MIRI) test -q -p blk-queue --lib --test fuzz_corpus && \
 	    $(MIRI) test -q -p vcpu-fault --lib --test fuzz_corpus && \
 	    $(MIRI) test -q -p vgic --lib --test fuzz_corpus && \
 	    $(MIRI) test -q -p linux-boot --lib --test fuzz_corpus && \
