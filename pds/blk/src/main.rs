@@ -242,6 +242,9 @@ impl Handler for Blk {
         if !channels.contains(self.vmm) {
             return Ok(());
         }
+        // A driver that published its storage info after this PD started.
+        #[cfg(feature = "device")]
+        self.service.disk().refresh();
         let before = (self.client_calls(), self.service.stats());
         let (start, hz) = counter();
         let signal = self.service.notified(&mut self.client);
