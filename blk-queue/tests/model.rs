@@ -304,3 +304,40 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Any request a client can write is either refused with
+    /// `InvalidParam` or a transfer inside the data region and the disk,
+    /// against a model in 128-bit arithmetic (no overflow to get wrong).
+    #[test]
+    fn transfer_matches_a_wide_model(
+        c in any::<u8>(),
+        offset in prop_oneof![any::<u64>(), 0u64..(1 << 22)],
+        block in prop_oneof![any::<u64>(), 0u64..300],
+        count in any::<u16>(),
+        data_len in prop_oneof![any::<u64>(), 0u64..(1 << 22)],
+        capacity in prop_oneof![any::<u64>(), 0u64..300],
+    ) {
+        let code = code(c);
+        let got = Request::new(code, offset, block, count, 0).transfer(data_len, capacity);
+        match code {
+            Code::Flush | Code::Barrier => prop_assert_eq!(got.map(|t| t.len), Ok(0)),
+            Code::Unknown(_) => prop_assert_eq!(got, Err(Status::InvalidParam)),
+            Code::Read | Code::Write => {
+                let len = u128::from(count) * 4096;
+                let ok = count > 0
+                    && u128::from(offset) + len <= u128::from(data_len)
+                    && u128::from(block) + u128::from(count) <= u128::from(capacity)
+                    && u128::from(block) * 8 <= u128::from(u64::MAX);
+                if ok {
+                    let t = got.unwrap();
+                    prop_assert_eq!(t.data_offset as u64, offset);
+                    prop_assert_eq!(t.len as u128, len);
+                    prop_assert_eq!(u128::from(t.sector), u128::from(block) * 8);
+                } else {
+                    prop_assert_eq!(got, Err(Status::InvalidParam));
+                }
+            }
+        }
+    }
+}
