@@ -5,6 +5,7 @@
 #   make MICROKIT_SDK=/path/to/sdk             build the image for MICROKIT_BOARD
 #   make MICROKIT_SDK=/path/to/sdk qemu-test   boot it in QEMU, check the self-test
 #   make MICROKIT_SDK=/path/to/sdk pds-clippy  the PDs' lints (nightly clippy)
+#   make MICROKIT_SDK=/path/to/sdk GUEST=linux crash-test   QEMU killed mid-fsync, the disk checked
 #
 # Variables (all may be overridden):
 #   MICROKIT_SDK     Microkit SDK directory (image targets only)
@@ -28,6 +29,10 @@
 #                    Debian's arm64 packages by guests/linux/make-inputs.sh
 #                    into build/linux-inputs); DISK_IMAGE also for the
 #                    bare-metal guest (default: 1 MiB of zeros)
+#   BLK              GUEST=linux on qemu_virt_aarch64: device (default: QEMU's
+#                    virtio-blk device on $(BUILD_DIR)/disk.img through the
+#                    blk-driver PD) or ram (the RAM disk); BLK_CACHE is
+#                    QEMU's cache mode for the disk file (default writeback)
 #   BLK_COPIES       1 (default): the blk PD's disk region is its copy
 #                    buffer, the VMM copies guest RAM <-> disk; 2: a 64 KiB
 #                    staging buffer, disk <-> buffer <-> guest RAM
@@ -77,6 +82,7 @@ NO_PANIC_BUILD = $(BARE_METAL_CARGO) --profile nopanic -p no-panic-check --targe
 CROSS_TARGETS := aarch64-unknown-none riscv64gc-unknown-none-elf x86_64-unknown-none
 GUEST_TARGET := aarch64-unknown-none-softfloat
 
+.PHONY: crash-test crash-test-run blk-disk-fresh
 .PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri sdf-test system bench bench-instructions bench-qemu bench-qemu-run bench-blk bench-blk-run bench-linux boot-time pds-clippy fuzz \
         image run qemu-test clean help check-sdk check-board check-toolchain linux-inputs
 
@@ -110,8 +116,8 @@ ifeq ($(SEL4_RUSTC),)
 	@echo "  install rustup's rust-src, or Debian's rustc-web and rust-web-src, or set SEL4_RUSTC"
 else
 	@for t in $(CROSS_TARGETS); do \
-	    echo "cross-check: guest-ram, virtio, vcpu-fault, vgic, linux-boot, serial-mux, timer-mux, net-switch, pd-memcpy (exported) for $$t (no_std, $(SEL4_RUSTC))"; \
-	    RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 $(CARGO) build -q -p guest-ram -p virtio -p vcpu-fault -p vgic -p linux-boot \
+	    echo "cross-check: guest-ram, virtio, blk-queue, vcpu-fault, vgic, linux-boot, serial-mux, timer-mux, net-switch, pd-memcpy (exported) for $$t (no_std, $(SEL4_RUSTC))"; \
+	    RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 $(CARGO) build -q -p guest-ram -p virtio -p blk-queue -p vcpu-fault -p vgic -p linux-boot \
 	        -p serial-mux -p timer-mux -p net-switch \
 	        -p pd-memcpy --features pd-memcpy/export \
 	        --release --target $$t -Z build-std=core --target-dir target/cross || exit 1; \
@@ -167,6 +173,7 @@ miri:
 	    export MIRIFLAGS="$(MIRIFLAGS)"; \
 	    $(MIRI) test -q -p guest-ram --lib --test system --test selftest --test fuzz_corpus && \
 	    $(MIRI) test -q -p virtio --lib --test fuzz_corpus --test queue_model && \
+	    $(MIRI) test -q -p blk-queue --lib --test fuzz_corpus && \
 	    $(MIRI) test -q -p vcpu-fault --lib --test fuzz_corpus && \
 	    $(MIRI) test -q -p vgic --lib --test fuzz_corpus && \
 	    $(MIRI) test -q -p linux-boot --lib --test fuzz_corpus && \
@@ -199,7 +206,7 @@ bench-instructions:
 # `make test`.
 BENCH_ARGS ?=
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := guest-ram:server virtio:mmio virtio:blk virtio:console virtio:net vcpu-fault:esr vgic:vgic linux-boot:boot serial-mux:mux net-switch:switch
+FUZZ_TARGETS := guest-ram:server virtio:mmio virtio:blk virtio:console virtio:net blk-queue:queue vcpu-fault:esr vgic:vgic linux-boot:boot serial-mux:mux net-switch:switch
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	    dir=$${t%%:*}; target=$${t#*:}; echo "fuzz: $$dir $$target ($(FUZZ_SECONDS) s)"; \
@@ -282,11 +289,45 @@ else
 $(error BLK_COPIES must be 1 or 2, not '$(BLK_COPIES)')
 endif
 
+# BLK-DEVICE: begin
+# The blk PD's disk (system.xml's BLKRAM and BLKDEVICE parts). BLK=device,
+# the default for GUEST=linux on qemu_virt_aarch64: QEMU's virtio-blk
+# device on the disk file $(BUILD_DIR)/disk.img (made from DISK_IMAGE by
+# qemu-test and crash-test, and by run if it is missing), driven by the
+# blk-driver PD; the image no longer carries the disk. BLK=ram: the RAM
+# disk, prefilled with DISK_IMAGE. BLK_CACHE is QEMU's cache mode for the
+# file (writeback: a completed write is in the file, since QEMU writes a
+# raw file with pwrite, and a flush is an fdatasync).
+# The N-VM system (VMS > 1) keeps RAM disks: one QEMU virtio-blk device
+# and driver PD per VM is not built yet.
+BLK ?= $(if $(and $(filter linux,$(GUEST)),$(filter qemu_virt_aarch64,$(MICROKIT_BOARD)),$(if $(MULTI_VM),,yes)),device,ram)
+BLK_DATA_SIZE := 0x200000
+BLK_DISK_FILE = $(BUILD_DIR)/disk.img
+BLK_CACHE ?= writeback
+ifeq ($(BLK),device)
+ifneq ($(GUEST)-$(MICROKIT_BOARD)-$(BLK_COPIES)-$(MULTI_VM),linux-qemu_virt_aarch64-1-)
+$(error BLK=device needs GUEST=linux on qemu_virt_aarch64 with BLK_COPIES=1 and one VM)
+endif
+BLK_SED += -e '/BLKRAM: begin/,/BLKRAM: end/d' -e 's/@BLK_DATA_SIZE@/$(BLK_DATA_SIZE)/g'
+BLK_PDS := blk-driver
+BLK_FEATURES := --features blk/device
+BLK_REGION_BYTES = $$(($(BLK_DATA_SIZE)))
+QEMU_CMD += -global virtio-mmio.force-legacy=false \
+    -drive file=$(BLK_DISK_FILE),format=raw,if=none,id=blkdisk,cache=$(BLK_CACHE) \
+    -device virtio-blk-device,drive=blkdisk,bus=virtio-mmio-bus.0
+else ifeq ($(BLK),ram)
+BLK_SED += -e '/BLKDEVICE: begin/,/BLKDEVICE: end/d'
+BLK_REGION_BYTES = $(if $(filter yes,$(VM)),$$(stat -c %s $(DISK_IMAGE)),0)
+else
+$(error BLK must be device or ram, not '$(BLK)')
+endif
+# BLK-DEVICE: end
+
 SDK_BOARD_DIR := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
 IMAGE_FILE := $(BUILD_DIR)/loader.img
 REPORT_FILE := $(BUILD_DIR)/report.txt
 SYSTEM_FILE := $(BUILD_DIR)/guest-ram.system
-PDS := vmm $(if $(filter linux,$(GUEST)),,selftest guest-view) $(if $(filter yes,$(VM)),blk doorbell) $(if $(filter yes,$(BENCH)),bench) \
+PDS := vmm $(if $(filter linux,$(GUEST)),,selftest guest-view) $(if $(filter yes,$(VM)),blk doorbell $(BLK_PDS)) $(if $(filter yes,$(BENCH)),bench) \
     $(if $(MULTI_VM),serial $(if $(filter 1,$(CPUS)),timer))
 PD_ELFS := $(addprefix $(BUILD_DIR)/,$(addsuffix .elf,$(PDS)))
 # The C client PD: C, built like Microkit's own examples (the SDK's
@@ -324,7 +365,7 @@ endif
 PD_FEATURES := $(if $(filter yes,$(VM)),--features vmm/vm) $(if $(filter linux,$(GUEST)),--features vmm/linux) \
     $(if $(filter 2,$(BLK_COPIES)),--features blk/two-copy) \
     $(if $(filter yes,$(BENCH)),--features vmm/bench) \
-    $(if $(filter wide,$(MEMCPY)),--features common/wide-memcpy)
+    $(if $(filter wide,$(MEMCPY)),--features common/wide-memcpy) $(BLK_FEATURES)
 
 # The guest (VM boards): bare-metal AArch64 at EL1, soft-float (its MMU
 # and FP are off), linked at the start of guest RAM, loaded as a raw image.
@@ -368,7 +409,7 @@ $(PD_ELFS) &: check-sdk check-board check-toolchain $(BUILD_DIR) FORCE
 # with clippy: needs the SDK (sel4-sys's headers) and a nightly toolchain
 # with rust-src for -Z build-std. Every feature set the Makefile builds.
 pds-clippy: check-sdk check-board
-	@for features in vmm/vm,vmm/bench,common/wide-memcpy vmm/vm,blk/two-copy vmm/linux; do \
+	@for features in vmm/vm,vmm/bench,common/wide-memcpy vmm/vm,blk/two-copy vmm/linux vmm/linux,blk/device; do \
 	    echo "pds-clippy: --features $$features"; \
 	    (cd pds && RUSTFLAGS="-C linker=$(LD_LLD) $(ARCH_RUSTFLAGS)" \
 	        SEL4_INCLUDE_DIRS=$(abspath $(SDK_BOARD_DIR)/include) \
@@ -407,7 +448,7 @@ else
 $(SYSTEM_FILE): system.xml $(BOARD_FILE) $(if $(filter yes,$(VM)),$(DISK_IMAGE)) FORCE | $(BUILD_DIR)
 	$(if $(filter yes,$(VM)),@disk=$$(stat -c %s $(DISK_IMAGE)) && \
 	    [ $$disk -gt 0 ] && [ $$((disk % 512)) = 0 ] || { echo "error: DISK_IMAGE $(DISK_IMAGE) is empty or not whole 512-byte sectors"; exit 1; })
-	disk=$(if $(filter yes,$(VM)),$$(stat -c %s $(DISK_IMAGE)),0); page=$$(($(BLK_PAGE_SIZE))); \
+	disk=$(BLK_REGION_BYTES); page=$$(($(BLK_PAGE_SIZE))); \
 	region=$$(( (disk + page - 1) / page * page )); \
 	sed -e 's/@GUEST_RAM_GPA@/$(GUEST_RAM_GPA)/g' \
 	    -e "s/@BLK_STAGING_VADDR@/$$(printf '0x%x' $$((0x32000000 + region)))/g" -e 's/@BLK_PAGE_SIZE@/$(BLK_PAGE_SIZE)/g' \
@@ -489,6 +530,7 @@ endif
 # test passes on its summary line (any "N/N passed") and the power-off.
 ifeq ($(GUEST),linux)
 ifneq ($(filter command line environment,$(origin INITRD)),)
+BROUGHT_INITRD := yes
 SUMMARY := [0-9]+/[0-9]+ passed
 PASSED := ((^|[^0-9])([0-9]+)/\3 passed|^INFO: vmm: guest powered off)
 SUITES := 2
@@ -519,7 +561,7 @@ qemu-test: $(IMAGE_FILE)
 	done; kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; exec 3>&-; rm -f $$fifo; cat $$log; \
 	[ -n "$$verdict" ] && echo "$$verdict"; [ $$i = $(QEMU_TIMEOUT) ] && [ $$result = 1 ] && echo "qemu-test: timed out"; \
 	if [ $$result = 0 ]; then echo "qemu-test: PASSED"; else echo "qemu-test: FAILED (see $$log)"; fi; exit $$result
-else
+else ifneq ($(BLK)-$(BROUGHT_INITRD),device-)
 qemu-test: $(IMAGE_FILE)
 ifeq ($(strip $(QEMU_CMD)),)
 	$(error $(MICROKIT_BOARD) is not a QEMU board)
@@ -539,6 +581,40 @@ endif
 	kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; cat $$log; [ -z "$$off" ] || echo "$$off"; \
 	if [ $$result = 0 ]; then echo "qemu-test: PASSED"; else echo "qemu-test: FAILED (see $$log)"; fi; exit $$result
 endif
+
+# BLK-DEVICE-TESTS: begin
+# BLK=device: a disk that keeps its data, checked by guests/linux/disk-test.sh.
+# qemu-test: QEMU twice on one fresh disk file (the first run's suite, a
+# guest reset, files written with checksums and a power-off; the second
+# finds every file), then e2fsck -fn. crash-test: the guest writes and
+# fsyncs files until QEMU is SIGKILLed midway; the next QEMU's guest
+# replays the journal and lists what is there: every file it reported
+# fsynced must be there with its checksum; then e2fsck -fn.
+DISK_TEST = guests/linux/disk-test.sh
+ifeq ($(BLK)-$(BROUGHT_INITRD),device-)
+qemu-test: $(IMAGE_FILE)
+	@$(DISK_TEST) keep $(DISK_IMAGE) $(BLK_DISK_FILE) $(BUILD_DIR) $(QEMU_TIMEOUT) $(QEMU_CMD)
+else ifeq ($(BLK),device)
+# A brought initrd runs its own suite, on a fresh disk file.
+qemu-test: blk-disk-fresh
+blk-disk-fresh: | $(BUILD_DIR)
+	cp $(DISK_IMAGE) $(BLK_DISK_FILE)
+endif
+ifeq ($(BLK),device)
+
+$(BLK_DISK_FILE): | $(BUILD_DIR)
+	cp $(DISK_IMAGE) $@
+run bench-linux: | $(BLK_DISK_FILE)
+endif
+crash-test:
+ifneq ($(BLK),device)
+	$(error crash-test needs BLK=device (GUEST=linux on qemu_virt_aarch64))
+endif
+	@$(MAKE) --no-print-directory GUEST=linux BLK=device BUILD_DIR=$(BUILD_DIR)-crash \
+	    LINUX_BOOTARGS="$(LINUX_BOOTARGS) guest_ram.crash=1" crash-test-run
+crash-test-run: $(IMAGE_FILE)
+	@$(DISK_TEST) crash $(DISK_IMAGE) $(BLK_DISK_FILE) $(BUILD_DIR) $(QEMU_TIMEOUT) $(QEMU_CMD)
+# BLK-DEVICE-TESTS: end
 
 # GUEST=linux: the same kernel, initrd and disk on seL4 (this system) and
 # on plain QEMU (-machine virt -cpu cortex-a53, 128 MiB, QEMU's own

@@ -4,7 +4,8 @@
 # name with apt (nothing here is committed):
 #   OUT/Image            the kernel (the package's vmlinuz is a raw arm64 Image)
 #   OUT/initrd.cpio.gz   busybox, the modules the disk needs, and ./init
-#   OUT/disk.img         an ext2 image of ./disk (the blk PD's RAM disk)
+#   OUT/disk.img         an ext4 image (with a journal) of ./disk: the disk
+#                        file's first contents (BLK=device) or the RAM disk
 # Usage: make-inputs.sh OUT [DISK_MIB]. Called by the Makefile (GUEST=linux).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -69,6 +70,8 @@ sha256sum "$here/disk/hello.txt" | cut -d' ' -f1 > "$initrd/expected.sha256"
 (cd "$initrd" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -9 > "$out/initrd.cpio.gz"
 
 rm -f "$out/disk.img"
-mke2fs -q -t ext2 -L guest-ram -d "$here/disk" "$out/disk.img" "${disk_mib}M" ||
+# ext4 with a journal (mke2fs gives a 16 MiB file system a 4 MiB one) and
+# 4 KiB blocks: BLK=device offers the guest 4 KiB logical blocks.
+mke2fs -q -t ext4 -b 4096 -L guest-ram -d "$here/disk" "$out/disk.img" "${disk_mib}M" ||
     die "mke2fs -d failed (needs e2fsprogs >= 1.43)"
 echo "linux guest inputs: $out: Image ($version), initrd.cpio.gz, disk.img (${disk_mib} MiB)"

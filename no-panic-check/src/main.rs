@@ -81,6 +81,38 @@ impl ConsoleSink for OpaqueSink {
     }
 }
 
+/// A block device whose answers the optimiser cannot predict.
+struct OpaqueDevice;
+
+impl blk_queue::driver::BlockDevice for OpaqueDevice {
+    fn start(
+        &mut self,
+        _: blk_queue::Code,
+        _: &blk_queue::Transfer,
+    ) -> Result<(), blk_queue::Status> {
+        if word() == 0 {
+            Ok(())
+        } else {
+            Err(blk_queue::Status::Unknown(word() as u32))
+        }
+    }
+    fn poll(&mut self) -> Option<blk_queue::Status> {
+        (word() == 0).then(|| blk_queue::Status::Unknown(word() as u32))
+    }
+}
+
+/// A driver PD that may or may not answer.
+struct OpaqueDoorbell;
+
+impl blk_queue::disk::Doorbell for OpaqueDoorbell {
+    fn ring(&mut self) {
+        black_box(());
+    }
+    fn wait(&mut self) -> bool {
+        word() == 0
+    }
+}
+
 #[no_mangle]
 extern "C" fn _start() -> ! {
     // SAFETY: never run (see the module docs).
@@ -345,6 +377,48 @@ extern "C" fn _start() -> ! {
                 }
             }
             let _ = black_box(write!(Sink, "{report}"));
+        }
+    }
+
+    // The sDDF block rings: both sides over memory the other side
+    // scribbles on, the driver loop over a device that answers anything,
+    // and the blk PD's device disk behind the virtio-blk backend.
+    if let Ok(rings) = blk_queue::Rings::new(
+        buffer(word() as usize),
+        buffer(word() as usize),
+        word() as u32,
+    ) {
+        let mut ring_client = blk_queue::Client::new(rings);
+        let request = blk_queue::Request::new(
+            blk_queue::Code::Unknown(word() as u32),
+            word(),
+            word(),
+            word() as u16,
+            word() as u32,
+        );
+        let _ = black_box(ring_client.enqueue(&request));
+        let _ = black_box(ring_client.dequeue());
+        let _ = black_box(request.transfer(word(), word()));
+        let mut driver = blk_queue::Driver::new(rings);
+        let _ = black_box(driver.dequeue());
+        let mut serve = blk_queue::driver::Serve::new(driver, word(), word());
+        let _ = black_box(serve.run(&mut OpaqueDevice));
+        let _ = black_box(blk_queue::read_storage_info(&buffer(word() as usize)));
+        let disk = blk_queue::disk::QueueDisk::new(
+            ring_client,
+            buffer(word() as usize),
+            buffer(word() as usize),
+            word(),
+            OpaqueDoorbell,
+        );
+        if let Ok(mut staged) = Client::with_staging(
+            Opaque,
+            buffer(word() as usize),
+            word() as usize,
+            word() as usize,
+        ) {
+            let mut device_path = BlkService::new(buffer(word() as usize), disk);
+            black_box(device_path.notified(&mut staged));
         }
     }
     #[cfg(feature = "canary")]

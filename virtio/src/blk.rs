@@ -11,6 +11,10 @@
 //!   the disk ([`GuestDma::scatter_at`] / [`GuestDma::gather_at`], buffer
 //!   offsets = disk offsets). The VMM can then touch the whole disk region:
 //!   that is the price of the saved copy.
+//! - **A device window** (a [`Disk`] whose [`Disk::window`] is part of the
+//!   client's shared buffer, a device's DMA area behind a driver PD): the
+//!   VMM copies guest RAM ↔ window, the disk moves window ↔ device, a
+//!   window-full at a time.
 //! - **Two copies** (a disk elsewhere, [`RamDisk::new`]): the disk to the
 //!   staging buffer (the driver PD), the buffer to guest RAM (the VMM), a
 //!   buffer-full at a time; the VMM never sees the disk.
@@ -66,6 +70,14 @@ pub mod status {
     pub const UNSUPP: u8 = 2;
 }
 
+/// Most data segments (descriptors after the header and before the status
+/// byte) one request may have: what the copy service moves in one call
+/// ([`guest_ram::protocol::MAX_SEGMENTS`]), so a request's data is one
+/// call whatever the path. Offered to the driver as `seg_max`
+/// (`VIRTIO_BLK_F_SEG_MAX`); a request with more fails with
+/// [`status::IOERR`].
+pub const SEG_MAX: usize = guest_ram::protocol::MAX_SEGMENTS;
+
 /// The id string `GET_ID` returns.
 pub const DEVICE_ID: &[u8; 20] = b"guest-ram ramdisk\0\0\0";
 
@@ -107,6 +119,31 @@ pub trait Disk {
     /// and `load`/`store` are not used for it.
     fn buffer_offset(&self) -> Option<u64> {
         None
+    }
+    /// Bytes per block: a request must cover whole blocks at a
+    /// block-aligned offset. Offered to the driver as `blk_size`. 512 for a
+    /// RAM disk; a disk behind an sDDF queue moves 4 KiB blocks.
+    fn block_size(&self) -> u32 {
+        SECTOR as u32
+    }
+    /// A window of the copy client's shared buffer that the disk's data
+    /// passes through, as (buffer offset, length): a device's DMA area.
+    /// Then data moves with one copy by the VMM, guest RAM ↔ window, and
+    /// [`read_to_window`](Self::read_to_window) /
+    /// [`write_from_window`](Self::write_from_window) move it between the
+    /// window and the disk, a window-full at a time.
+    fn window(&self) -> Option<(u64, u64)> {
+        None
+    }
+    /// Fills the window's first `len` bytes from the disk at `offset`.
+    fn read_to_window(&mut self, offset: u64, len: u64) -> bool {
+        let _ = (offset, len);
+        false
+    }
+    /// Writes the window's first `len` bytes to the disk at `offset`.
+    fn write_from_window(&mut self, offset: u64, len: u64) -> bool {
+        let _ = (offset, len);
+        false
     }
 }
 
@@ -296,9 +333,11 @@ impl BlkBackend {
         dma: &mut M,
         disk: &mut D,
     ) -> Served {
-        // The status byte is the last writable byte; without one there is
-        // nothing to report into.
-        let Some(status_gpa) = last_byte(chain.writable()) else {
+        // The status byte is the last byte of the chain's final
+        // descriptor, which must be device-writable and not empty; without
+        // one there is nothing to report into, and the request is not
+        // executed (used with length 0).
+        let Some(status_gpa) = chain.last_writable().and_then(|last| last_byte(&[last])) else {
             return Served {
                 head,
                 code: status::IOERR,
@@ -333,16 +372,29 @@ impl BlkBackend {
             .map_err(|_| status::IOERR)?;
         dma.readv(&parts, header.as_mut_bytes())
             .map_err(|_| status::IOERR)?;
-        let writable_data = chain.writable_len() - 1;
+        // Cannot underflow: the final descriptor is writable and not empty.
+        let writable_data = chain.writable_len().saturating_sub(1);
         match header.kind.get() {
             req::IN => {
+                // Data for a read goes only into writable buffers: a
+                // readable one after the header is a driver error, not an
+                // empty read.
+                if chain.readable_len() != HEADER_LEN {
+                    return Err(status::IOERR);
+                }
                 let len = writable_data;
+                data_segments(chain.writable(), 0, len)?;
                 let offset = disk_range(header.sector.get(), len, disk)?;
                 let n = self.disk_to_guest(chain.writable(), offset, len, dma, disk)?;
                 Ok((status::OK, n))
             }
             req::OUT => {
+                // And a write's data only from readable ones.
+                if writable_data != 0 {
+                    return Err(status::IOERR);
+                }
                 let len = chain.readable_len() - HEADER_LEN;
+                data_segments(chain.readable(), HEADER_LEN, len)?;
                 let offset = disk_range(header.sector.get(), len, disk)?;
                 self.guest_to_disk(chain.readable(), offset, len, dma, disk)?;
                 Ok((status::OK, 0))
@@ -388,6 +440,22 @@ impl BlkBackend {
             self.stats.bytes += len;
             return u32::try_from(len).map_err(|_| status::IOERR);
         }
+        if let Some((base, window)) = disk.window() {
+            let step = window_step(window, disk)?;
+            let mut done = 0;
+            while done < len {
+                let n = (len - done).min(step);
+                let mut segments = Segments::new();
+                queue::sub_ranges(writable, done, n, &mut segments).map_err(|_| status::IOERR)?;
+                if !disk.read_to_window(offset + done, n) {
+                    return Err(status::IOERR);
+                }
+                dma.scatter_at(&segments, base).map_err(|_| status::IOERR)?;
+                done += n;
+                self.stats.bytes += n;
+            }
+            return u32::try_from(len).map_err(|_| status::IOERR);
+        }
         let capacity = dma.staging().len() as u64;
         let mut done = 0;
         while done < len {
@@ -424,6 +492,23 @@ impl BlkBackend {
             let at = base.checked_add(offset).ok_or(status::IOERR)?;
             dma.gather_at(&segments, at).map_err(|_| status::IOERR)?;
             self.stats.bytes += len;
+            return Ok(());
+        }
+        if let Some((base, window)) = disk.window() {
+            let step = window_step(window, disk)?;
+            let mut done = 0;
+            while done < len {
+                let n = (len - done).min(step);
+                let mut segments = Segments::new();
+                queue::sub_ranges(readable, HEADER_LEN + done, n, &mut segments)
+                    .map_err(|_| status::IOERR)?;
+                dma.gather_at(&segments, base).map_err(|_| status::IOERR)?;
+                if !disk.write_from_window(offset + done, n) {
+                    return Err(status::IOERR);
+                }
+                done += n;
+                self.stats.bytes += n;
+            }
             return Ok(());
         }
         let capacity = dma.staging().len() as u64;
@@ -477,15 +562,44 @@ fn used_elems(served: &[Served]) -> heapless::Vec<UsedElem, MAX_CHAIN> {
 /// sectors inside the disk (and the request is at most 4 GiB, the most a
 /// used element can report).
 fn disk_range<D: Disk>(sector: u64, len: u64, disk: &D) -> Result<u64, u8> {
-    if len % SECTOR != 0 || len >= u64::from(u32::MAX) {
+    let block = u64::from(disk.block_size()).max(SECTOR);
+    if len % block != 0 || len >= u64::from(u32::MAX) {
         return Err(status::IOERR);
     }
     let offset = sector.checked_mul(SECTOR).ok_or(status::IOERR)?;
+    if offset % block != 0 {
+        return Err(status::IOERR);
+    }
     let end = offset.checked_add(len).ok_or(status::IOERR)?;
     if end > disk.len() {
         return Err(status::IOERR);
     }
     Ok(offset)
+}
+
+/// The bytes one window-full moves: the window rounded down to whole
+/// blocks (an error if that is none).
+fn window_step<D: Disk>(window: u64, disk: &D) -> Result<u64, u8> {
+    let block = u64::from(disk.block_size()).max(SECTOR);
+    let step = window - window % block;
+    if step == 0 {
+        return Err(status::IOERR);
+    }
+    Ok(step)
+}
+
+/// Checks that the data part `[skip, skip + len)` of `segments` is at
+/// most [`SEG_MAX`] segments and not empty.
+fn data_segments(segments: &[GpaRange], skip: u64, len: u64) -> Result<(), u8> {
+    if len == 0 {
+        return Err(status::IOERR);
+    }
+    let mut out = Segments::new();
+    queue::sub_ranges(segments, skip, len, &mut out).map_err(|_| status::IOERR)?;
+    if out.len() > SEG_MAX {
+        return Err(status::IOERR);
+    }
+    Ok(())
 }
 
 /// The gpa of the last byte of `segments`.

@@ -571,13 +571,14 @@ impl ConsoleService {
             self.console.needs_reset(),
             stats.chains_in + stats.chains_out,
             0,
+            0,
         )
     }
 
     fn report_broken(&mut self) -> bool {
         let stats = self.console.stats();
         self.page
-            .report(true, stats.chains_in + stats.chains_out, 0)
+            .report(true, stats.chains_in + stats.chains_out, 0, 0)
     }
 }
 

@@ -223,9 +223,9 @@ impl<D: DeviceType> Frontend<D> {
             return;
         };
         if let Ok(state) = shared::read_backend(&self.page) {
-            let value = state.capacity.get();
+            let value = (state.capacity.get(), state.block_size.get());
             if value != current {
-                self.device.device_mut().set_backend_value(value);
+                self.device.device_mut().set_backend_value(value.0, value.1);
             }
         }
     }
@@ -324,14 +324,16 @@ impl BackendPage {
 
     /// Reports to the VMM, against the generation last read: whether the
     /// device needs a reset, chains used so far, and the device-specific
-    /// configuration value (`BackendState::capacity`). Returns whether the
-    /// page took it (so whether to signal).
-    pub fn report(&self, needs_reset: bool, served: u64, value: u64) -> bool {
+    /// configuration values (`BackendState::capacity` and `block_size`).
+    /// Returns whether the page took it (so whether to signal).
+    pub fn report(&self, needs_reset: bool, served: u64, value: u64, block_size: u32) -> bool {
         let state = BackendState {
             generation: self.generation.into(),
             needs_reset: u32::from(needs_reset).into(),
             served: served.into(),
             capacity: value.into(),
+            block_size: block_size.into(),
+            reserved: 0.into(),
         };
         shared::publish_backend(&self.page, &state).is_ok()
     }
@@ -403,6 +405,7 @@ impl<D: Disk> BlkService<D> {
             needs_reset || self.backend.is_broken(),
             self.stats().requests,
             self.disk.len() / crate::blk::SECTOR,
+            self.disk.block_size(),
         )
     }
 }

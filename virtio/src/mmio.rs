@@ -148,16 +148,17 @@ pub trait DeviceType {
     fn name(&self) -> &'static str {
         "virtio"
     }
-    /// The configuration field the backend PD owns and reports in the
-    /// shared page (`BackendState::capacity`), if this device has one:
-    /// virtio-blk's capacity. The VMM refreshes it before a guest reads
-    /// the configuration space.
-    fn backend_value(&self) -> Option<u64> {
+    /// The configuration fields the backend PD owns and reports in the
+    /// shared page (`BackendState::capacity` and `block_size`), if this
+    /// device has them: virtio-blk's capacity and block size. The VMM
+    /// refreshes them before a guest reads the configuration space.
+    fn backend_value(&self) -> Option<(u64, u32)> {
         None
     }
-    /// Sets the field [`backend_value`](Self::backend_value) reads.
-    fn set_backend_value(&mut self, value: u64) {
-        let _ = value;
+    /// Sets the fields [`backend_value`](Self::backend_value) reads (a
+    /// block size of 0 means 512).
+    fn set_backend_value(&mut self, value: u64, block_size: u32) {
+        let _ = (value, block_size);
     }
 }
 
@@ -171,6 +172,9 @@ pub struct BlkConfig {
     pub capacity: u64,
     /// Most data segments in one request (`VIRTIO_BLK_F_SEG_MAX`).
     pub seg_max: u32,
+    /// Block size in bytes (`VIRTIO_BLK_F_BLK_SIZE`): the disk's, which
+    /// the backend reports.
+    pub blk_size: u32,
 }
 
 impl BlkConfig {
@@ -178,7 +182,8 @@ impl BlkConfig {
     pub const fn new(capacity: u64) -> Self {
         BlkConfig {
             capacity,
-            seg_max: QUEUE_SIZE_MAX as u32 - 2,
+            seg_max: crate::blk::SEG_MAX as u32,
+            blk_size: crate::blk::SECTOR as u32,
         }
     }
 
@@ -189,7 +194,7 @@ impl BlkConfig {
         let mut b = [0u8; 24];
         b[0..8].copy_from_slice(&self.capacity.to_le_bytes());
         b[12..16].copy_from_slice(&self.seg_max.to_le_bytes());
-        b[20..24].copy_from_slice(&512u32.to_le_bytes());
+        b[20..24].copy_from_slice(&self.blk_size.to_le_bytes());
         b
     }
 }
@@ -207,11 +212,15 @@ impl DeviceType for BlkConfig {
     fn name(&self) -> &'static str {
         "virtio-blk"
     }
-    fn backend_value(&self) -> Option<u64> {
-        Some(self.capacity)
+    fn backend_value(&self) -> Option<(u64, u32)> {
+        Some((self.capacity, self.blk_size))
     }
-    fn set_backend_value(&mut self, value: u64) {
+    fn set_backend_value(&mut self, value: u64, block_size: u32) {
         self.capacity = value;
+        self.blk_size = match block_size {
+            0 => crate::blk::SECTOR as u32,
+            n => n,
+        };
     }
     fn config_read(&self, offset: u64, width: u8) -> Option<u64> {
         let bytes = self.bytes();
@@ -380,11 +389,28 @@ impl<D: DeviceType> MmioDevice<D> {
     }
 
     /// The backend cannot go on without a reset (virtio 1.2, §2.1.2): sets
-    /// `DEVICE_NEEDS_RESET` and the configuration-change interrupt bit, if
-    /// the driver is running.
+    /// `DEVICE_NEEDS_RESET` whenever the driver has started (any status
+    /// bit set), and the configuration-change interrupt bit if the driver
+    /// is running. A queue refused before `DRIVER_OK` (rings outside RAM,
+    /// found when the queue became ready) is reported this way too: the
+    /// bit stays, and the interrupt follows when the driver sets
+    /// `DRIVER_OK`. In the reset state (status 0) there is nothing to
+    /// report into.
+    ///
+    /// ```
+    /// use virtio::mmio::{reg, status, BlkConfig, MmioDevice, INT_CONFIG_CHANGE};
+    /// let mut dev = MmioDevice::new(BlkConfig::new(8));
+    /// dev.write(reg::STATUS, 4, u64::from(status::ACKNOWLEDGE));
+    /// dev.needs_reset();
+    /// assert_ne!(dev.status() & status::DEVICE_NEEDS_RESET, 0);
+    /// assert_eq!(dev.interrupt_status() & INT_CONFIG_CHANGE, 0);
+    /// ```
     pub fn needs_reset(&mut self) {
+        if self.status == 0 {
+            return;
+        }
+        self.status |= status::DEVICE_NEEDS_RESET;
         if self.status & status::DRIVER_OK != 0 {
-            self.status |= status::DEVICE_NEEDS_RESET;
             self.interrupt_status |= INT_CONFIG_CHANGE;
         }
     }
@@ -585,6 +611,11 @@ impl<D: DeviceType> MmioDevice<D> {
         if newly & status::DRIVER_OK != 0 && new & status::FEATURES_OK == 0 {
             // DRIVER_OK without negotiated features: refuse to run.
             new &= !status::DRIVER_OK;
+        }
+        if new & status::DRIVER_OK != 0 && newly & status::DRIVER_OK != 0 && kept != 0 {
+            // The device needed a reset before the driver ran (§2.1.2): the
+            // notification is due now that DRIVER_OK is set.
+            self.interrupt_status |= INT_CONFIG_CHANGE;
         }
         self.status = new;
         Access::Done(0, Effect::None)

@@ -837,13 +837,18 @@ impl NetService {
 
     fn report(&mut self) -> bool {
         let stats = self.net.stats();
-        self.page
-            .report(self.net.needs_reset(), stats.rx_chains + stats.tx_chains, 0)
+        self.page.report(
+            self.net.needs_reset(),
+            stats.rx_chains + stats.tx_chains,
+            0,
+            0,
+        )
     }
 
     fn report_broken(&mut self) -> bool {
         let stats = self.net.stats();
-        self.page.report(true, stats.rx_chains + stats.tx_chains, 0)
+        self.page
+            .report(true, stats.rx_chains + stats.tx_chains, 0, 0)
     }
 }
 

@@ -243,6 +243,7 @@ pub struct Chain {
     readable: usize,
     readable_len: u64,
     writable_len: u64,
+    last: Option<GpaRange>,
 }
 
 impl Chain {
@@ -265,6 +266,15 @@ impl Chain {
     /// Total device-writable bytes (saturating).
     pub fn writable_len(&self) -> u64 {
         self.writable_len
+    }
+
+    /// The chain's final descriptor, if it is device-writable and not
+    /// empty: where a device that answers in the last byte (virtio-blk's
+    /// status) may write. A final descriptor of length 0, or a readable
+    /// one, gives `None` (zero-length descriptors are dropped from the
+    /// segments, so the last segment may belong to an earlier one).
+    pub fn last_writable(&self) -> Option<GpaRange> {
+        self.last
     }
 }
 
@@ -310,6 +320,10 @@ pub fn walk(table: &[Desc], size: u16, head: u16) -> Result<Chain, ChainError> {
             }
         }
         if flags & flags::NEXT == 0 {
+            chain.last = (writable && len != 0).then_some(GpaRange {
+                gpa: desc.addr.get(),
+                len,
+            });
             return Ok(chain);
         }
         index = usize::from(desc.next.get());

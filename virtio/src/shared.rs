@@ -132,6 +132,11 @@ pub struct BackendState {
     /// sectors (the backend owns the disk, so the VMM learns its size here
     /// rather than from a constant); 0 for the console.
     pub capacity: U64,
+    /// The disk's block size in bytes ([`Disk::block_size`](crate::blk::Disk::block_size)),
+    /// offered to the guest as `blk_size`; 0 means 512.
+    pub block_size: U32,
+    /// Reserved.
+    pub reserved: U32,
 }
 
 /// Bytes of one [`QueueState`] in the page.

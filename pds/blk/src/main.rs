@@ -16,15 +16,104 @@ use guest_ram::SharedBuffer;
 use sel4_microkit::{
     memory_region_symbol, protection_domain, var, Channel, ChannelSet, Handler, Infallible,
 };
-use virtio::blk::{Disk, RamDisk};
+use virtio::blk::Disk;
+#[cfg(not(feature = "device"))]
+use virtio::blk::RamDisk;
 use virtio::device::BlkService;
+
+/// The disk: a RAM disk, or (`BLK=device`) a block driver PD's device.
+#[cfg(not(feature = "device"))]
+type PdDisk = RamDisk;
+#[cfg(feature = "device")]
+type PdDisk = blk_queue::disk::QueueDisk<DriverBell>;
 
 struct Blk {
     vmm: Channel,
     /// Batches of at least 1 MiB served so far.
     large: u64,
     client: Client<CountingPpc>,
-    service: BlkService<RamDisk>,
+    service: BlkService<PdDisk>,
+}
+
+/// `BLK=device`: how the disk reaches the block driver PD. The driver runs
+/// above this PD, so it takes a request as soon as it is rung and its
+/// interrupt handling preempts the wait; this PD waits for each response
+/// by watching the response ring, for at most `TIMEOUT_S` seconds.
+#[cfg(feature = "device")]
+struct DriverBell {
+    driver: Channel,
+    deadline: Option<u64>,
+}
+
+#[cfg(feature = "device")]
+impl DriverBell {
+    /// Seconds before a request counts as lost.
+    const TIMEOUT_S: u64 = 30;
+}
+
+#[cfg(feature = "device")]
+impl blk_queue::disk::Doorbell for DriverBell {
+    fn ring(&mut self) {
+        self.deadline = None;
+        self.driver.notify();
+    }
+    fn wait(&mut self) -> bool {
+        core::hint::spin_loop();
+        let (now, hz) = counter();
+        let deadline = *self
+            .deadline
+            .get_or_insert(now.saturating_add(Self::TIMEOUT_S.saturating_mul(hz)));
+        now < deadline
+    }
+}
+
+/// With a device (`BLK=device`), the copy client's shared buffer is the
+/// data region (the driver's DMA data area, mapped here and in the VMM as
+/// the disk region is with a RAM disk) and the staging region after it;
+/// the disk is the block driver PD behind sDDF's rings, and the data
+/// region its window: the VMM copies guest RAM <-> data region, the device
+/// DMAs data region <-> disk.
+#[cfg(feature = "device")]
+fn data_path(region: SharedBuffer) -> (SharedBuffer, PdDisk, (usize, usize)) {
+    let (staging_vaddr, staging_len) = (
+        *var!(staging_vaddr: usize = 0),
+        *var!(staging_size: usize = 0),
+    );
+    let contiguous = region.vaddr().as_ptr() as usize + region.len() == staging_vaddr;
+    assert!(
+        contiguous && staging_len > 0,
+        "blk: the staging region must follow the data region"
+    );
+    // SAFETY: `system.xml` maps these regions here, read-write, for the
+    // PD's whole life, the staging region right after the data region
+    // (checked above); nothing in this PD takes references into them.
+    let (buffer, queue, info) = unsafe {
+        (
+            SharedBuffer::new(region.vaddr(), region.len() + staging_len),
+            SharedBuffer::new(
+                memory_region_symbol!(queue_vaddr: *mut u8),
+                *var!(queue_size: usize = 0),
+            ),
+            SharedBuffer::new(
+                memory_region_symbol!(info_vaddr: *mut u8),
+                *var!(info_size: usize = 0),
+            ),
+        )
+    };
+    let half = queue.len() / 2;
+    let rings = blk_queue::Rings::new(
+        queue.sub(0, half).expect("request ring"),
+        queue.sub(half, half).expect("response ring"),
+        blk_queue::RING_CAPACITY,
+    )
+    .expect("blk: rings do not fit the queue region");
+    let bell = DriverBell {
+        driver: Channel::new(*var!(driver_channel: usize = 0)),
+        deadline: None,
+    };
+    let disk =
+        blk_queue::disk::QueueDisk::new(blk_queue::Client::new(rings), info, region, 0, bell);
+    (buffer, disk, (region.len(), staging_len))
 }
 
 /// With one copy (the default), the copy client's shared buffer is the
@@ -32,7 +121,7 @@ struct Blk {
 /// it: the disk (the prefilled image's length) at offset 0, the staging
 /// area for headers and ring traffic after the disk region. The VMM copies
 /// between guest RAM and the disk directly.
-#[cfg(not(feature = "two-copy"))]
+#[cfg(not(any(feature = "two-copy", feature = "device")))]
 fn data_path(region: SharedBuffer) -> (SharedBuffer, RamDisk, (usize, usize)) {
     let (staging_vaddr, staging_len) = (
         *var!(staging_vaddr: usize = 0),
@@ -58,7 +147,7 @@ fn data_path(region: SharedBuffer) -> (SharedBuffer, RamDisk, (usize, usize)) {
 /// With two copies (`BLK_COPIES=2`), a staging buffer of its own: disk →
 /// buffer here, buffer → guest RAM in the VMM, and the VMM never maps the
 /// disk.
-#[cfg(feature = "two-copy")]
+#[cfg(all(feature = "two-copy", not(feature = "device")))]
 fn data_path(region: SharedBuffer) -> (SharedBuffer, RamDisk, (usize, usize)) {
     // SAFETY: `system.xml` maps the staging buffer here, read-write, for
     // the PD's whole life, and nothing in this PD takes references into it.
@@ -120,7 +209,9 @@ fn init() -> Blk {
         cold * 1_000_000 / hz,
         warm * 1_000_000 / hz,
         disk.len() >> 10,
-        if cfg!(feature = "two-copy") {
+        if cfg!(feature = "device") {
+            "device (block driver PD)"
+        } else if cfg!(feature = "two-copy") {
             "two-copy"
         } else {
             "one-copy"
@@ -151,6 +242,9 @@ impl Handler for Blk {
         if !channels.contains(self.vmm) {
             return Ok(());
         }
+        // A driver that published its storage info after this PD started.
+        #[cfg(feature = "device")]
+        self.service.disk().refresh();
         let before = (self.client_calls(), self.service.stats());
         let (start, hz) = counter();
         let signal = self.service.notified(&mut self.client);
