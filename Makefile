@@ -619,11 +619,15 @@ crash-test-run: $(IMAGE_FILE)
 # GUEST=linux: the same kernel, initrd and disk on seL4 (this system) and
 # on plain QEMU (-machine virt -cpu cortex-a53, 128 MiB, QEMU's own
 # virtio-blk), one right after the other, LINUX_RUNS times: the wall time
-# from QEMU's start to the suite's summary line, and each run's dd line.
+# from QEMU's start to the suite's summary line, and each run's dd lines
+# (128 MiB read from the raw device and 128 MiB written to a file, both
+# O_DIRECT) with seL4's rate against plain QEMU's. With BLK=device both
+# use the same QEMU virtio-blk device on a fresh copy of the same disk
+# image with the same cache mode: like against like.
 LINUX_RUNS ?= 3
 PLAIN_QEMU_CMD = qemu-system-aarch64 -machine virt -cpu cortex-a53 -m 128M -nographic \
     -kernel $(LINUX_IMAGE) -initrd $(INITRD) -append "$(LINUX_BOOTARGS)" \
-    -drive file=$(BUILD_DIR)/plain-disk.img,if=none,format=raw,id=disk \
+    -drive file=$(BUILD_DIR)/plain-disk.img,if=none,format=raw,id=disk,cache=$(BLK_CACHE) \
     -device virtio-blk-device,drive=disk,bus=virtio-mmio-bus.0 -global virtio-mmio.force-legacy=false
 bench-linux: $(IMAGE_FILE)
 ifneq ($(GUEST),linux)
@@ -638,12 +642,18 @@ endif
 	    grep -qE '^linux: virtio-blk ([0-9]+)/\1 passed' $$log || { echo "bench-linux: FAILED (see $$log)"; exit 1; }; \
 	    echo $$(( (end - start) / 1000000 )); }; \
 	for run in $$(seq $(LINUX_RUNS)); do \
+	    $(if $(filter device,$(BLK)),cp $(DISK_IMAGE) $(BLK_DISK_FILE);) \
 	    sel4=$$(timed $(BUILD_DIR)/bench-sel4.log $(QEMU_CMD)) || exit 1; \
 	    cp $(DISK_IMAGE) $(BUILD_DIR)/plain-disk.img; \
 	    plain=$$(timed $(BUILD_DIR)/bench-plain.log $(PLAIN_QEMU_CMD)) || exit 1; \
 	    echo "bench-linux: run $$run: QEMU start to the summary line: seL4 $$sel4 ms, plain QEMU $$plain ms ($$(( sel4 * 100 / plain ))%)"; \
 	    sed -n 's/^linux: dd: /bench-linux:   seL4  dd: /p' $(BUILD_DIR)/bench-sel4.log; \
 	    sed -n 's/^linux: dd: /bench-linux:   plain dd: /p' $(BUILD_DIR)/bench-plain.log; \
+	    for op in read written; do \
+	        a=$$(sed -n "s/^linux: dd: 128 MiB $$op .*: \([0-9]*\) MiB\/s/\1/p" $(BUILD_DIR)/bench-sel4.log | head -1); \
+	        b=$$(sed -n "s/^linux: dd: 128 MiB $$op .*: \([0-9]*\) MiB\/s/\1/p" $(BUILD_DIR)/bench-plain.log | head -1); \
+	        [ -n "$$a" ] && [ -n "$$b" ] && [ $$b -gt 0 ] && echo "bench-linux:   dd $$op: seL4 $$a MiB/s, plain $$b MiB/s: $$(( a * 100 / b ))%"; \
+	    done; \
 	done
 
 # GUEST=linux: the wall time from QEMU's start to each VM's first suite
