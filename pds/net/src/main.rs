@@ -16,18 +16,17 @@
 //! buffers costs the sender a dropped frame, never a stall. VMMs whose
 //! guest wants an interrupt are signalled once per burst.
 //!
-//! **Copies of a frame: 4.** (1) VMM s copies the frame (with its 12-byte
+//! **Copies of a frame: 3.** (1) VMM s copies the frame (with its 12-byte
 //! virtio-net header) from VM s's transmit buffer into this PD's buffer
 //! for VM s, at the burst's place in it (`Client::readv_at`: the burst
-//! *is* that part of the shared buffer, no bounce); (2) `Net::receive`
-//! copies it, behind a fresh header, into its receive staging area in
-//! this PD; (3) the copy client copies the staged batch into this PD's
-//! buffer for VM d (`Client::writev`); (4) VMM d copies it into VM d's
-//! receive buffer. The switch holds a frame in memory only VM s's VMM
-//! sees, then in memory only VM d's VMM sees; (2) and (3) could be one if
-//! `Net::receive` staged into the destination's shared buffer (3 copies),
-//! and 2 copies would need a buffer mapped into both VMMs, chosen before
-//! the destination is known: VM s's VMM would then see frames for others.
+//! *is* that part of the shared buffer, no bounce); (2)
+//! `NetService::receive_staged` copies it, behind a fresh header, into
+//! the same place of this PD's buffer for VM d; (3) VMM d copies it from
+//! there into VM d's receive buffer (`Client::writev_at`). The switch
+//! holds a frame once in memory only VM s's VMM sees, and writes it once
+//! into memory only VM d's VMM sees. Two copies would need a buffer mapped
+//! into both VMMs, chosen before the switch knows the destination: VM s's
+//! VMM would then see frames for VMs other than d. Not done.
 //!
 //! **Copy calls for a 64-frame burst** (Linux: header and frame in one
 //! buffer, so one segment per frame; a call carries at most 39): transmit
@@ -55,9 +54,7 @@ use common::Ppc;
 use guest_ram::client::{Client, ClientError};
 use guest_ram::{GpaRange, SharedBuffer};
 use net_switch::{Config, Mac, Switch};
-use sel4_microkit::{
-    protection_domain, var, Channel, ChannelSet, Handler, Infallible,
-};
+use sel4_microkit::{protection_domain, var, Channel, ChannelSet, Handler, Infallible};
 use virtio::net::{Burst, NetService, BURST_BYTES, MAX_BURST};
 use virtio::virtq::GuestDma;
 
@@ -155,14 +152,26 @@ struct Net {
 }
 
 /// VM `n`'s port, if the system description gives it one.
-fn port(n: usize, [buffer, device]: [usize; 2], sizes: [usize; 2], [channel, power]: [usize; 2]) -> Option<Port> {
-    let (buffer_vaddr, device_vaddr) = (NonNull::new(buffer as *mut u8)?, NonNull::new(device as *mut u8)?);
+fn port(
+    n: usize,
+    [buffer, device]: [usize; 2],
+    sizes: [usize; 2],
+    [channel, power]: [usize; 2],
+) -> Option<Port> {
+    let (buffer_vaddr, device_vaddr) = (
+        NonNull::new(buffer as *mut u8)?,
+        NonNull::new(device as *mut u8)?,
+    );
     if channel != n {
         log::error!("net: VM {n}'s port is on channel {channel}, not {n}; left out");
         return None;
     }
     if sizes[0] < BURST_AT + BURST_BYTES {
-        log::error!("net: VM {n}'s buffer is {} bytes, fewer than {}; left out", sizes[0], BURST_AT + BURST_BYTES);
+        log::error!(
+            "net: VM {n}'s buffer is {} bytes, fewer than {}; left out",
+            sizes[0],
+            BURST_AT + BURST_BYTES
+        );
         return None;
     }
     // SAFETY: system.xml maps VM n's buffer and device page here for the
@@ -201,27 +210,63 @@ fn init() -> Net {
     let ports = [
         port(
             0,
-            [*var!(vm0_buffer_vaddr: usize = 0), *var!(vm0_device_vaddr: usize = 0)],
-            [*var!(vm0_buffer_size: usize = 0), *var!(vm0_device_size: usize = 0)],
-            [*var!(vm0_channel: usize = 0), *var!(vm0_power_channel: usize = 4)],
+            [
+                *var!(vm0_buffer_vaddr: usize = 0),
+                *var!(vm0_device_vaddr: usize = 0),
+            ],
+            [
+                *var!(vm0_buffer_size: usize = 0),
+                *var!(vm0_device_size: usize = 0),
+            ],
+            [
+                *var!(vm0_channel: usize = 0),
+                *var!(vm0_power_channel: usize = 4),
+            ],
         ),
         port(
             1,
-            [*var!(vm1_buffer_vaddr: usize = 0), *var!(vm1_device_vaddr: usize = 0)],
-            [*var!(vm1_buffer_size: usize = 0), *var!(vm1_device_size: usize = 0)],
-            [*var!(vm1_channel: usize = 1), *var!(vm1_power_channel: usize = 5)],
+            [
+                *var!(vm1_buffer_vaddr: usize = 0),
+                *var!(vm1_device_vaddr: usize = 0),
+            ],
+            [
+                *var!(vm1_buffer_size: usize = 0),
+                *var!(vm1_device_size: usize = 0),
+            ],
+            [
+                *var!(vm1_channel: usize = 1),
+                *var!(vm1_power_channel: usize = 5),
+            ],
         ),
         port(
             2,
-            [*var!(vm2_buffer_vaddr: usize = 0), *var!(vm2_device_vaddr: usize = 0)],
-            [*var!(vm2_buffer_size: usize = 0), *var!(vm2_device_size: usize = 0)],
-            [*var!(vm2_channel: usize = 2), *var!(vm2_power_channel: usize = 6)],
+            [
+                *var!(vm2_buffer_vaddr: usize = 0),
+                *var!(vm2_device_vaddr: usize = 0),
+            ],
+            [
+                *var!(vm2_buffer_size: usize = 0),
+                *var!(vm2_device_size: usize = 0),
+            ],
+            [
+                *var!(vm2_channel: usize = 2),
+                *var!(vm2_power_channel: usize = 6),
+            ],
         ),
         port(
             3,
-            [*var!(vm3_buffer_vaddr: usize = 0), *var!(vm3_device_vaddr: usize = 0)],
-            [*var!(vm3_buffer_size: usize = 0), *var!(vm3_device_size: usize = 0)],
-            [*var!(vm3_channel: usize = 3), *var!(vm3_power_channel: usize = 7)],
+            [
+                *var!(vm3_buffer_vaddr: usize = 0),
+                *var!(vm3_device_vaddr: usize = 0),
+            ],
+            [
+                *var!(vm3_buffer_size: usize = 0),
+                *var!(vm3_device_size: usize = 0),
+            ],
+            [
+                *var!(vm3_channel: usize = 3),
+                *var!(vm3_power_channel: usize = 7),
+            ],
         ),
     ];
     let macs = core::array::from_fn(|n| Mac(common::net_mac(n)));
@@ -237,7 +282,10 @@ fn init() -> Net {
     let list = deny_list();
     match config.deny_list(list) {
         Ok(()) => {}
-        Err(e) => log::error!("net: deny list {:?} refused ({e}): denying nothing more", list.trim_ascii()),
+        Err(e) => log::error!(
+            "net: deny list {:?} refused ({e}): denying nothing more",
+            list.trim_ascii()
+        ),
     }
     log::info!(
         "net: {} port(s), MACs 02:00:00:00:00:01.., deny list {:?}",
@@ -306,11 +354,21 @@ impl Net {
             let list = list.get(..n).unwrap_or(&[]);
             let delivered = match self.ports.get_mut(d).and_then(Option::as_mut) {
                 Some(port) => {
+                    // SAFETY: the burst area of VM d's buffer, which only
+                    // this PD and VMM d map; d is not the sender (a frame
+                    // never goes back), so nothing else uses it now, and
+                    // VMM d only reads it, during the scatter below.
+                    let staging = unsafe {
+                        core::slice::from_raw_parts_mut(
+                            port.buffer.vaddr().as_ptr().add(BURST_AT),
+                            BURST_BYTES,
+                        )
+                    };
                     let mut dma = InPlace {
                         client: &mut port.client,
                         buffer: port.buffer,
                     };
-                    let done = port.service.receive(&mut dma, list);
+                    let done = port.service.receive_staged(&mut dma, list, staging);
                     signal[d] |= done.signal;
                     done.delivered
                 }

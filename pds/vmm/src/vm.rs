@@ -687,7 +687,11 @@ impl Vm {
             self.counts.mmio += 1;
             let load = match self.blk.emulate(&access, value) {
                 Some(load) => Some(load),
-                None => match self.console.as_mut().and_then(|c| c.emulate(&access, value)) {
+                None => match self
+                    .console
+                    .as_mut()
+                    .and_then(|c| c.emulate(&access, value))
+                {
                     Some(load) => Some(load),
                     None => self.net.as_mut().and_then(|n| n.emulate(&access, value)),
                 },
