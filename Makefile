@@ -45,6 +45,10 @@
 #                    2 to 4: the system guest_ram_sdf.linux generates, each
 #                    VM with its own VMM, RAM, disk and virtio console, the
 #                    consoles multiplexed onto the UART by the serial PD)
+#   NET_DENY         GUEST=linux VMS=N: pairs of VMs the net PD's switch
+#                    keeps apart (`0-2,1-3`; default: none)
+#   NET_MIB          GUEST=linux VMS=N: MiB each VM sends the next over TCP
+#                    in qemu-test and bench-net (default 4)
 #   OBJCOPY          for the guest's raw image (default: first of llvm-objcopy,
 #                    llvm-objcopy-22, aarch64-linux-gnu-objcopy)
 
@@ -81,7 +85,7 @@ NO_PANIC_BUILD = $(BARE_METAL_CARGO) --profile nopanic -p no-panic-check --targe
 CROSS_TARGETS := aarch64-unknown-none riscv64gc-unknown-none-elf x86_64-unknown-none
 GUEST_TARGET := aarch64-unknown-none-softfloat
 
-.PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri sdf-test system bench bench-instructions bench-qemu bench-qemu-run bench-blk bench-blk-run bench-linux boot-time pds-clippy fuzz \
+.PHONY: all test fmt-check clippy host-test doc cross-check no-panic miri sdf-test system bench bench-instructions bench-qemu bench-qemu-run bench-blk bench-blk-run bench-linux bench-net bench-net-run boot-time pds-clippy fuzz \
         image run qemu-test clean help check-sdk check-board check-toolchain linux-inputs
 
 all: image
@@ -576,6 +580,46 @@ endif
 	    echo "bench-linux: run $$run: QEMU start to the summary line: seL4 $$sel4 ms, plain QEMU $$plain ms ($$(( sel4 * 100 / plain ))%)"; \
 	    sed -n 's/^linux: dd: /bench-linux:   seL4  dd: /p' $(BUILD_DIR)/bench-sel4.log; \
 	    sed -n 's/^linux: dd: /bench-linux:   plain dd: /p' $(BUILD_DIR)/bench-plain.log; \
+	done
+
+# GUEST=linux VMS=2: the network, on seL4 (two VMs, the net PD between
+# them) and on two plain QEMU processes joined by -netdev socket on
+# 127.0.0.1 (QEMU's own virtio-net), one after the other, NET_RUNS times:
+# the same kernel and initrd, /init running only its network test
+# (GUEST_BENCH=net: ping RTT, NET_MIB MiB over TCP each way at once).
+NET_RUNS ?= 2
+BENCH_NET_PORT ?= 47119
+# $(1): the VM, $(2): listen or connect.
+plain_net_qemu = qemu-system-aarch64 -machine virt -cpu cortex-a53 -m 128M -nographic -serial none -monitor none \
+    -kernel $(LINUX_IMAGE) -initrd $(INITRD) \
+    -append "console=hvc0 GUEST_VM=$(1) GUEST_VMS=2 GUEST_BENCH=net GUEST_NET_MIB=$(NET_MIB)" \
+    -chardev stdio,id=con -device virtio-serial-device -device virtconsole,chardev=con \
+    -netdev socket,id=net,$(2)=127.0.0.1:$(BENCH_NET_PORT) \
+    -device virtio-net-device,netdev=net,mac=02:00:00:00:00:0$(shell echo $$(($(1) + 1))) \
+    -global virtio-mmio.force-legacy=false
+bench-net:
+ifneq ($(GUEST)/$(VMS),linux/2)
+	$(error bench-net compares two Linux VMs: make GUEST=linux VMS=2 bench-net)
+endif
+	@$(MAKE) --no-print-directory GUEST=linux VMS=2 BUILD_DIR=$(BUILD_DIR)-bench-net \
+	    LINUX_BOOTARGS='console=hvc0 GUEST_BENCH=net' bench-net-run
+
+bench-net-run: $(IMAGE_FILE)
+	@lines() { sed -n 's/^\(vm[01]| \)\{0,1\}linux: net: \(ping\|received\)/bench-net:   '"$$1"' \2/p' $$2; }; \
+	for run in $$(seq $(NET_RUNS)); do \
+	    log=$(BUILD_DIR)/bench-net-sel4.log; rm -f $$log; \
+	    $(QEMU_CMD) < /dev/null > $$log 2>&1 & qemu=$$!; \
+	    for i in $$(seq $(QEMU_TIMEOUT)); do kill -0 $$qemu 2>/dev/null || break; sleep 1; done; \
+	    kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; \
+	    [ "$$(grep -cE '^vm[01]\| linux: net: ([0-9]+)/\1 passed' $$log)" = 2 ] || { echo "bench-net: seL4 run FAILED (see $$log)"; exit 1; }; \
+	    echo "bench-net: run $$run, seL4 (the net PD):"; lines seL4 $$log; \
+	    p0=$(BUILD_DIR)/bench-net-plain0.log; p1=$(BUILD_DIR)/bench-net-plain1.log; \
+	    $(call plain_net_qemu,0,listen) < /dev/null > $$p0 2>&1 & q0=$$!; sleep 1; \
+	    $(call plain_net_qemu,1,connect) < /dev/null > $$p1 2>&1 & q1=$$!; \
+	    for i in $$(seq $(QEMU_TIMEOUT)); do kill -0 $$q0 2>/dev/null || kill -0 $$q1 2>/dev/null || break; sleep 1; done; \
+	    kill $$q0 $$q1 2>/dev/null; wait $$q0 $$q1 2>/dev/null; \
+	    for f in $$p0 $$p1; do grep -qE '^linux: net: ([0-9]+)/\1 passed' $$f || { echo "bench-net: plain QEMU run FAILED (see $$f)"; exit 1; }; done; \
+	    echo "bench-net: run $$run, plain QEMU (-netdev socket):"; lines plain $$p0; lines plain $$p1; \
 	done
 
 # GUEST=linux: the wall time from QEMU's start to each VM's first suite

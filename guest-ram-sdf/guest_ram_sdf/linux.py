@@ -15,13 +15,18 @@ regions ``guest_ram_vm<n>``, ``blk_disk_vm<n>``, ``blk_staging_vm<n>``,
 ``blk_device_vm<n>``, ``console_buffer_vm<n>``, ``console_device_vm<n>``,
 ``linux_dtb_vm<n>``. Shared: ``serial`` (180, a copy client of every VMM,
 the UART and its interrupt, ``smc`` to power the machine off),
-``timer`` (210, passive, PPI 30; left out with ``--cpus`` > 1), the
+``timer`` (210, passive, PPI 30; left out with ``--cpus`` > 1), ``net``
+(175, with ``--net-acl``: the switch between the VMs' virtio-net devices,
+a copy client of every VMM with a 256 KiB buffer ``net_buffer_vm<n>`` and
+the device page ``net_device_vm<n>`` per VM, and the ACL's deny list
+prefilled into ``net_acl``), the
 kernel and initrd regions (read-only in every VMM) and the GIC's virtual
 CPU interface (mapped into every VM; seL4 switches its state with the
 vCPU).
 
 Channel ids are conventions the PDs rely on: in ``serial``, VM n's
-console is channel n and its power signal channel 4 + n; in ``timer``,
+console is channel n and its power signal channel 4 + n; in ``net``, VM
+n's port is channel n and its power signal channel 4 + n; in ``timer``,
 VM n's VMM is client n on channel n.
 
 Scheduling on one core: the guests have equal priorities and Microkit's
