@@ -15,13 +15,18 @@ regions ``guest_ram_vm<n>``, ``blk_disk_vm<n>``, ``blk_staging_vm<n>``,
 ``blk_device_vm<n>``, ``console_buffer_vm<n>``, ``console_device_vm<n>``,
 ``linux_dtb_vm<n>``. Shared: ``serial`` (180, a copy client of every VMM,
 the UART and its interrupt, ``smc`` to power the machine off),
-``timer`` (210, passive, PPI 30; left out with ``--cpus`` > 1), the
+``timer`` (210, passive, PPI 30; left out with ``--cpus`` > 1), ``net``
+(175, with ``--net-acl``: the switch between the VMs' virtio-net devices,
+a copy client of every VMM with a 256 KiB buffer ``net_buffer_vm<n>`` and
+the device page ``net_device_vm<n>`` per VM, and the ACL's deny list
+prefilled into ``net_acl``), the
 kernel and initrd regions (read-only in every VMM) and the GIC's virtual
 CPU interface (mapped into every VM; seL4 switches its state with the
 vCPU).
 
 Channel ids are conventions the PDs rely on: in ``serial``, VM n's
-console is channel n and its power signal channel 4 + n; in ``timer``,
+console is channel n and its power signal channel 4 + n; in ``net``, VM
+n's port is channel n and its power signal channel 4 + n; in ``timer``,
 VM n's VMM is client n on channel n.
 
 Scheduling on one core: the guests have equal priorities and Microkit's
@@ -54,6 +59,7 @@ PAGE_2M = 0x20_0000
 TIMER_PRIORITY = 210
 VMM_PRIORITY = 200
 SERIAL_PRIORITY = 180
+NET_PRIORITY = 175
 DOORBELL_PRIORITY = 170
 BLK_PRIORITY = 160
 GUEST_PRIORITY = 50
@@ -66,9 +72,13 @@ VMM_DOORBELL_ID = 8       # doorbell_channel
 VMM_CONSOLE_ID = 9        # console_channel
 VMM_TIMER_ID = 10         # timer_channel
 VMM_POWER_ID = 11         # power_channel
+VMM_NET_ID = 12           # net_channel
+VMM_NET_POWER_ID = 13     # net_power_channel
 # The serial PD's ids beyond its per-VM channels (n and 4 + n).
 SERIAL_POWER_BASE = 4
 SERIAL_UART_IRQ_ID = 12
+# The net PD's ids: VM n's port on n, its power signal on 4 + n.
+NET_POWER_BASE = 4
 TIMER_IRQ_ID = 8
 
 # Addresses in the VMM.
@@ -76,6 +86,8 @@ VMM_GUEST_RAM = 0x2000_0000
 VMM_BLK_DEVICE = 0x3002_0000
 VMM_CONSOLE_BUFFER = 0x3003_0000
 VMM_CONSOLE_DEVICE = 0x3004_0000
+VMM_NET_DEVICE = 0x3005_0000
+VMM_NET_BUFFER = 0x3008_0000
 VMM_DISK = 0x3200_0000
 VMM_KERNEL = 0x4000_0000
 VMM_INITRD = 0x4400_0000
@@ -85,15 +97,27 @@ SERIAL_UART = 0x0200_0000
 SERIAL_BUFFERS = 0x3000_0000
 SERIAL_DEVICES = 0x3800_0000
 STRIDE = 0x10_0000
+# Addresses in the net PD (its buffers and device pages as the serial
+# PD's, and the ACL region).
+NET_BUFFERS = 0x3000_0000
+NET_DEVICES = 0x3800_0000
+NET_ACL = 0x3900_0000
 
 CONSOLE_BUFFER_SIZE = 0x4000
+# Per VM, the net PD's buffer: 128 KiB where the copy client stages (ring
+# snapshots, used rings, a receive batch of up to 97,664 bytes) and the
+# transmit burst (97,664 bytes) after it, gathered there in place.
+NET_BUFFER_SIZE = 0x4_0000
 
 
 def system(vms: int, kernel: str, initrd: str, dtbs: List[str], disks: List[str], disk_size: int,
-           cpus: int = 1, guest_ram_size: int = GUEST_RAM_SIZE) -> str:
+           cpus: int = 1, guest_ram_size: int = GUEST_RAM_SIZE, net_acl: Optional[str] = None) -> str:
     """The system description of ``vms`` Linux VMs (1 to 4). ``dtbs`` and
     ``disks`` have one path per VM (or one for all); ``disk_size`` is the
-    disk image's length (its region is that rounded up to 2 MiB pages)."""
+    disk image's length (its region is that rounded up to 2 MiB pages).
+    ``net_acl`` is a file holding the network's deny list (``0-2,1-3``;
+    empty or blank: none), prefilled into a region the net PD reads; without
+    it there is no network."""
     if not 1 <= vms <= MAX_VMS:
         raise ValueError(f"VMS must be 1 to {MAX_VMS}, not {vms}")
     if cpus < 1:
@@ -132,6 +156,18 @@ def system(vms: int, kernel: str, initrd: str, dtbs: List[str], disks: List[str]
     disk_region = (disk_size + PAGE_2M - 1) // PAGE_2M * PAGE_2M
 
     pds = [serial] + ([timer] if timer else [])
+    # The network: a switch with one port per VM. It calls every VMM (a
+    # copy client of each), so it runs below them; with its own scheduling
+    # context on core 0, as the serial PD.
+    # Its state (four ports, each with a 97,664-byte receive staging area)
+    # is built on the stack in init and moved: 2 MiB.
+    net = None
+    if net_acl is not None:
+        net = S.ProtectionDomain("net", "net.elf", priority=NET_PRIORITY, stack_size=0x20_0000, cpu=core(0))
+        acl = region(sdf, "net_acl", None, prefill_path=net_acl)
+        net.add_map(S.Map(acl, NET_ACL, "r", setvar_vaddr="acl_vaddr"))
+        map_extra(sdf, "net", "net_acl", setvar_prefill_size="acl_len")
+        pds.append(net)
     for n in range(vms):
         # Passive on one core (seL4's fastpath takes its copy calls). On
         # SMP the serial PD on core 0 calls every VMM, and a Call that
@@ -176,6 +212,22 @@ def system(vms: int, kernel: str, initrd: str, dtbs: List[str], disks: List[str]
                              setvar_vaddr=f"vm{n}_device_vaddr", setvar_size=f"vm{n}_device_size"))
         sdf.add_channel(S.Channel(vmm, serial, a_id=VMM_POWER_ID, b_id=SERIAL_POWER_BASE + n,
                                   pd_a_setvar_id="power_channel", pd_b_setvar_id=f"vm{n}_power_channel"))
+        if net:
+            # The network port: the net PD a copy client of this VMM (its
+            # buffer for VM n, channel n), the device page shared, and the
+            # power-off signal (the net PD logs its counters then).
+            ram.add_client(net, NET_PRIORITY, "net", buffer_size=NET_BUFFER_SIZE,
+                           vmm_vaddr=VMM_NET_BUFFER, client_vaddr=NET_BUFFERS + n * STRIDE,
+                           vmm_id=VMM_NET_ID, client_id=n, buffer_symbol=f"vm{n}_buffer",
+                           vmm_channel_symbol=f"vm{n}_channel", region_name=f"net_buffer_vm{n}")
+            net_device = region(sdf, f"net_device_vm{n}", 0x1000)
+            vmm.add_map(S.Map(net_device, VMM_NET_DEVICE, "rw", setvar_vaddr="net_device_vaddr",
+                              setvar_size="net_device_size"))
+            net.add_map(S.Map(net_device, NET_DEVICES + n * 0x1000, "rw",
+                              setvar_vaddr=f"vm{n}_device_vaddr", setvar_size=f"vm{n}_device_size"))
+            sdf.add_channel(S.Channel(vmm, net, a_id=VMM_NET_POWER_ID, b_id=NET_POWER_BASE + n,
+                                      pd_a_setvar_id="net_power_channel",
+                                      pd_b_setvar_id=f"vm{n}_power_channel"))
         if timer:
             sdf.add_channel(S.Channel(vmm, timer, a_id=VMM_TIMER_ID, b_id=n, pp_a=True,
                                       pd_a_setvar_id="timer_channel"))
@@ -217,12 +269,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--disk-size", type=lambda s: int(s, 0), help="default: the first disk's length")
     p.add_argument("--cpus", type=int, default=1)
     p.add_argument("--guest-ram-size", type=lambda s: int(s, 0), default=GUEST_RAM_SIZE)
+    p.add_argument("--net-acl", help="a file with the network's deny list (with it, the net PD)")
     a = p.parse_args(argv)
     size = a.disk_size
     if size is None:
         with open(a.disk[0], "rb") as f:
             size = f.seek(0, 2)
-    sys.stdout.write(system(a.vms, a.kernel, a.initrd, a.dtb, a.disk, size, a.cpus, a.guest_ram_size))
+    sys.stdout.write(system(a.vms, a.kernel, a.initrd, a.dtb, a.disk, size, a.cpus, a.guest_ram_size, a.net_acl))
 
 
 if __name__ == "__main__":

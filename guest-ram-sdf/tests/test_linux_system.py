@@ -4,8 +4,8 @@ one core and on four: every channel end, map and interrupt refers to
 something that exists, ids are unique per PD, every PPC callee runs above
 its callers, no two maps of a PD overlap, and no PD sees another VM's
 memory: a VM's regions are mapped only by that VM, its VMM and its blk
-PD, and the serial PD (console regions only); guest RAM only by the VM
-and its VMM."""
+PD, the serial PD (console regions only) and the net PD (network regions
+only); guest RAM only by the VM and its VMM."""
 
 import re
 import xml.etree.ElementTree as ET
@@ -14,7 +14,7 @@ import pytest
 
 from guest_ram_sdf import linux
 
-SIZES = {"kernel": 40 << 20, "initrd": 9 << 20, "dtb": 4 << 10, "disk": 32 << 20}
+SIZES = {"kernel": 40 << 20, "initrd": 9 << 20, "dtb": 4 << 10, "disk": 32 << 20, "acl": 4}
 
 
 def generate(tmp_path, vms, cpus=1):
@@ -25,7 +25,7 @@ def generate(tmp_path, vms, cpus=1):
             f.truncate(size)
         paths[name] = str(p)
     xml = linux.system(vms, paths["kernel"], paths["initrd"], [paths["dtb"]], [paths["disk"]],
-                       SIZES["disk"], cpus=cpus)
+                       SIZES["disk"], cpus=cpus, net_acl=paths["acl"])
     return ET.fromstring(xml), paths
 
 
@@ -97,9 +97,10 @@ def test_no_pd_sees_another_vms_memory(tmp_path, vms, cpus):
             if owner is None:
                 # Shared: the images (read-only), the GIC's CPU interface
                 # (VMs), the UART (serial).
-                allowed = {"linux_kernel": "vmm", "linux_initrd": "vmm", "gicv": "guest", "uart": "serial"}
+                allowed = {"linux_kernel": "vmm", "linux_initrd": "vmm", "gicv": "guest", "uart": "serial",
+                           "net_acl": "net"}
                 assert name.rstrip("0123456789") == allowed[mr], f"{name} maps {mr}"
-                if mr.startswith("linux_"):
+                if mr.startswith("linux_") or mr == "net_acl":
                     assert m.get("perms") == "r"
                 continue
             n = owner.group(1)
@@ -107,6 +108,8 @@ def test_no_pd_sees_another_vms_memory(tmp_path, vms, cpus):
                 assert name in (f"vmm{n}", f"guest{n}"), f"{name} maps {mr}"
             elif mr.startswith("console_"):
                 assert name in (f"vmm{n}", "serial"), f"{name} maps {mr}"
+            elif mr.startswith("net_"):
+                assert name in (f"vmm{n}", "net"), f"{name} maps {mr}"
             else:
                 assert name in (f"vmm{n}", f"blk{n}"), f"{name} maps {mr}"
 
@@ -138,8 +141,22 @@ def test_each_vm_is_complete(tmp_path, vms, cpus):
             assert vmm.get("cpu") is None
         else:
             assert int(vmm.get("cpu")) == n and int(vm.find("vcpu").get("cpu")) == n
+        # The net PD's conventions: VM n's port on channel n (a copy
+        # client of VMM n), its power signal on 4 + n; a buffer of at
+        # least 128 KiB (a burst is 97,664 bytes) and the device page.
+        assert {("vmm%d" % n, linux.VMM_NET_ID, "net_channel"), ("net", n, f"vm{n}_channel")} in channels
+        assert {("vmm%d" % n, linux.VMM_NET_POWER_ID, "net_power_channel"),
+                ("net", 4 + n, f"vm{n}_power_channel")} in channels
+        assert {"net_buffer_vaddr", "net_device_vaddr"} <= vars_
+        sizes = {mr.get("name"): int(mr.get("size", "0"), 0) for mr in root.findall("memory_region")}
+        assert sizes[f"net_buffer_vm{n}"] >= 128 << 10
     serial, _ = pds["serial"]
     assert serial.get("smc") == "true"
+    net, net_priority = pds["net"]
+    # Below every VMM it calls, above the guests.
+    assert linux.GUEST_PRIORITY < net_priority < linux.VMM_PRIORITY
+    assert {m.get("setvar_vaddr") for m in net.findall("map")} >= {"acl_vaddr"}
+    assert any(m.get("mr") == "net_acl" and m.get("setvar_prefill_size") == "acl_len" for m in net.findall("map"))
     assert ("timer" in pds) == (cpus == 1)
     # Equal guest priorities: round robin between the VMs.
     assert {pds[f"guest{n}"][1] for n in range(vms)} == {linux.GUEST_PRIORITY}

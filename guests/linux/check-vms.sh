@@ -4,7 +4,8 @@
 #   check-vms.sh LOG VMS [exited]
 # exits 0 when the test has passed, 1 when it has failed (and says why),
 # 2 when it cannot tell yet. `exited` says QEMU has ended.
-# Passes when: every VM echoed the line typed at it (qemu-test types
+# Passes when: every VM passed its network suite (`vm<n>| linux: net: K/K
+# passed`: ping, TCP, broadcast, spoofing, the ACL), every VM echoed the line typed at it (qemu-test types
 # `Ctrl-\ n` and `line-for-vm<n>` when VM n waits for input), every boot's replay of its kernel log arrived whole, every VM n printed `vm<n>| linux: virtio-blk K/K passed`
 # (VM 0 twice: before and after its own reset), VM 0 found no other VM's
 # mark on its disk and came back from its reset, VM 1's VMM logged its
@@ -19,6 +20,8 @@ grep -qE 'vmm[0-9]*: (stopping the guest|guest not started)' "$log" && fail "a V
 grep -E '^vm[0-9]\| linux: virtio-blk [0-9]+/[0-9]+ passed' "$log" | grep -qvE 'virtio-blk ([0-9]+)/\1 passed' &&
     fail "a suite failed"
 grep -q '^vm0| linux: isolation: FAILED' "$log" && fail "VM 0 found another VM's mark on its disk"
+grep -E '^vm[0-9]\| linux: net: [0-9]+/[0-9]+ passed' "$log" | grep -qvE 'net: ([0-9]+)/\1 passed' &&
+    fail "a network suite failed"
 
 # Every boot's log replay (a burst) arrived whole: as many vm<n>| lines
 # between its start and end lines as it announced (or more: the kernel
@@ -40,6 +43,11 @@ done
 n=0
 while [ "$n" -lt "$vms" ]; do
     grep -q "^vm$n| linux: console input: line-for-vm$n" "$log" || done=no
+    n=$((n + 1))
+done
+n=0
+while [ "$n" -lt "$vms" ]; do
+    grep -qE "^vm$n\| linux: net: ([0-9]+)/\1 passed" "$log" || done=no
     n=$((n + 1))
 done
 grep -q "^vm0| linux: isolation: ok" "$log" || done=no

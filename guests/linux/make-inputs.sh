@@ -19,9 +19,9 @@ for tool in apt-get apt-cache dpkg dpkg-deb cpio gzip mke2fs sha256sum; do
     command -v $tool >/dev/null || die "needs $tool (Debian: apt-get install cpio e2fsprogs)"
 done
 
-# The modules the disk needs, in load order (the package has no
+# The modules the disk needs (and the N-VM system's console and network), in load order (the package has no
 # modules.dep: the order is their .modinfo dependencies). /init loads them.
-modules="crc32c_generic crc16 mbcache jbd2 ext4 virtio_mmio virtio_blk virtio_console"
+modules="crc32c_generic crc16 mbcache jbd2 ext4 virtio_mmio virtio_blk virtio_console failover net_failover virtio_net"
 
 debs=$out/debs
 mkdir -p "$debs"

@@ -273,6 +273,15 @@ extern "C" fn _start() -> ! {
         &mut client,
         frames.get(..word() as usize).unwrap_or(&frames),
     ));
+    // Staged in the caller's area, of any size (the net PD's in-place
+    // receive).
+    let mut staging = [0u8; 4096];
+    let staging_len = (word() as usize).min(staging.len());
+    black_box(port.receive_staged(
+        &mut client,
+        frames.get(..word() as usize).unwrap_or(&frames),
+        staging.get_mut(..staging_len).unwrap_or(&mut []),
+    ));
     black_box(port.stats());
     // The one-copy path: the disk in the client's shared buffer, a
     // staging area after it, placed transfers.

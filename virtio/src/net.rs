@@ -420,12 +420,7 @@ fn frame_ok(len: usize) -> bool {
 /// The two queues of one virtio-net device, device side, over given
 /// [`Layout`]s: [`NetService`] without the shared page.
 pub struct Net {
-    rx: DeviceQueue,
-    tx: DeviceQueue,
-    rx_broken: bool,
-    tx_broken: bool,
-    stats: Stats,
-    drops: u32,
+    queues: Queues,
     rx_staging: [u8; RX_STAGING],
 }
 
@@ -439,28 +434,101 @@ impl Net {
     /// Both queues fresh.
     pub fn new() -> Self {
         Net {
-            rx: DeviceQueue::new(),
-            tx: DeviceQueue::new(),
-            rx_broken: false,
-            tx_broken: false,
-            stats: Stats::default(),
-            drops: 0,
+            queues: Queues::new(),
             rx_staging: [0; RX_STAGING],
         }
     }
 
     /// Counters so far.
     pub fn stats(&self) -> Stats {
-        self.stats
+        self.queues.stats
     }
 
     /// Whether a broken ring stopped a queue (until it is restarted).
     pub fn needs_reset(&self) -> bool {
-        self.rx_broken || self.tx_broken
+        self.queues.needs_reset()
     }
 
     /// The driver configured queue `n` anew: start it from index 0.
     pub fn restart(&mut self, n: usize) {
+        self.queues.restart(n);
+    }
+
+    /// Takes the transmit queue's available chains in order, gathers each
+    /// one's header and frame into `burst` and keeps the frames that pass
+    /// the checks (the module docs say which); every chain taken is used
+    /// in one publication. Chains that do not fit the burst stay available
+    /// ([`Transmitted::more`]). An `Err` stopped the queue.
+    pub fn transmit<M: GuestDma>(
+        &mut self,
+        layout: &Layout,
+        dma: &mut M,
+        burst: &mut Burst<'_>,
+    ) -> Result<Transmitted, QueueError> {
+        self.queues.transmit(layout, dma, burst)
+    }
+
+    /// Writes `frames`, in order, one per available receive chain, each
+    /// behind a [`NetHdr::received`] header, in one scatter and one
+    /// publication for the batch (more only past [`RX_STAGING`] bytes).
+    /// Frames beyond the posted chains are left: see [`Received`]. An
+    /// `Err` stopped the queue.
+    pub fn receive<M: GuestDma>(
+        &mut self,
+        layout: &Layout,
+        dma: &mut M,
+        frames: &[&[u8]],
+    ) -> Result<Received, QueueError> {
+        self.queues
+            .receive(layout, dma, frames, &mut self.rx_staging)
+    }
+
+    /// [`receive`](Self::receive), staging the batch in `staging` instead
+    /// of the device's own area: a `net` PD whose copy client can scatter
+    /// `staging` in place (it is part of the client's shared buffer, say)
+    /// saves a copy. A batch is at most `staging.len()` bytes (frames and
+    /// headers); `staging` must hold one full frame ([`RX_BUFFER_LEN`]).
+    pub fn receive_staged<M: GuestDma>(
+        &mut self,
+        layout: &Layout,
+        dma: &mut M,
+        frames: &[&[u8]],
+        staging: &mut [u8],
+    ) -> Result<Received, QueueError> {
+        if staging.len() < RX_BUFFER_LEN {
+            return self.receive(layout, dma, frames);
+        }
+        self.queues.receive(layout, dma, frames, staging)
+    }
+}
+
+/// [`Net`] without its receive staging area.
+struct Queues {
+    rx: DeviceQueue,
+    tx: DeviceQueue,
+    rx_broken: bool,
+    tx_broken: bool,
+    stats: Stats,
+    drops: u32,
+}
+
+impl Queues {
+    fn new() -> Self {
+        Queues {
+            rx: DeviceQueue::new(),
+            tx: DeviceQueue::new(),
+            rx_broken: false,
+            tx_broken: false,
+            stats: Stats::default(),
+            drops: 0,
+        }
+    }
+
+    fn needs_reset(&self) -> bool {
+        self.rx_broken || self.tx_broken
+    }
+
+    fn restart(&mut self, n: usize) {
         match n {
             RECEIVEQ => (self.rx, self.rx_broken) = (DeviceQueue::new(), false),
             TRANSMITQ => (self.tx, self.tx_broken) = (DeviceQueue::new(), false),
@@ -484,12 +552,7 @@ impl Net {
         }
     }
 
-    /// Takes the transmit queue's available chains in order, gathers each
-    /// one's header and frame into `burst` and keeps the frames that pass
-    /// the checks (the module docs say which); every chain taken is used
-    /// in one publication. Chains that do not fit the burst stay available
-    /// ([`Transmitted::more`]). An `Err` stopped the queue.
-    pub fn transmit<M: GuestDma>(
+    fn transmit<M: GuestDma>(
         &mut self,
         layout: &Layout,
         dma: &mut M,
@@ -596,21 +659,17 @@ impl Net {
         batch.clear();
     }
 
-    /// Writes `frames`, in order, one per available receive chain, each
-    /// behind a [`NetHdr::received`] header, in one scatter and one
-    /// publication for the batch (more only past [`RX_STAGING`] bytes).
-    /// Frames beyond the posted chains are left: see [`Received`]. An
-    /// `Err` stopped the queue.
-    pub fn receive<M: GuestDma>(
+    fn receive<M: GuestDma>(
         &mut self,
         layout: &Layout,
         dma: &mut M,
         frames: &[&[u8]],
+        staging: &mut [u8],
     ) -> Result<Received, QueueError> {
         if self.rx_broken || frames.is_empty() {
             return Ok(Received::default());
         }
-        let result = self.receive_inner(layout, dma, frames);
+        let result = self.receive_inner(layout, dma, frames, staging);
         if result.is_err() {
             self.rx_broken = true;
             self.stats.broken += 1;
@@ -623,6 +682,7 @@ impl Net {
         layout: &Layout,
         dma: &mut M,
         frames: &[&[u8]],
+        staging: &mut [u8],
     ) -> Result<Received, QueueError> {
         self.stats.calls += 1;
         let snapshot = Snapshot::take(layout, &self.rx, dma)?;
@@ -661,14 +721,13 @@ impl Net {
                 let _ = used.push(used_elem(head, 0));
                 continue;
             }
-            if batch.bytes + need > RX_STAGING || !batch.add(&parts, need, used.len()) {
-                delivered += self.scatter(&mut batch, &mut used, dma);
+            if batch.bytes + need > staging.len() || !batch.add(&parts, need, used.len()) {
+                delivered += self.scatter(&mut batch, &mut used, dma, staging);
                 // Fits now: an empty batch takes any one chain.
                 let _ = batch.add(&parts, need, used.len());
             }
             let at = batch.bytes.saturating_sub(need);
-            if let Some((h, f)) = self
-                .rx_staging
+            if let Some((h, f)) = staging
                 .get_mut(at..batch.bytes)
                 .and_then(|dst| dst.split_at_mut_checked(HDR_LEN))
             {
@@ -679,7 +738,7 @@ impl Net {
             }
             let _ = used.push(used_elem(head, need));
         }
-        delivered += self.scatter(&mut batch, &mut used, dma);
+        delivered += self.scatter(&mut batch, &mut used, dma, staging);
         if !used.is_empty() {
             self.stats.calls += 1;
             self.rx.publish(layout, &[], &used, dma)?;
@@ -695,13 +754,18 @@ impl Net {
     /// Scatters the staged batch in one call; if it is refused, chain by
     /// chain, those refused used with length 0. Returns the frames
     /// written.
-    fn scatter<M: GuestDma>(&mut self, batch: &mut Batch, used: &mut Used, dma: &mut M) -> usize {
+    fn scatter<M: GuestDma>(
+        &mut self,
+        batch: &mut Batch,
+        used: &mut Used,
+        dma: &mut M,
+        staging: &[u8],
+    ) -> usize {
         if batch.chains.is_empty() {
             return 0;
         }
         self.stats.calls += 1;
-        let whole = self
-            .rx_staging
+        let whole = staging
             .get(..batch.bytes)
             .is_some_and(|src| dma.writev(&batch.segments, src).is_ok());
         let mut at: usize = 0;
@@ -710,7 +774,7 @@ impl Net {
             let end = at.saturating_add(chain.len);
             let ok = whole || {
                 self.stats.calls += 1;
-                self.rx_staging
+                staging
                     .get(at..end)
                     .is_some_and(|src| dma.writev(segments, src).is_ok())
             };
@@ -807,24 +871,50 @@ impl NetService {
     /// [`Net::receive`]); frames past [`Received::consumed`] found no
     /// buffer.
     pub fn receive<M: GuestDma>(&mut self, dma: &mut M, frames: &[&[u8]]) -> Received {
+        self.receive_into(dma, frames, None)
+    }
+
+    /// [`receive`](Self::receive), staging in `staging` (see
+    /// [`Net::receive_staged`]).
+    pub fn receive_staged<M: GuestDma>(
+        &mut self,
+        dma: &mut M,
+        frames: &[&[u8]],
+        staging: &mut [u8],
+    ) -> Received {
+        self.receive_into(dma, frames, Some(staging))
+    }
+
+    fn receive_into<M: GuestDma>(
+        &mut self,
+        dma: &mut M,
+        frames: &[&[u8]],
+        staging: Option<&mut [u8]>,
+    ) -> Received {
         if frames.is_empty() {
             return Received::default();
         }
         match self.sync(RECEIVEQ) {
             Ok(None) => Received::default(),
-            Ok(Some(layout)) => match self.net.receive(&layout, dma, frames) {
-                Ok(done) => Received {
-                    signal: done.signal && self.report(),
-                    ..done
-                },
-                Err(e) => {
-                    log::warn!("virtio-net: receive queue error, device needs reset: {e}");
-                    Received {
-                        signal: self.report(),
-                        ..Received::default()
+            Ok(Some(layout)) => {
+                let result = match staging {
+                    Some(staging) => self.net.receive_staged(&layout, dma, frames, staging),
+                    None => self.net.receive(&layout, dma, frames),
+                };
+                match result {
+                    Ok(done) => Received {
+                        signal: done.signal && self.report(),
+                        ..done
+                    },
+                    Err(e) => {
+                        log::warn!("virtio-net: receive queue error, device needs reset: {e}");
+                        Received {
+                            signal: self.report(),
+                            ..Received::default()
+                        }
                     }
                 }
-            },
+            }
             Err(e) => {
                 log::warn!("virtio-net: published receive queue is invalid: {e}");
                 Received {
@@ -999,6 +1089,42 @@ mod tests {
         assert!(!done.more);
         assert_eq!(burst.frames().collect::<Vec<_>>(), [&frame(60, 2)[..]]);
         assert_eq!(tx.used(&mem, 0).len(), 3);
+    }
+
+    #[test]
+    fn receive_staged_stages_in_the_callers_area_in_batches_it_holds() {
+        let mut mem = Flat::new();
+        let mut rx = Driver::new();
+        for k in 0..3 {
+            rx.post(&mut mem, &[(DATA + 0x800 * k, 1526, true)]);
+        }
+        let frames: Vec<Vec<u8>> = (0..3).map(|k| frame(1000, k as u8)).collect();
+        let slices: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
+        // Room for two frames with their headers: two scatters.
+        let mut staging = vec![0u8; 2 * 1012 + 100];
+        let mut net = Net::new();
+        let done = net
+            .receive_staged(&rx.layout, &mut mem, &slices, &mut staging)
+            .unwrap();
+        assert_eq!((done.delivered, done.consumed), (3, 3));
+        assert_eq!(mem.calls, 4);
+        for (k, f) in frames.iter().enumerate() {
+            let at = (DATA + 0x800 * k as u64) as usize;
+            assert_eq!(&mem.mem[at..][..12], NetHdr::received().as_bytes());
+            assert_eq!(&mem.mem[at + 12..][..1000], &f[..]);
+        }
+        // The last batch is still in the caller's area.
+        assert_eq!(&staging[12..1012], &frames[2][..]);
+        // Too small for one frame: the device's own area.
+        rx.post(&mut mem, &[(DATA + 0x2000, 1526, true)]);
+        let done = net
+            .receive_staged(&rx.layout, &mut mem, &slices[..1], &mut [0u8; 100])
+            .unwrap();
+        assert_eq!(done.delivered, 1);
+        assert_eq!(
+            &mem.mem[DATA as usize + 0x2000 + 12..][..1000],
+            &frames[0][..]
+        );
     }
 
     #[test]

@@ -65,6 +65,20 @@ pub const VIRTIO_BLK_GPA: u64 = 0x0a00_0000;
 /// system), the next of QEMU virt's virtio-mmio slots.
 pub const VIRTIO_CONSOLE_GPA: u64 = 0x0a00_0200;
 
+/// Guest-physical address of the virtio-net device's window (the N-VM
+/// Linux system), the slot after the console's.
+pub const VIRTIO_NET_GPA: u64 = 0x0a00_0400;
+
+/// The MAC address of port `n` of the `net` PD's switch, which is VM n's
+/// virtio-net device: `02:00:00:00:00:<n+1>` (locally administered,
+/// unicast). The VMM (for the device's configuration space) and the `net`
+/// PD (for the switch's port table) both derive it from the VM's index,
+/// which the system description gives each of them: the VMM's name
+/// (`vmm<n>`) and the `net` PD's channel id of that VM's port (`n`).
+pub const fn net_mac(n: usize) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0, (n as u8).wrapping_add(1)]
+}
+
 /// Where the benchmark PD's read-write window starts, from the start of
 /// guest RAM (`make bench-qemu`): past the self-test's windows, 1 MiB.
 pub const BENCH_OFFSET: u64 = 12 << 20;

@@ -54,6 +54,13 @@ fn console_channel() -> usize {
     *var!(console_channel: usize = NOT_GIVEN)
 }
 
+/// The VMM's end of the channel to the `net` PD, which serves the guest's
+/// virtio-net device (the N-VM system; `setvar_id`).
+#[cfg(feature = "vm")]
+fn net_channel() -> usize {
+    *var!(net_channel: usize = NOT_GIVEN)
+}
+
 /// The VMM's end of the channel to the blk PD (`setvar_id`).
 #[cfg(feature = "vm")]
 fn blk_channel() -> usize {
@@ -300,6 +307,7 @@ fn start_vm(ram: &mut Ram, server: &mut Server<5>) -> Option<vm::Vm> {
                 window[0].gpa + window[0].len
             );
             add_console_client(server, &window);
+            add_net_client(server, &window);
             Some(vm)
         }
         Err(why) => {
@@ -332,6 +340,40 @@ fn add_console_client(server: &mut Server<5>, window: &[guest_ram::server::Windo
         .expect("client table");
 }
 
+/// The `net` PD, in the N-VM system: a copy client for the virtio-net
+/// device, with the blk PD's window (all of guest RAM: Linux puts its
+/// rings and packet buffers anywhere in it). Its buffer is the `net` PD's
+/// for this VM alone, so no other VM's frame is ever in memory this VMM
+/// maps.
+#[cfg(feature = "vm")]
+fn add_net_client(server: &mut Server<5>, window: &[guest_ram::server::Window]) {
+    let channel = net_channel();
+    if channel == NOT_GIVEN {
+        return;
+    }
+    // SAFETY: `system.xml` maps the `net` PD's buffer for this VM here for
+    // good.
+    let buffer = unsafe {
+        SharedBuffer::new(
+            memory_region_symbol!(net_buffer_vaddr: *mut u8),
+            *var!(net_buffer_size: usize = 0),
+        )
+    };
+    let client = ClientConfig::new(channel, buffer, window);
+    server
+        .add_client(client.expect("net window"))
+        .expect("client table");
+}
+
+/// This VM's index in the N-VM system: the digits that end the VMM's name
+/// in the system description (`vmm<n>`), 0 if none.
+#[cfg(feature = "vm")]
+fn vm_index() -> usize {
+    let name = sel4_microkit::pd_name().unwrap_or("");
+    let digits = name.trim_start_matches(|c: char| !c.is_ascii_digit());
+    digits.parse().unwrap_or(0)
+}
+
 /// The guest's devices and what else the system description gives this
 /// VMM: the one-VM system passes the UART through and lends it the idle
 /// timer; the N-VM system gives it a virtio console served by the serial
@@ -350,9 +392,23 @@ fn wiring(blk_page: SharedBuffer, blk: Channel) -> vm::Wiring {
         };
         (page, serial)
     });
+    let net = given(net_channel()).map(|net| {
+        // SAFETY: `system.xml` maps the virtio-net device's page here for
+        // good.
+        let page = unsafe {
+            SharedBuffer::new(
+                memory_region_symbol!(net_device_vaddr: *mut u8),
+                *var!(net_device_size: usize = 0),
+            )
+        };
+        let mac = common::net_mac(vm_index());
+        (page, net, mac)
+    });
     vm::Wiring {
         blk: (blk_page, blk),
         console,
+        net,
+        net_power: given(*var!(net_power_channel: usize = NOT_GIVEN)),
         uart_irq: given(*var!(uart_irq_channel: usize = NOT_GIVEN)),
         idle_timer: given(*var!(timer_channel: usize = NOT_GIVEN))
             .map(vm::IdleTimer::Shared)

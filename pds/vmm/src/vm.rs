@@ -5,7 +5,7 @@
 //! PSCI over SMC, hypercalls. Glue only: the decoding and the state
 //! machines are `vcpu_fault`, `vgic`, `virtio::device` and `linux_boot`.
 
-use common::{LAYOUT, VIRTIO_BLK_GPA, VIRTIO_CONSOLE_GPA};
+use common::{LAYOUT, VIRTIO_BLK_GPA, VIRTIO_CONSOLE_GPA, VIRTIO_NET_GPA};
 
 /// This VMM's name in log lines (`vmm`, or `vmm<n>` with several VMs).
 const PD: common::PdName = common::PdName;
@@ -20,6 +20,7 @@ use vgic::VGic;
 use virtio::console::ConsoleConfig;
 use virtio::device::{Action, Frontend};
 use virtio::mmio::{BlkConfig, DeviceType};
+use virtio::net::NetConfig;
 
 use crate::Ram;
 
@@ -59,6 +60,8 @@ const UART_IRQ: u16 = 33;
 const VIRTIO_BLK_IRQ: u16 = 48;
 /// The virtio console's SPI 17 (the N-VM system's device tree).
 const VIRTIO_CONSOLE_IRQ: u16 = 49;
+/// The virtio-net device's SPI 18 (the N-VM system's device tree).
+const VIRTIO_NET_IRQ: u16 = 50;
 
 /// What the system description gives the guest's devices: each virtio
 /// device's shared page and the channel to the PD that serves it, the
@@ -70,6 +73,9 @@ pub struct Wiring {
     /// The virtio console's page and the serial PD's channel (the N-VM
     /// system).
     pub console: Option<(SharedBuffer, Channel)>,
+    /// The virtio-net device's page, the `net` PD's channel and the port's
+    /// MAC (the N-VM system).
+    pub net: Option<(SharedBuffer, Channel, [u8; 6])>,
     /// The UART's interrupt, when the UART is passed through (the one-VM
     /// Linux system).
     pub uart_irq: Option<Channel>,
@@ -80,6 +86,9 @@ pub struct Wiring {
     /// guest powers itself off. Without one, the VMM powers the machine
     /// off itself (the one-VM Linux system).
     pub power: Option<Channel>,
+    /// The `net` PD's power signal (the N-VM system with a network): told
+    /// too, so that it prints its counters.
+    pub net_power: Option<Channel>,
 }
 
 /// One virtio-mmio device of the guest: the VMM's half (its register file
@@ -151,12 +160,15 @@ struct Counts {
 pub struct Vm {
     blk: Device<BlkConfig>,
     console: Option<Device<ConsoleConfig>>,
+    net: Option<Device<NetConfig>>,
     gic: VGic<LIST_REGISTERS>,
     uart_irq: Option<Channel>,
     /// See [`Wiring::idle_timer`].
     idle_timer: Option<IdleTimer>,
     /// See [`Wiring::power`].
     power: Option<Channel>,
+    /// See [`Wiring::net_power`].
+    net_power: Option<Channel>,
     /// vCPU 0 is stopped at a `wfi` until an interrupt for it arrives.
     asleep: bool,
     /// The channel to the doorbell PD, which rings back when rung; see
@@ -192,10 +204,20 @@ impl Vm {
                     serial,
                 )
             }),
+            net: wiring.net.map(|(page, net, mac)| {
+                Device::new(
+                    page,
+                    NetConfig::new(mac),
+                    VIRTIO_NET_GPA,
+                    VIRTIO_NET_IRQ,
+                    net,
+                )
+            }),
             gic: VGic::new(),
             uart_irq: wiring.uart_irq,
             idle_timer: wiring.idle_timer,
             power: wiring.power,
+            net_power: wiring.net_power,
             asleep: false,
             doorbell: Channel::new(*sel4_microkit::var!(doorbell_channel: usize = 0)),
             pending: None,
@@ -287,7 +309,8 @@ impl Vm {
     fn backends_signalled(&mut self, set: sel4_microkit::ChannelSet) {
         let blk = self.blk.signalled(set);
         let console = self.console.as_mut().and_then(|c| c.signalled(set));
-        for irq in [blk, console].into_iter().flatten() {
+        let net = self.net.as_mut().and_then(|n| n.signalled(set));
+        for irq in [blk, console, net].into_iter().flatten() {
             self.raise(irq);
         }
     }
@@ -422,6 +445,9 @@ impl Vm {
         if let Some(console) = self.console.as_mut() {
             console.reset();
         }
+        if let Some(net) = self.net.as_mut() {
+            net.reset();
+        }
         start_vcpu(layout.entry, [layout.dtb.gpa, 0, 0])
     }
 
@@ -435,6 +461,9 @@ impl Vm {
     /// serial PD, which powers the machine off once every VM is off; the
     /// one-VM system, which has no serial PD, powers it off here.
     fn powered_off(&mut self) {
+        if let Some(net) = self.net_power {
+            net.notify();
+        }
         match self.power {
             Some(power) => power.notify(),
             None => {
@@ -659,10 +688,14 @@ impl Vm {
             self.counts.mmio += 1;
             let load = match self.blk.emulate(&access, value) {
                 Some(load) => Some(load),
-                None => self
+                None => match self
                     .console
                     .as_mut()
-                    .and_then(|c| c.emulate(&access, value)),
+                    .and_then(|c| c.emulate(&access, value))
+                {
+                    Some(load) => Some(load),
+                    None => self.net.as_mut().and_then(|n| n.emulate(&access, value)),
+                },
             };
             let Some(load) = load else {
                 log::error!(
