@@ -481,23 +481,11 @@ impl ConsoleService {
         self.console.stats()
     }
 
-    /// Queue `n`'s layout as published now: `Ok(None)` if it is not ready
-    /// (or the page is mid-publication); restarts every queue configured
-    /// anew. `Err` if the published layout is invalid.
+    /// Queue `n`'s layout as published now ([`BackendPage::layout`]),
+    /// every queue configured anew restarted.
     fn sync(&mut self, n: usize) -> Result<Option<Layout>, QueueError> {
-        let Some(queues) = self.page.read() else {
-            return Ok(None);
-        };
-        for (q, fresh) in queues.fresh.iter().enumerate() {
-            if *fresh {
-                self.console.restart(q);
-            }
-        }
-        queues
-            .states
-            .get(n)
-            .and_then(|state| state.layout())
-            .transpose()
+        let console = &mut self.console;
+        self.page.layout(n, |q| console.restart(q))
     }
 
     /// The VMM signalled (the guest notified a queue), or the serial PD

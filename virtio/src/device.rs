@@ -297,6 +297,29 @@ impl BackendPage {
         self.generation
     }
 
+    /// Queue `n`'s layout as published now: `Ok(None)` if it is not ready
+    /// (or the page is mid-publication); calls `restart` with every queue
+    /// configured anew first. `Err` if the published layout is invalid.
+    pub fn layout(
+        &mut self,
+        n: usize,
+        mut restart: impl FnMut(usize),
+    ) -> Result<Option<crate::queue::Layout>, crate::queue::QueueError> {
+        let Some(queues) = self.read() else {
+            return Ok(None);
+        };
+        for (q, fresh) in queues.fresh.iter().enumerate() {
+            if *fresh {
+                restart(q);
+            }
+        }
+        queues
+            .states
+            .get(n)
+            .and_then(|state| state.layout())
+            .transpose()
+    }
+
     /// Reads every queue's state. `None` if the page cannot be read, or
     /// the VMM was publishing while it was read (the queues' generations
     /// differ): its signal after publishing brings a consistent page.
