@@ -121,6 +121,43 @@ pub const BURST_BYTES: usize = MAX_BURST * RX_BUFFER_LEN;
 /// [`MAX_BURST`] full-length frames with their headers goes out in one
 /// scatter.
 pub const RX_STAGING: usize = BURST_BYTES;
+/// Bytes of a transmitted chain a [`Router`] decides on when it peeks:
+/// the header and the Ethernet destination, source and type.
+pub const PEEK_LEN: usize = HDR_LEN + MIN_FRAME;
+/// The most [`Burst`]s one [`transmit_routed`](NetService::transmit_routed)
+/// places frames in (a [`Router`]'s area bits).
+pub const MAX_AREAS: usize = 8;
+
+/// Where a port's transmitted frames go, for
+/// [`transmit_routed`](NetService::transmit_routed): each frame is
+/// gathered straight into the [`Burst`] (area) of each destination it is
+/// routed to, so a switch whose areas are memory that the receiver's copy
+/// service also reaches moves a frame with two copies in all.
+pub trait Router {
+    /// Whether each frame's first [`PEEK_LEN`] bytes must be read (one
+    /// more call per 39 chains) before it is placed: more than one area is
+    /// possible. Without a peek every frame goes to the areas
+    /// [`route`](Self::route) gives for `None`, and the caller decides on
+    /// the whole frames there.
+    fn must_peek(&self) -> bool;
+    /// The areas (bit `i` for area `i`, below [`MAX_AREAS`]) that a frame
+    /// of `len` bytes goes to; `head` is the chain's first [`PEEK_LEN`]
+    /// bytes (header, destination, source, type) if it was peeked at. No
+    /// bit: the frame is dropped (the router counts why).
+    fn route(&mut self, len: usize, head: Option<&[u8]>) -> u8;
+}
+
+/// The [`Router`] of a plain transmit: every frame into area 0.
+struct OneArea;
+
+impl Router for OneArea {
+    fn must_peek(&self) -> bool {
+        false
+    }
+    fn route(&mut self, _: usize, _: Option<&[u8]>) -> u8 {
+        1
+    }
+}
 
 /// Feature bits of virtio-net (§5.1.3).
 pub mod feature {
@@ -330,6 +367,13 @@ impl<'a> Burst<'a> {
         slices
     }
 
+    /// Each frame's start in the burst's buffer (after its header, which
+    /// is [`HDR_LEN`] bytes before) and length: what
+    /// [`receive_placed`](NetService::receive_placed) takes.
+    pub fn spans(&self) -> &[(usize, usize)] {
+        &self.frames
+    }
+
     /// Empties the burst, for the next transmit.
     pub fn clear(&mut self) {
         self.filled = 0;
@@ -465,7 +509,23 @@ impl Net {
         dma: &mut M,
         burst: &mut Burst<'_>,
     ) -> Result<Transmitted, QueueError> {
-        self.queues.transmit(layout, dma, burst)
+        self.queues
+            .transmit(layout, dma, &mut OneArea, core::slice::from_mut(burst))
+    }
+
+    /// [`transmit`](Self::transmit) into several areas: each frame is
+    /// gathered into every area `router` routes it to (peeking at its start
+    /// first if the router asks), and into none if it routes it nowhere.
+    /// Chains are taken only while they fit every area. At most
+    /// [`MAX_AREAS`] areas are used.
+    pub fn transmit_routed<M: GuestDma, R: Router>(
+        &mut self,
+        layout: &Layout,
+        dma: &mut M,
+        router: &mut R,
+        areas: &mut [Burst<'_>],
+    ) -> Result<Transmitted, QueueError> {
+        self.queues.transmit(layout, dma, router, areas)
     }
 
     /// Writes `frames`, in order, one per available receive chain, each
@@ -499,6 +559,23 @@ impl Net {
             return self.receive(layout, dma, frames);
         }
         self.queues.receive(layout, dma, frames, staging)
+    }
+
+    /// Receives frames that are already in `area`, each behind
+    /// [`HDR_LEN`] bytes of room for its header: `spans` are their starts
+    /// and lengths (a [`Burst::spans`]). Writes each frame's
+    /// [`NetHdr::received`] header into that room and scatters adjacent
+    /// frames together from `area` (in place, for a copy client whose
+    /// shared buffer `area` is part of: no copy here at all). A span that
+    /// is not an Ethernet frame or leaves `area` is counted malformed.
+    pub fn receive_placed<M: GuestDma>(
+        &mut self,
+        layout: &Layout,
+        dma: &mut M,
+        area: &mut [u8],
+        spans: &[(usize, usize)],
+    ) -> Result<Received, QueueError> {
+        self.queues.receive_placed(layout, dma, area, spans)
     }
 }
 
@@ -552,16 +629,17 @@ impl Queues {
         }
     }
 
-    fn transmit<M: GuestDma>(
+    fn transmit<M: GuestDma, R: Router>(
         &mut self,
         layout: &Layout,
         dma: &mut M,
-        burst: &mut Burst<'_>,
+        router: &mut R,
+        areas: &mut [Burst<'_>],
     ) -> Result<Transmitted, QueueError> {
         if self.tx_broken {
             return Ok(Transmitted::default());
         }
-        let result = self.transmit_inner(layout, dma, burst);
+        let result = self.transmit_inner(layout, dma, router, areas);
         if result.is_err() {
             self.tx_broken = true;
             self.stats.broken += 1;
@@ -569,16 +647,24 @@ impl Queues {
         result
     }
 
-    fn transmit_inner<M: GuestDma>(
+    fn transmit_inner<M: GuestDma, R: Router>(
         &mut self,
         layout: &Layout,
         dma: &mut M,
-        burst: &mut Burst<'_>,
+        router: &mut R,
+        areas: &mut [Burst<'_>],
     ) -> Result<Transmitted, QueueError> {
         self.stats.calls += 1;
         let snapshot = Snapshot::take(layout, &self.tx, dma)?;
         let mut used = Used::new();
-        let mut batch = Batch::new();
+        // The chains taken that carry a frame: (index in the snapshot,
+        // length with header, areas).
+        let mut taken: heapless::Vec<(u16, usize, u8), MAX_BURST> = heapless::Vec::new();
+        // Every area holds `MAX_BURST` frames of any length (or is
+        // smaller: then the frames it cannot hold wait for the next call).
+        let room = areas.iter().map(Burst::room).min().unwrap_or(0);
+        let space = areas.iter().map(Burst::space).min().unwrap_or(0);
+        let mut planned = 0usize;
         let mut more = false;
         for k in 0..snapshot.pending() {
             let (head, chain) = snapshot.chain(k)?;
@@ -590,18 +676,46 @@ impl Queues {
                 let _ = used.push(used_elem(head, 0));
                 continue;
             }
-            if batch.chains.len() >= burst.room() || batch.bytes + len > burst.space() {
+            // Taken only if it fits every area (it may go to any).
+            if taken.len() >= room || planned.saturating_add(len) > space || taken.is_full() {
                 more = true;
                 break;
             }
-            if !batch.add(chain.readable(), len, used.len()) {
-                self.gather(&mut batch, dma, burst);
-                // Fits now: an empty batch takes any one chain.
-                let _ = batch.add(chain.readable(), len, used.len());
-            }
+            planned = planned.saturating_add(len);
+            let _ = taken.push((k, len, 0));
             let _ = used.push(used_elem(head, 0));
         }
-        self.gather(&mut batch, dma, burst);
+        if router.must_peek() {
+            // Counts each frame that passes as transmitted.
+            self.peek(&snapshot, dma, router, &mut taken)?;
+        } else {
+            for (_, len, to) in taken.iter_mut() {
+                *to = router.route(len.saturating_sub(HDR_LEN), None);
+            }
+        }
+        // Whether each taken frame has been counted (at its peek, or in an
+        // area gathered before).
+        let peeked = router.must_peek();
+        let mut counted: heapless::Vec<bool, MAX_BURST> = heapless::Vec::new();
+        for _ in 0..taken.len() {
+            let _ = counted.push(peeked);
+        }
+        for (i, area) in areas.iter_mut().enumerate().take(MAX_AREAS) {
+            let bit = 1u8.checked_shl(i as u32).unwrap_or(0);
+            let mut batch = Batch::new();
+            for (n, &(k, len, to)) in taken.iter().enumerate() {
+                if to & bit == 0 {
+                    continue;
+                }
+                let (_, chain) = snapshot.chain(k)?;
+                if !batch.add(chain.readable(), len, n) {
+                    self.gather(&mut batch, dma, area, &mut counted, peeked);
+                    // Fits now: an empty batch takes any one chain.
+                    let _ = batch.add(chain.readable(), len, n);
+                }
+            }
+            self.gather(&mut batch, dma, area, &mut counted, peeked);
+        }
         if !used.is_empty() {
             self.stats.calls += 1;
             self.tx.publish(layout, &[], &used, dma)?;
@@ -613,52 +727,131 @@ impl Queues {
         })
     }
 
-    /// Gathers the batch into the burst in one call (chain by chain if
+    /// Reads the first [`PEEK_LEN`] bytes of every chain taken in one
+    /// gather (chain by chain if refused, those refused dropped) and
+    /// routes each; a header asking for an offload drops its frame here.
+    fn peek<M: GuestDma, R: Router>(
+        &mut self,
+        snapshot: &Snapshot,
+        dma: &mut M,
+        router: &mut R,
+        taken: &mut heapless::Vec<(u16, usize, u8), MAX_BURST>,
+    ) -> Result<(), QueueError> {
+        let mut heads = [0u8; MAX_BURST * PEEK_LEN];
+        let mut segments: heapless::Vec<GpaRange, MAX_CHAIN> = heapless::Vec::new();
+        let mut whole = true;
+        for &(k, _, _) in taken.iter() {
+            let (_, chain) = snapshot.chain(k)?;
+            let mut parts: heapless::Vec<GpaRange, MAX_CHAIN> = heapless::Vec::new();
+            // Cannot fail: a taken chain holds a header and a frame of at
+            // least `MIN_FRAME` bytes.
+            let _ = queue::sub_ranges(chain.readable(), 0, PEEK_LEN as u64, &mut parts);
+            for p in &parts {
+                whole &= segments.push(*p).is_ok();
+            }
+        }
+        let bytes = taken.len().saturating_mul(PEEK_LEN);
+        self.stats.calls += 1;
+        let whole = whole
+            && heads
+                .get_mut(..bytes)
+                .is_some_and(|dst| dma.readv(&segments, dst).is_ok());
+        for (n, (k, len, to)) in taken.iter_mut().enumerate() {
+            let at = n.saturating_mul(PEEK_LEN);
+            let Some(head) = heads.get_mut(at..).and_then(|h| h.get_mut(..PEEK_LEN)) else {
+                continue;
+            };
+            let ok = whole || {
+                let (_, chain) = snapshot.chain(*k)?;
+                segments.clear();
+                let _ = queue::sub_ranges(chain.readable(), 0, PEEK_LEN as u64, &mut segments);
+                self.stats.calls += 1;
+                dma.readv(&segments, head).is_ok()
+            };
+            if !ok {
+                self.dropped(DropReason::Refused);
+                *to = 0;
+            } else if !NetHdr::read_from_prefix(head).is_ok_and(|(h, _)| h.is_plain()) {
+                self.dropped(DropReason::Offload);
+                *to = 0;
+            } else {
+                // A frame the guest sent, wherever the router sends it
+                // (nowhere, for a frame the switch drops).
+                let frame = len.saturating_sub(HDR_LEN);
+                self.stats.tx_frames += 1;
+                self.stats.tx_bytes += frame as u64;
+                *to = router.route(frame, Some(head));
+            }
+        }
+        Ok(())
+    }
+
+    /// Gathers the batch into `area` in one call (chain by chain if
     /// refused, dropping those refused) and keeps each frame whose header
-    /// is plain.
-    fn gather<M: GuestDma>(&mut self, batch: &mut Batch, dma: &mut M, burst: &mut Burst<'_>) {
+    /// is plain. `counted[n]` says whether taken frame `n` (a batch
+    /// chain's `used`) has been counted, at its peek or in another area
+    /// already; a frame refused here after a successful peek counts as
+    /// refused once per area.
+    fn gather<M: GuestDma>(
+        &mut self,
+        batch: &mut Batch,
+        dma: &mut M,
+        area: &mut Burst<'_>,
+        counted: &mut [bool],
+        peeked: bool,
+    ) {
         if batch.chains.is_empty() {
             return;
         }
-        let start = burst.filled;
+        let start = area.filled;
         self.stats.calls += 1;
         let whole = start
             .checked_add(batch.bytes)
-            .and_then(|end| burst.buf.get_mut(start..end))
+            .and_then(|end| area.buf.get_mut(start..end))
             .is_some_and(|dst| dma.readv(&batch.segments, dst).is_ok());
         let mut at = start;
         for (segments, chain) in batch.each() {
             let end = at.saturating_add(chain.len);
+            let first = counted
+                .get_mut(chain.used)
+                .is_some_and(|c| !core::mem::replace(c, true));
             let ok = whole || {
                 self.stats.calls += 1;
-                burst
-                    .buf
+                area.buf
                     .get_mut(at..end)
                     .is_some_and(|dst| dma.readv(segments, dst).is_ok())
             };
             if !ok {
-                self.dropped(DropReason::Refused);
-            } else if let Some(bytes) = burst.buf.get(at..end) {
+                if first || peeked {
+                    self.dropped(DropReason::Refused);
+                }
+            } else if let Some(bytes) = area.buf.get(at..end) {
                 let plain = NetHdr::read_from_prefix(bytes).is_ok_and(|(h, _)| h.is_plain());
                 let frame = chain.len.saturating_sub(HDR_LEN);
                 if plain
-                    && burst
+                    && area
                         .frames
                         .push((at.saturating_add(HDR_LEN), frame))
                         .is_ok()
                 {
-                    self.stats.tx_frames += 1;
-                    self.stats.tx_bytes += frame as u64;
-                } else {
+                    if first {
+                        self.stats.tx_frames += 1;
+                        self.stats.tx_bytes += frame as u64;
+                    }
+                } else if first {
                     self.dropped(DropReason::Offload);
                 }
             }
             at = end;
         }
-        burst.filled = at;
+        area.filled = at;
         batch.clear();
     }
 
+    /// Stages `frames` in `staging` (each behind room for its header) as
+    /// far as they fit, and receives them from there
+    /// ([`receive_placed`](Self::receive_placed)); again with the rest
+    /// while every frame so far found a chain.
     fn receive<M: GuestDma>(
         &mut self,
         layout: &Layout,
@@ -666,10 +859,57 @@ impl Queues {
         frames: &[&[u8]],
         staging: &mut [u8],
     ) -> Result<Received, QueueError> {
-        if self.rx_broken || frames.is_empty() {
+        let mut done = Received::default();
+        let mut rest = frames;
+        while !rest.is_empty() {
+            let mut spans: heapless::Vec<(usize, usize), MAX_BURST> = heapless::Vec::new();
+            let mut at = 0usize;
+            for frame in rest {
+                let end = at.saturating_add(HDR_LEN).saturating_add(frame.len());
+                let span = if !frame_ok(frame.len()) {
+                    // Malformed: counted as such, never staged.
+                    (0, frame.len())
+                } else if let Some(dst) = staging
+                    .get_mut(at.saturating_add(HDR_LEN)..)
+                    .and_then(|d| d.get_mut(..frame.len()))
+                {
+                    dst.copy_from_slice(frame);
+                    let span = (at.saturating_add(HDR_LEN), frame.len());
+                    at = end;
+                    span
+                } else {
+                    break;
+                };
+                if spans.push(span).is_err() {
+                    break;
+                }
+            }
+            if spans.is_empty() {
+                break; // Not even one frame fits the staging area.
+            }
+            let part = self.receive_placed(layout, dma, staging, &spans)?;
+            done.signal |= part.signal;
+            done.delivered += part.delivered;
+            done.consumed += part.consumed;
+            if part.consumed < spans.len() {
+                break; // No chain left for the rest.
+            }
+            rest = rest.get(spans.len()..).unwrap_or(&[]);
+        }
+        Ok(done)
+    }
+
+    fn receive_placed<M: GuestDma>(
+        &mut self,
+        layout: &Layout,
+        dma: &mut M,
+        area: &mut [u8],
+        spans: &[(usize, usize)],
+    ) -> Result<Received, QueueError> {
+        if self.rx_broken || spans.is_empty() {
             return Ok(Received::default());
         }
-        let result = self.receive_inner(layout, dma, frames, staging);
+        let result = self.receive_inner(layout, dma, area, spans);
         if result.is_err() {
             self.rx_broken = true;
             self.stats.broken += 1;
@@ -681,23 +921,30 @@ impl Queues {
         &mut self,
         layout: &Layout,
         dma: &mut M,
-        frames: &[&[u8]],
-        staging: &mut [u8],
+        area: &mut [u8],
+        spans: &[(usize, usize)],
     ) -> Result<Received, QueueError> {
         self.stats.calls += 1;
         let snapshot = Snapshot::take(layout, &self.rx, dma)?;
         let mut used = Used::new();
         let mut batch = Batch::new();
+        // Where the batch starts in `area`: a batch is one run of
+        // adjacent frames, scattered from the area in place.
+        let mut run = 0usize;
         let mut k = 0;
         let mut consumed = 0;
         let mut delivered = 0;
         let header = NetHdr::received();
-        'frames: for frame in frames {
-            if !frame_ok(frame.len()) {
+        'frames: for &(start, len) in spans {
+            let at = start.checked_sub(HDR_LEN);
+            let fits = at
+                .and_then(|at| at.checked_add(HDR_LEN)?.checked_add(len))
+                .is_some_and(|end| end <= area.len());
+            let (Some(at), true, true) = (at, fits, frame_ok(len)) else {
                 self.stats.rx_malformed += 1;
                 consumed += 1;
                 continue;
-            }
+            };
             // The next chain that can take a frame at all.
             let (head, chain) = loop {
                 if k >= snapshot.pending() {
@@ -712,7 +959,7 @@ impl Queues {
                 let _ = used.push(used_elem(head, 0));
             };
             consumed += 1;
-            let need = HDR_LEN + frame.len();
+            let need = HDR_LEN.saturating_add(len);
             let mut parts: heapless::Vec<GpaRange, MAX_CHAIN> = heapless::Vec::new();
             if chain.writable_len() < need as u64
                 || queue::sub_ranges(chain.writable(), 0, need as u64, &mut parts).is_err()
@@ -721,24 +968,23 @@ impl Queues {
                 let _ = used.push(used_elem(head, 0));
                 continue;
             }
-            if batch.bytes + need > staging.len() || !batch.add(&parts, need, used.len()) {
-                delivered += self.scatter(&mut batch, &mut used, dma, staging);
-                // Fits now: an empty batch takes any one chain.
+            let added = !batch.chains.is_empty()
+                && run.saturating_add(batch.bytes) == at
+                && batch.add(&parts, need, used.len());
+            if !added {
+                let src = area.get(run..).unwrap_or(&[]);
+                delivered += self.scatter(&mut batch, &mut used, dma, src);
+                run = at;
+                // Fits: an empty batch takes any one chain.
                 let _ = batch.add(&parts, need, used.len());
             }
-            let at = batch.bytes.saturating_sub(need);
-            if let Some((h, f)) = staging
-                .get_mut(at..batch.bytes)
-                .and_then(|dst| dst.split_at_mut_checked(HDR_LEN))
-            {
-                if h.len() == HDR_LEN && f.len() == frame.len() {
-                    h.copy_from_slice(header.as_bytes());
-                    f.copy_from_slice(frame);
-                }
+            if let Some(h) = area.get_mut(at..).and_then(|h| h.get_mut(..HDR_LEN)) {
+                h.copy_from_slice(header.as_bytes());
             }
             let _ = used.push(used_elem(head, need));
         }
-        delivered += self.scatter(&mut batch, &mut used, dma, staging);
+        let src = area.get(run..).unwrap_or(&[]);
+        delivered += self.scatter(&mut batch, &mut used, dma, src);
         if !used.is_empty() {
             self.stats.calls += 1;
             self.rx.publish(layout, &[], &used, dma)?;
@@ -795,6 +1041,25 @@ impl Queues {
     }
 }
 
+/// Where a [`NetService`] receive takes its frames from.
+enum Source<'a, 'f> {
+    /// Staged in the device's own area.
+    Own(&'a [&'f [u8]]),
+    /// Staged in the caller's area.
+    Staged(&'a [&'f [u8]], &'a mut [u8]),
+    /// Already in the caller's area, at these spans.
+    Placed(&'a mut [u8], &'a [(usize, usize)]),
+}
+
+impl Source<'_, '_> {
+    fn is_empty(&self) -> bool {
+        match self {
+            Source::Own(frames) | Source::Staged(frames, _) => frames.is_empty(),
+            Source::Placed(_, spans) => spans.is_empty(),
+        }
+    }
+}
+
 /// The `net` PD's half of one VM port's virtio-net: the queues published
 /// in the shared page, served through a [`GuestDma`] (that VM's VMM's
 /// copy service).
@@ -830,9 +1095,20 @@ impl NetService {
     /// have posted receive buffers too: a PD holding frames for this port
     /// calls [`receive`](Self::receive) on a signal as well.
     pub fn transmit<M: GuestDma>(&mut self, dma: &mut M, burst: &mut Burst<'_>) -> Transmitted {
+        self.transmit_routed(dma, &mut OneArea, core::slice::from_mut(burst))
+    }
+
+    /// [`transmit`](Self::transmit) into the areas `router` routes each
+    /// frame to (see [`Net::transmit_routed`]).
+    pub fn transmit_routed<M: GuestDma, R: Router>(
+        &mut self,
+        dma: &mut M,
+        router: &mut R,
+        areas: &mut [Burst<'_>],
+    ) -> Transmitted {
         match self.sync(TRANSMITQ) {
             Ok(None) => Transmitted::default(),
-            Ok(Some(layout)) => match self.net.transmit(&layout, dma, burst) {
+            Ok(Some(layout)) => match self.net.transmit_routed(&layout, dma, router, areas) {
                 Ok(done) => Transmitted {
                     signal: done.signal && self.report(),
                     more: done.more,
@@ -859,7 +1135,18 @@ impl NetService {
     /// [`Net::receive`]); frames past [`Received::consumed`] found no
     /// buffer.
     pub fn receive<M: GuestDma>(&mut self, dma: &mut M, frames: &[&[u8]]) -> Received {
-        self.receive_into(dma, frames, None)
+        self.receive_from(dma, Source::Own(frames))
+    }
+
+    /// Receives the frames at `spans` of `area` (see
+    /// [`Net::receive_placed`]).
+    pub fn receive_placed<M: GuestDma>(
+        &mut self,
+        dma: &mut M,
+        area: &mut [u8],
+        spans: &[(usize, usize)],
+    ) -> Received {
+        self.receive_from(dma, Source::Placed(area, spans))
     }
 
     /// [`receive`](Self::receive), staging in `staging` (see
@@ -870,24 +1157,24 @@ impl NetService {
         frames: &[&[u8]],
         staging: &mut [u8],
     ) -> Received {
-        self.receive_into(dma, frames, Some(staging))
+        self.receive_from(dma, Source::Staged(frames, staging))
     }
 
-    fn receive_into<M: GuestDma>(
-        &mut self,
-        dma: &mut M,
-        frames: &[&[u8]],
-        staging: Option<&mut [u8]>,
-    ) -> Received {
-        if frames.is_empty() {
+    fn receive_from<M: GuestDma>(&mut self, dma: &mut M, source: Source<'_, '_>) -> Received {
+        if source.is_empty() {
             return Received::default();
         }
         match self.sync(RECEIVEQ) {
             Ok(None) => Received::default(),
             Ok(Some(layout)) => {
-                let result = match staging {
-                    Some(staging) => self.net.receive_staged(&layout, dma, frames, staging),
-                    None => self.net.receive(&layout, dma, frames),
+                let result = match source {
+                    Source::Own(frames) => self.net.receive(&layout, dma, frames),
+                    Source::Staged(frames, staging) => {
+                        self.net.receive_staged(&layout, dma, frames, staging)
+                    }
+                    Source::Placed(area, spans) => {
+                        self.net.receive_placed(&layout, dma, area, spans)
+                    }
                 };
                 match result {
                     Ok(done) => Received {
@@ -1088,14 +1375,15 @@ mod tests {
         }
         let frames: Vec<Vec<u8>> = (0..3).map(|k| frame(1000, k as u8)).collect();
         let slices: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
-        // Room for two frames with their headers: two scatters.
+        // Room for two frames with their headers: two rounds, each a ring
+        // snapshot, a scatter and a used-ring publication.
         let mut staging = vec![0u8; 2 * 1012 + 100];
         let mut net = Net::new();
         let done = net
             .receive_staged(&rx.layout, &mut mem, &slices, &mut staging)
             .unwrap();
         assert_eq!((done.delivered, done.consumed), (3, 3));
-        assert_eq!(mem.calls, 4);
+        assert_eq!(mem.calls, 6);
         for (k, f) in frames.iter().enumerate() {
             let at = (DATA + 0x800 * k as u64) as usize;
             assert_eq!(&mem.mem[at..][..12], NetHdr::received().as_bytes());

@@ -115,6 +115,83 @@ impl<T: Transport> GuestDma for Client<T> {
     }
 }
 
+/// A copy client whose gathers into, and scatters from, its own shared
+/// buffer go in place: a [`GuestDma::readv`] whose destination (or a
+/// [`GuestDma::writev`] whose source) lies wholly in the client's shared
+/// buffer at or past `in_place_from` is one [`Client::readv_at`]
+/// ([`Client::writev_at`]) at that offset, the VMM copying straight
+/// between guest RAM and that memory; anything else goes through the
+/// staging area as [`Client`] does. For a device PD whose frames or blocks
+/// already live in the shared buffer (the `net` PD's pair areas).
+pub struct InPlace<'a, T> {
+    client: &'a mut Client<T>,
+    in_place_from: usize,
+}
+
+impl<'a, T: Transport> InPlace<'a, T> {
+    /// `client`, in place for its shared buffer's bytes from
+    /// `in_place_from` on (below: its staging area).
+    pub fn new(client: &'a mut Client<T>, in_place_from: usize) -> Self {
+        InPlace {
+            client,
+            in_place_from,
+        }
+    }
+
+    /// `bytes`' offset in the shared buffer, if it lies wholly inside it
+    /// at or past `in_place_from`. Address arithmetic only.
+    fn offset_of(&self, bytes: &[u8]) -> Option<u64> {
+        let buffer = self.client.buffer();
+        let base = buffer.vaddr().as_ptr() as usize;
+        let at = (bytes.as_ptr() as usize).checked_sub(base)?;
+        let inside = at >= self.in_place_from && at.checked_add(bytes.len())? <= buffer.len();
+        inside.then_some(at as u64)
+    }
+}
+
+impl<T: Transport> GuestDma for InPlace<'_, T> {
+    type Error = ClientError;
+    fn read(&mut self, gpa: u64, dst: &mut [u8]) -> Result<(), ClientError> {
+        self.client.read(gpa, dst)
+    }
+    fn readv(&mut self, segments: &[GpaRange], dst: &mut [u8]) -> Result<(), ClientError> {
+        match self.offset_of(dst) {
+            Some(at) => match self.client.readv_at(segments, at)? {
+                n if n == dst.len() => Ok(()),
+                _ => Err(ClientError::TooLarge),
+            },
+            None => self.client.readv(segments, dst),
+        }
+    }
+    fn write(&mut self, gpa: u64, src: &[u8]) -> Result<(), ClientError> {
+        self.client.write(gpa, src)
+    }
+    fn writev(&mut self, segments: &[GpaRange], src: &[u8]) -> Result<(), ClientError> {
+        match self.offset_of(src) {
+            Some(at) => match self.client.writev_at(segments, at)? {
+                n if n == src.len() => Ok(()),
+                _ => Err(ClientError::TooLarge),
+            },
+            None => self.client.writev(segments, src),
+        }
+    }
+    fn staging(&self) -> &SharedBuffer {
+        self.client.staging()
+    }
+    fn gather(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
+        self.client.readv_in_place(segments)
+    }
+    fn scatter(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
+        self.client.writev_in_place(segments)
+    }
+    fn gather_at(&mut self, segments: &[GpaRange], offset: u64) -> Result<usize, ClientError> {
+        self.client.readv_at(segments, offset)
+    }
+    fn scatter_at(&mut self, segments: &[GpaRange], offset: u64) -> Result<usize, ClientError> {
+        self.client.writev_at(segments, offset)
+    }
+}
+
 /// Bytes of the largest descriptor table.
 const TABLE_BYTES: usize = 16 * MAX_CHAIN;
 /// Bytes of the largest snapshot: flags and index, table, ring.
