@@ -47,11 +47,15 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod pairs;
 mod plan;
+mod route;
 mod switch;
 
 pub use config::Config;
+pub use pairs::Pairs;
 pub use plan::{Plan, MAX_BURST};
+pub use route::PortRouter;
 pub use switch::{Counters, Decision, PortReport, Reason, Switch};
 
 use core::fmt;
@@ -249,6 +253,8 @@ pub enum Error {
         /// Byte offset of the item that is not `a-b`.
         offset: usize,
     },
+    /// A [`Pairs`] layout whose windows would not fit the address space.
+    WindowTooLarge,
     /// A burst of more than [`MAX_BURST`] frames.
     BurstTooLong {
         /// The number of frames given.
@@ -277,6 +283,7 @@ impl fmt::Display for Error {
             Error::DenyListSyntax { offset } => {
                 write!(f, "deny list: no `a-b` pair at byte {offset}")
             }
+            Error::WindowTooLarge => write!(f, "a port's window overflows the address space"),
             Error::BurstTooLong { frames } => {
                 write!(f, "a burst of {frames} frames (at most {MAX_BURST})")
             }
@@ -353,6 +360,7 @@ mod tests {
             Error::DenyListSyntax { offset: 4 },
             Error::BurstTooLong { frames: 65 },
             Error::NoDelivery { port: 1 },
+            Error::WindowTooLarge,
         ];
         let lines: Vec<_> = all.iter().map(|e| format!("{e}")).collect();
         assert_eq!(lines[2], "port 2's MAC is port 0's too");

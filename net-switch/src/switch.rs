@@ -193,7 +193,15 @@ impl<const PORTS: usize> Switch<PORTS> {
     ///    ([`Reason::UnknownDestination`]) other than `src`'s, with the
     ///    pair allowed ([`Reason::Denied`]).
     pub fn decide(&mut self, src: usize, frame: &[u8]) -> Decision {
-        let decision = self.decision(src, frame);
+        self.decide_head(src, frame.len(), frame)
+    }
+
+    /// [`decide`](Self::decide) on a frame of `len` bytes of which only the
+    /// start, `head`, has been read (the glue peeks at the addresses before
+    /// it places the frame): the same checks, the addresses from `head`
+    /// (a `head` shorter than 12 bytes is [`Reason::Malformed`]).
+    pub fn decide_head(&mut self, src: usize, len: usize, head: &[u8]) -> Decision {
+        let decision = self.decision(src, len, head);
         let Some(from) = self.counters.get_mut(src) else {
             return decision;
         };
@@ -215,14 +223,14 @@ impl<const PORTS: usize> Switch<PORTS> {
     }
 
     /// The decision alone, counting nothing.
-    fn decision(&self, src: usize, frame: &[u8]) -> Decision {
+    fn decision(&self, src: usize, len: usize, head: &[u8]) -> Decision {
         let Some(own) = self.config.mac(src) else {
             return Decision::Drop(Reason::NoSuchPort);
         };
-        if !(MIN_FRAME..=MAX_FRAME).contains(&frame.len()) {
+        if !(MIN_FRAME..=MAX_FRAME).contains(&len) {
             return Decision::Drop(Reason::Malformed);
         }
-        let (Some(dst), Some(source)) = (Mac::destination(frame), Mac::source(frame)) else {
+        let (Some(dst), Some(source)) = (Mac::destination(head), Mac::source(head)) else {
             return Decision::Drop(Reason::Malformed);
         };
         if source != own {
