@@ -24,7 +24,7 @@ use guest_ram::protocol::MSG_WORDS;
 use guest_ram::server::{ClientConfig, Server, Window};
 use guest_ram::{GpaRange, GuestRam, MappedRegion, SharedBuffer};
 use linux_boot::fdt;
-use net_switch::{Config, Mac, Switch};
+use net_switch::{Config, Mac, Pairs, PortRouter, PortSet, Switch};
 use serial_mux::{Input, Output, PowerTracker};
 use timer_mux::Deadlines;
 use vcpu_fault::{esr, hvc, psci, trap};
@@ -32,7 +32,7 @@ use vgic::VGic;
 use virtio::blk::RamDisk;
 use virtio::console::{ConsoleFrontend, ConsoleService, ConsoleSink};
 use virtio::device::{BlkFrontend, BlkService};
-use virtio::net::{Burst, NetFrontend, NetService};
+use virtio::net::{Burst, NetFrontend, NetService, Router};
 
 extern "C" {
     /// Deliberately undefined: referencing it is the failure.
@@ -63,6 +63,17 @@ impl Transport for Opaque {
             *w = word();
         }
         (word(), word() as usize)
+    }
+}
+
+/// A router whose answers the optimiser cannot predict.
+impl Router for Opaque {
+    fn must_peek(&self) -> bool {
+        word() & 1 != 0
+    }
+    fn route(&mut self, _: usize, head: Option<&[u8]>) -> u8 {
+        black_box(head);
+        word() as u8
     }
 }
 
@@ -282,6 +293,26 @@ extern "C" fn _start() -> ! {
         frames.get(..word() as usize).unwrap_or(&frames),
         staging.get_mut(..staging_len).unwrap_or(&mut []),
     ));
+    // The two-copy path: frames routed into areas of any size by a
+    // router that answers anything, and received from where they lie.
+    let mut area_a = [0u8; 2048];
+    let mut area_b = [0u8; 2048];
+    let (len_a, len_b) = ((word() as usize).min(2048), (word() as usize).min(2048));
+    let mut router = Opaque;
+    {
+        let mut areas = [
+            Burst::new(area_a.get_mut(..len_a).unwrap_or(&mut [])),
+            Burst::new(area_b.get_mut(..len_b).unwrap_or(&mut [])),
+        ];
+        black_box(port.transmit_routed(&mut client, &mut router, &mut areas));
+        black_box(areas[0].spans().len());
+    }
+    let spans = [(word() as usize, word() as usize); 2];
+    black_box(port.receive_placed(
+        &mut client,
+        area_a.get_mut(..len_a).unwrap_or(&mut []),
+        spans.get(..word() as usize).unwrap_or(&spans),
+    ));
     black_box(port.stats());
     // The one-copy path: the disk in the client's shared buffer, a
     // staging area after it, placed transfers.
@@ -374,6 +405,20 @@ extern "C" fn _start() -> ! {
                     black_box((port, index, plan.bytes(port)));
                 }
             }
+        }
+        black_box(switch.decide_head(word() as usize, word() as usize, &frame[..len]));
+        // The two-copy path's layout and routing.
+        if let Ok(pairs) = Pairs::new(PortSet(word()), word() as usize, word() as usize) {
+            black_box(pairs.window_len(word() as usize));
+            black_box(pairs.area(word() as usize, word() as usize, word() as usize));
+            let mut router = PortRouter::new(&mut switch, &pairs, word() as usize);
+            black_box((
+                router.must_peek(),
+                router.decided(),
+                router.port(word() as usize),
+            ));
+            black_box(router.route(word() as usize, None));
+            black_box(router.route(word() as usize, Some(&frame[..len])));
         }
         let _ = black_box(switch.no_buffer(word() as usize));
         if let Some(report) = switch.report(word() as usize) {

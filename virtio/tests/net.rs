@@ -4,10 +4,15 @@
 //! the `net` PD as its one client (a copy-service `Client` over
 //! `transport::Local`, counting its calls), the `net` PD's `NetService`
 //! per port, and a simulated Linux-like driver per VM posting 1530-byte
-//! receive buffers and transmit chains. Frames cross from one port's
-//! transmit queue to other ports' receive queues through net-switch's
-//! `Switch::decide_burst` and `Plan`: [`forward`] is the `net` PD's job in
-//! miniature. Signals are direct calls.
+//! receive buffers and transmit chains. Each VMM's window for the `net` PD
+//! is laid out as the system's (net-switch's `Pairs`: a staging region,
+//! then one region per pair of ports, each shared by the two ports'
+//! windows: the test maps one memfd's pages into several windows, as
+//! Microkit maps one memory region into several PDs). Frames cross from
+//! one port's transmit queue into the pair areas (copy 1, by the sender's
+//! VMM) and from there into other ports' receive queues (copy 2, by the
+//! receiver's VMM), routed by net-switch's `PortRouter`: [`forward`] is the
+//! `net` PD's job in miniature. Signals are direct calls.
 //!
 //! The proptest checks against a model (per port, a queue of posted
 //! receive-chain sizes and a list of expected frames) that random frames
@@ -29,7 +34,7 @@ use guest_ram::protocol::MSG_WORDS;
 use guest_ram::server::{ClientConfig, Server, Window};
 use guest_ram::transport::Local;
 use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
-use net_switch::{Config, Mac, Switch};
+use net_switch::{Config, Mac, Pairs, PortRouter, PortSet, Switch};
 use proptest::prelude::*;
 use virtio::device::Action;
 use virtio::mmio::{feature, reg, status, INT_USED_BUFFER};
@@ -38,6 +43,7 @@ use virtio::net::{
     TRANSMITQ,
 };
 use virtio::queue::{flags, Desc, Layout};
+use virtio::virtq::InPlace;
 use zerocopy::IntoBytes;
 
 const RAM_GPA: u64 = 0x4000_0000;
@@ -50,8 +56,11 @@ const SIZE: u16 = 64;
 const SLOT: u64 = 2048;
 /// What Linux posts without mergeable buffers: header + 1518.
 const LINUX_RX: usize = HDR_LEN + 1518;
-/// The `net` PD's shared buffer with each VMM: a whole burst fits.
-const SHARED: usize = 128 * 1024;
+/// Each window's staging region (the system's).
+const STAGING: usize = 0x2_0000;
+/// One direction's area of a pair region (the system's): a whole burst.
+const AREA: usize = 0x1_8000;
+const _: () = assert!(AREA >= BURST_BYTES);
 const CHANNEL: usize = 1;
 
 fn buffer(memory: &mut [u8]) -> SharedBuffer {
@@ -184,6 +193,8 @@ struct Port<'a> {
     frontend: NetFrontend,
     service: NetService,
     client: Client<Counting<'a, Local<'a, 1, 16, 1>>>,
+    /// The start of its window for the `net` PD.
+    window: *mut u8,
     calls: &'a Cell<u64>,
     tx: DriverQueue,
     rx: DriverQueue,
@@ -259,36 +270,125 @@ impl Port<'_> {
     }
 }
 
-/// The `net` PD's job in miniature: port `src`'s VMM signalled; take its
-/// transmit queue's frames a burst at a time, decide each burst, and
-/// write each destination's frames into its receive queue in one batch.
-/// Frames not written there (no buffer posted, or a chain too short) are
-/// counted as dropped for lack of a buffer at that port.
-fn forward(switch: &mut Switch<PORTS>, ports: &mut [Port<'_>], src: usize) {
-    let mut buf = vec![0u8; BURST_BYTES];
+/// The `net` PD's job in miniature (`pds/net`'s `transmit` and
+/// `deliver`): port `src`'s VMM signalled; gather its transmit queue's
+/// frames a burst at a time into the pair areas the switch routes them
+/// to, and have each destination's VMM write its frames from there into
+/// its receive queue in one batch. Frames not written there (no buffer
+/// posted, or a chain too short) are counted as dropped for lack of a
+/// buffer at that port.
+fn forward(switch: &mut Switch<PORTS>, pairs: &Pairs, ports: &mut [Port<'_>], src: usize) {
     loop {
-        let mut burst = Burst::new(&mut buf);
+        let mut deliveries = Vec::new();
+        let mut router = PortRouter::new(switch, pairs, src);
         let port = &mut ports[src];
-        let tx = port.service.transmit(&mut port.client, &mut burst);
+        let window = port.window;
+        let mut areas: Vec<Burst<'_>> = router
+            .areas()
+            .map(|(_, d)| {
+                let at = pairs.area(src, src, d).unwrap();
+                // SAFETY: the area lies inside `src`'s window (mapped for
+                // the whole test); no other slice of it lives meanwhile.
+                Burst::new(unsafe { std::slice::from_raw_parts_mut(window.add(at), AREA) })
+            })
+            .collect();
+        let mut dma = InPlace::new(&mut port.client, STAGING);
+        let tx = port
+            .service
+            .transmit_routed(&mut dma, &mut router, &mut areas);
         if tx.signal {
             port.signalled();
         }
-        let frames = burst.slices();
-        let plan = switch.decide_burst(src, &frames).unwrap();
-        for dst in plan.destinations() {
-            let batch: Vec<&[u8]> = plan.frames(dst).map(|i| frames[i]).collect();
-            let port = &mut ports[dst];
-            let rx = port.service.receive(&mut port.client, &batch);
+        for (i, area) in areas.iter().enumerate() {
+            let Some(d) = router.port(i).filter(|_| !area.is_empty()) else {
+                continue;
+            };
+            let spans: Vec<(usize, usize)> = if router.decided() {
+                area.spans().to_vec()
+            } else {
+                let plan = router.switch().decide_burst(src, &area.slices()).unwrap();
+                plan.frames(d).map(|f| area.spans()[f]).collect()
+            };
+            deliveries.push((d, spans));
+        }
+        drop(areas);
+        for (d, spans) in deliveries {
+            if spans.is_empty() {
+                continue;
+            }
+            let port = &mut ports[d];
+            let at = pairs.area(d, src, d).unwrap();
+            // SAFETY: the same area, through `d`'s window; the sender's
+            // slices of it are gone.
+            let area = unsafe { std::slice::from_raw_parts_mut(port.window.add(at), AREA) };
+            let mut dma = InPlace::new(&mut port.client, STAGING);
+            let rx = port.service.receive_placed(&mut dma, area, &spans);
             if rx.signal {
                 port.signalled();
             }
-            for _ in rx.delivered..batch.len() {
-                switch.no_buffer(dst).unwrap();
+            for _ in rx.delivered..spans.len() {
+                switch.no_buffer(d).unwrap();
             }
         }
         if !tx.more {
             return;
         }
+    }
+}
+
+/// Each port's window for the `net` PD, laid out by `pairs`: one memfd
+/// holds every staging region and pair region once, and each window maps
+/// its staging region and then its pair regions back to back, so a pair
+/// region appears in both of its ports' windows (and VMMs). The mappings
+/// live as long as the test process.
+fn windows(pairs: &Pairs) -> Vec<*mut u8> {
+    let pair_index = |a: usize, b: usize| -> usize {
+        let (a, b) = (a.min(b), a.max(b));
+        (0..a).map(|x| PORTS - 1 - x).sum::<usize>() + (b - a - 1)
+    };
+    let pair_count = PORTS * (PORTS - 1) / 2;
+    let total = PORTS * STAGING + pair_count * pairs.pair_len();
+    // SAFETY: plain libc calls; every result is checked, and the fixed
+    // mappings go into address ranges this function reserved.
+    unsafe {
+        let fd = libc::memfd_create(c"net-windows".as_ptr(), 0);
+        assert!(fd >= 0);
+        assert_eq!(libc::ftruncate(fd, total as libc::off_t), 0);
+        let map = |at: *mut u8, len: usize, offset: usize| {
+            let got = libc::mmap(
+                at.cast(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                fd,
+                offset as libc::off_t,
+            );
+            assert_eq!(got.cast::<u8>(), at);
+        };
+        (0..PORTS)
+            .map(|n| {
+                let len = pairs.window_len(n).unwrap();
+                let base = libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_NONE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+                .cast::<u8>();
+                assert_ne!(base.cast(), libc::MAP_FAILED);
+                map(base, STAGING, n * STAGING);
+                for (rank, m) in pairs.peers(n).enumerate() {
+                    map(
+                        base.add(STAGING + rank * pairs.pair_len()),
+                        pairs.pair_len(),
+                        PORTS * STAGING + pair_index(n, m) * pairs.pair_len(),
+                    );
+                }
+                base
+            })
+            .collect()
     }
 }
 
@@ -316,6 +416,7 @@ struct System<'a> {
     ram: &'a GuestRam<1, 16>,
     ports: Vec<Port<'a>>,
     switch: Switch<PORTS>,
+    pairs: Pairs,
 }
 
 impl System<'_> {
@@ -328,7 +429,7 @@ impl System<'_> {
             .take_while(|c| port.tx.post(self.ram, c, false))
             .count();
         if port.w(reg::QUEUE_NOTIFY, TRANSMITQ as u32) == Action::SignalBackend {
-            forward(&mut self.switch, &mut self.ports, src);
+            forward(&mut self.switch, &self.pairs, &mut self.ports, src);
         }
         assert_eq!(self.ports[src].tx.reclaim(self.ram).len(), posted);
         posted
@@ -336,9 +437,21 @@ impl System<'_> {
 }
 
 fn with_system<R>(f: impl FnOnce(&mut System<'_>) -> R) -> R {
+    with_system_denying("", f)
+}
+
+/// The system with the ACL's `deny` list.
+fn with_system_denying<R>(deny: &str, f: impl FnOnce(&mut System<'_>) -> R) -> R {
     let mut guest = vec![0u8; RAM_LEN as usize];
     let mut pages: Vec<Vec<u8>> = (0..PORTS).map(|_| vec![0u8; 4096]).collect();
-    let mut shared: Vec<Vec<u8>> = (0..PORTS).map(|_| vec![0u8; SHARED]).collect();
+    let pairs = Pairs::new(PortSet((1 << PORTS) - 1), STAGING, AREA).unwrap();
+    let windows = windows(&pairs);
+    let window = |port: usize| {
+        let len = pairs.window_len(port).unwrap();
+        // SAFETY: `windows` mapped `len` bytes there for the process's
+        // life; the test touches them only through buffers and areas.
+        unsafe { SharedBuffer::new(NonNull::new(windows[port]).unwrap(), len) }
+    };
     // SAFETY: `guest` outlives `ram` and is only accessed through it.
     let region =
         unsafe { MappedRegion::new(RAM_GPA, NonNull::new(guest.as_mut_ptr()).unwrap(), RAM_LEN) };
@@ -349,12 +462,10 @@ fn with_system<R>(f: impl FnOnce(&mut System<'_>) -> R) -> R {
     let servers: Vec<RefCell<Server<1>>> = (0..PORTS)
         .map(|port| {
             let server = RefCell::new(Server::<1>::new());
-            let window = Window::read_write(RAM_GPA + VM_LEN * port as u64, VM_LEN);
+            let ram_window = Window::read_write(RAM_GPA + VM_LEN * port as u64, VM_LEN);
             server
                 .borrow_mut()
-                .add_client(
-                    ClientConfig::new(CHANNEL, buffer(&mut shared[port]), &[window]).unwrap(),
-                )
+                .add_client(ClientConfig::new(CHANNEL, window(port), &[ram_window]).unwrap())
                 .unwrap();
             server
         })
@@ -369,7 +480,8 @@ fn with_system<R>(f: impl FnOnce(&mut System<'_>) -> R) -> R {
             Port {
                 frontend: NetFrontend::new(page, mac(port).0),
                 service: NetService::new(page),
-                client: Client::new(transport, buffer(&mut shared[port])),
+                client: Client::with_staging(transport, window(port), 0, STAGING).unwrap(),
+                window: windows[port],
                 calls: &calls[port],
                 tx: DriverQueue::new(port, TRANSMITQ),
                 rx: DriverQueue::new(port, RECEIVEQ),
@@ -378,10 +490,13 @@ fn with_system<R>(f: impl FnOnce(&mut System<'_>) -> R) -> R {
         })
         .collect();
     let macs: [Mac; PORTS] = core::array::from_fn(mac);
+    let mut config = Config::new(macs).unwrap();
+    config.deny_list(deny).unwrap();
     let mut system = System {
         ram: &ram,
         ports,
-        switch: Switch::new(Config::new(macs).unwrap()),
+        switch: Switch::new(config),
+        pairs,
     };
     for (n, port) in system.ports.iter_mut().enumerate() {
         port.start(n);
@@ -442,29 +557,82 @@ fn frames_cross_the_switch_byte_exact() {
     });
 }
 
+/// Port 0 sends 64 full frames to port 1; the calls each VMM takes.
+fn burst_calls(sys: &mut System<'_>) -> [u64; 2] {
+    assert_eq!(sys.ports[1].post_rx(sys.ram, 64), 64);
+    let frames: Vec<Vec<u8>> = (0..64)
+        .map(|i| frame(mac(1), mac(0), 1514, i as u8))
+        .collect();
+    let chains: Vec<Vec<Vec<u8>>> = frames.iter().map(|f| vec![with_header(f)]).collect();
+    let before = [sys.ports[0].calls.get(), sys.ports[1].calls.get()];
+    assert_eq!(sys.send(0, &chains), 64);
+    let after = [sys.ports[0].calls.get(), sys.ports[1].calls.get()];
+    let got: Vec<Vec<u8>> = sys.ports[1]
+        .rx
+        .reclaim(sys.ram)
+        .iter()
+        .map(|c| {
+            assert_eq!(split(c).0, NetHdr::received().as_bytes());
+            split(c).1.to_vec()
+        })
+        .collect();
+    assert_eq!(got, frames);
+    assert_eq!(sys.switch.counters(1).unwrap().tx, 64);
+    [after[0] - before[0], after[1] - before[1]]
+}
+
 #[test]
-fn a_64_frame_burst_costs_four_calls_each_way() {
+fn a_64_frame_burst_to_the_one_reachable_peer_costs_four_calls_each_way() {
+    // Port 0 may reach port 1 only: its frames are placed unread.
+    with_system_denying("0-2", |sys| {
+        // Sender: snapshot, gather into the 0 -> 1 area (64 buffers: 2
+        // calls of at most 39), used ring. Receiver: snapshot, scatter
+        // from that area (2 calls), used ring.
+        assert_eq!(burst_calls(sys), [4, 4]);
+    });
+}
+
+#[test]
+fn a_64_frame_burst_among_three_costs_two_peeks_more() {
+    // Port 0 may reach ports 1 and 2: each frame's first 26 bytes are
+    // read first (64 buffers: 2 calls), then each frame is gathered only
+    // into its destination's area.
     with_system(|sys| {
-        assert_eq!(sys.ports[1].post_rx(sys.ram, 64), 64);
-        let frames: Vec<Vec<u8>> = (0..64)
-            .map(|i| frame(mac(1), mac(0), 1514, i as u8))
-            .collect();
-        let chains: Vec<Vec<Vec<u8>>> = frames.iter().map(|f| vec![with_header(f)]).collect();
-        let before = [sys.ports[0].calls.get(), sys.ports[1].calls.get()];
-        assert_eq!(sys.send(0, &chains), 64);
-        let after = [sys.ports[0].calls.get(), sys.ports[1].calls.get()];
-        // Snapshot, gather (64 buffers: 2 calls of at most 39), used ring.
-        assert_eq!(after[0] - before[0], 4);
-        // Snapshot, scatter (64 buffers: 2 calls), used ring.
-        assert_eq!(after[1] - before[1], 4);
+        assert_eq!(burst_calls(sys), [6, 4]);
+        // Port 2's VMM never got the frames to port 1: its receive queue
+        // has nothing, and the 0 -> 2 area (in memory VMM 2 maps) holds
+        // none of their bytes.
+        assert_eq!(sys.ports[2].rx.reclaim(sys.ram).len(), 0);
+        let at = sys.pairs.area(2, 0, 2).unwrap();
+        // SAFETY: inside port 2's window, no other slice of it alive.
+        let area = unsafe { std::slice::from_raw_parts(sys.ports[2].window.add(at), AREA) };
+        assert!(area.iter().all(|&b| b == 0));
+    });
+}
+
+#[test]
+fn a_spoofed_frame_to_the_one_reachable_peer_is_never_received() {
+    with_system_denying("0-2", |sys| {
+        assert_eq!(sys.ports[1].post_rx(sys.ram, 4), 4);
+        let good = frame(mac(1), mac(0), 100, 1);
+        let spoofed = frame(mac(1), mac(2), 100, 2);
+        let bcast = frame(Mac::BROADCAST, mac(0), 60, 3);
+        let chains = vec![
+            vec![with_header(&good)],
+            vec![with_header(&spoofed)],
+            vec![with_header(&bcast)],
+        ];
+        assert_eq!(sys.send(0, &chains), 3);
         let got: Vec<Vec<u8>> = sys.ports[1]
             .rx
             .reclaim(sys.ram)
             .iter()
             .map(|c| split(c).1.to_vec())
             .collect();
-        assert_eq!(got, frames);
-        assert_eq!(sys.switch.counters(1).unwrap().tx, 64);
+        assert_eq!(got, [good, bcast]);
+        assert_eq!(sys.switch.counters(0).unwrap().spoofed, 1);
+        // Port 2, denied, got nothing of the broadcast.
+        assert_eq!(sys.ports[2].rx.reclaim(sys.ram).len(), 0);
     });
 }
 
@@ -596,9 +764,13 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 128 }))]
     #[test]
     fn every_valid_frame_with_a_buffer_arrives_once_in_order(
-        ops in proptest::collection::vec(op(), 1..24)
+        ops in proptest::collection::vec(op(), 1..24),
+        deny_0_2 in any::<bool>(),
     ) {
-        with_system(|sys| {
+        // With 0-2 denied, ports 0 and 2 each reach one port (their frames
+        // placed unread, decided whole); port 1 reaches two (peeked).
+        let allowed = |a: usize, b: usize| a != b && !(deny_0_2 && a + b == 2 && a != 1);
+        with_system_denying(if deny_0_2 { "0-2" } else { "" }, |sys| {
             let mut model: Vec<ModelPort> = (0..PORTS).map(|_| ModelPort::default()).collect();
             let (mut malformed, mut offload, mut spoofed, mut denied) = (0u64, 0u64, 0u64, 0u64);
             let (mut too_short, mut no_buffer) = (0u64, 0u64);
@@ -645,9 +817,9 @@ proptest! {
                                 _ if !(14..=1514).contains(&f.len()) => { malformed += 1; continue; }
                                 Kind::Offload => { offload += 1; continue; }
                                 Kind::Spoofed => { spoofed += 1; continue; }
-                                Kind::To(n) if n == src => { denied += 1; continue; }
+                                Kind::To(n) if n < PORTS && !allowed(src, n) => { denied += 1; continue; }
                                 Kind::To(n) if n < PORTS => vec![n],
-                                _ => (0..PORTS).filter(|&p| p != src).collect(),
+                                _ => (0..PORTS).filter(|&p| allowed(src, p)).collect(),
                             };
                             for d in to {
                                 match model[d].posted.pop_front() {

@@ -11,7 +11,11 @@
 //! and wild values occur; with the selector's bit 6 set ("tidy"), the
 //! addresses fold into the buffer part of the area and the window's end
 //! only, so no receive buffer overlaps a ring. The selector's bit 7 sets
-//! `VIRTQ_AVAIL_F_NO_INTERRUPT` on both rings. The harness publishes both
+//! `VIRTQ_AVAIL_F_NO_INTERRUPT` on both rings. The frame count's bit 7
+//! ("routed") makes the transmit a `transmit_routed` into two areas by a
+//! router whose answers come from the input (bit 6: it peeks first), and
+//! the receive a `receive_placed` of the first area's frames and a span
+//! from the input. The harness publishes both
 //! queues in a shared page and runs the `net` PD's `NetService` (transmit
 //! into a `Burst`, receive a batch of frames of lengths from the input,
 //! twice) through guest-ram's copy service (a `Client` over
@@ -41,7 +45,8 @@ use guest_ram::server::{ClientConfig, Server, Window};
 use guest_ram::transport::Local;
 use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
 use virtio::net::{
-    Burst, NetService, HDR_LEN, MAX_BURST, MAX_FRAME, MIN_FRAME, RECEIVEQ, TRANSMITQ,
+    Burst, NetService, Router, HDR_LEN, MAX_BURST, MAX_FRAME, MIN_FRAME, PEEK_LEN, RECEIVEQ,
+    TRANSMITQ,
 };
 use virtio::queue::Layout;
 use virtio::shared::{self, QueueState};
@@ -57,15 +62,39 @@ fn buffer(memory: &mut [u8]) -> SharedBuffer {
     unsafe { SharedBuffer::new(NonNull::new(memory.as_mut_ptr()).unwrap(), memory.len()) }
 }
 
+/// A router whose answers come from the input.
+struct FuzzRouter<'a> {
+    peek: bool,
+    answers: &'a [u8],
+    asked: usize,
+}
+
+impl Router for FuzzRouter<'_> {
+    fn must_peek(&self) -> bool {
+        self.peek
+    }
+    fn route(&mut self, len: usize, head: Option<&[u8]>) -> u8 {
+        assert!((MIN_FRAME..=MAX_FRAME).contains(&len));
+        assert!(head.is_none_or(|h| h.len() == PEEK_LEN));
+        assert!(head.is_some() == self.peek);
+        self.asked += 1;
+        self.answers
+            .get(self.asked % self.answers.len().max(1))
+            .map_or(1, |b| b & 3)
+    }
+}
+
 pub fn run(data: &[u8]) {
     if data.len() < 8 {
         return;
     }
+    let routed = data[7] & 0x80 != 0;
+    if routed {
+        return run_routed(data);
+    }
     let size = 1u16 << (data[0] % 5);
     let no_interrupt = data[0] & 0x80 != 0;
     let tidy = data[0] & 0x40 != 0;
-    let tx_idx = u16::from_le_bytes([data[1], data[2]]);
-    let rx_idx = u16::from_le_bytes([data[3], data[4]]);
     let burst_len = usize::from(u16::from_le_bytes([data[5], data[6]])) % (8 * 1024);
     // Frames to receive: lengths around the valid range, contents from
     // their index.
@@ -82,55 +111,10 @@ pub fn run(data: &[u8]) {
             (0..len).map(|j| (i ^ j) as u8).collect()
         })
         .collect();
-    let mut guest = vec![0u8; RAM];
-    let area = &mut guest[(WINDOW - GPA) as usize..][..WINDOW_LEN as usize];
-    for (dst, src) in area.iter_mut().zip(&data[8..]) {
-        *dst = *src;
-    }
-    // Transmit queue at the window's start, receive queue 0x800 on.
-    let tx = Layout::new(size, WINDOW, WINDOW + 0x1000, WINDOW + 0x1400).unwrap();
-    let rx = Layout::new(size, WINDOW + 0x800, WINDOW + 0x1800, WINDOW + 0x1c00).unwrap();
-    for layout in [&tx, &rx] {
-        let table = (layout.desc_table().gpa - GPA) as usize;
-        for d in guest[table..][..16 * usize::from(size)].chunks_exact_mut(16) {
-            let raw = u64::from_le_bytes(d[..8].try_into().unwrap());
-            if raw >> 63 == 0 {
-                let folded = if tidy {
-                    WINDOW + 0x2000 + raw % 0x2800
-                } else {
-                    GPA - 0x1000 + raw % (RAM as u64 + 0x2000)
-                };
-                d[..8].copy_from_slice(&folded.to_le_bytes());
-            }
-            let len = u32::from_le_bytes(d[8..12].try_into().unwrap());
-            if len >> 31 == 0 {
-                d[8..12].copy_from_slice(&(len % 2048).to_le_bytes());
-            }
-        }
-        let flags = (layout.avail_flags_gpa() - GPA) as usize;
-        guest[flags..flags + 2].copy_from_slice(&u16::from(no_interrupt).to_le_bytes());
-    }
-    for (layout, idx) in [(&tx, tx_idx), (&rx, rx_idx)] {
-        let at = (layout.avail_idx_gpa() - GPA) as usize;
-        guest[at..at + 2].copy_from_slice(&idx.to_le_bytes());
-        let at = (layout.used_idx_gpa() - GPA) as usize;
-        guest[at..at + 2].copy_from_slice(&[0, 0]);
-    }
-    let outside_before = outside(&guest);
-
+    let (mut guest, tx, rx, outside_before, _) = setup(data);
     let mut page_memory = vec![0u8; shared::PAGE_LEN];
     let page = buffer(&mut page_memory);
-    for (n, layout) in [(RECEIVEQ, &rx), (TRANSMITQ, &tx)] {
-        let state = QueueState::new(
-            1,
-            true,
-            size,
-            layout.desc_table().gpa,
-            layout.avail_flags_gpa(),
-            layout.used_idx_gpa() - 2,
-        );
-        shared::publish_queue_n(&page, n, &state).unwrap();
-    }
+    publish(&page, size, &tx, &rx);
     let mut shared_memory = vec![0u8; 0x2000];
     let shared = buffer(&mut shared_memory);
     // SAFETY: `guest` outlives `ram`, and is accessed only through it
@@ -185,6 +169,127 @@ pub fn run(data: &[u8]) {
         assert_eq!(used(&rx), stats.rx_chains);
     }
     // `ram` is not used again: reading `guest` directly is sound now.
+    assert!(
+        outside(&guest) == outside_before,
+        "a byte outside the window changed"
+    );
+}
+
+/// The guest's memory from the input: the queue area, both queues'
+/// descriptors folded as the module says, the rings' flags and indices.
+/// Returns it, the two layouts, the bytes outside the window and the
+/// queue size.
+fn setup(data: &[u8]) -> (Vec<u8>, Layout, Layout, Vec<u8>, u16) {
+    let size = 1u16 << (data[0] % 5);
+    let no_interrupt = data[0] & 0x80 != 0;
+    let tidy = data[0] & 0x40 != 0;
+    let tx_idx = u16::from_le_bytes([data[1], data[2]]);
+    let rx_idx = u16::from_le_bytes([data[3], data[4]]);
+    let mut guest = vec![0u8; RAM];
+    let area = &mut guest[(WINDOW - GPA) as usize..][..WINDOW_LEN as usize];
+    for (dst, src) in area.iter_mut().zip(&data[8..]) {
+        *dst = *src;
+    }
+    // Transmit queue at the window's start, receive queue 0x800 on.
+    let tx = Layout::new(size, WINDOW, WINDOW + 0x1000, WINDOW + 0x1400).unwrap();
+    let rx = Layout::new(size, WINDOW + 0x800, WINDOW + 0x1800, WINDOW + 0x1c00).unwrap();
+    for layout in [&tx, &rx] {
+        let table = (layout.desc_table().gpa - GPA) as usize;
+        for d in guest[table..][..16 * usize::from(size)].chunks_exact_mut(16) {
+            let raw = u64::from_le_bytes(d[..8].try_into().unwrap());
+            if raw >> 63 == 0 {
+                let folded = if tidy {
+                    WINDOW + 0x2000 + raw % 0x2800
+                } else {
+                    GPA - 0x1000 + raw % (RAM as u64 + 0x2000)
+                };
+                d[..8].copy_from_slice(&folded.to_le_bytes());
+            }
+            let len = u32::from_le_bytes(d[8..12].try_into().unwrap());
+            if len >> 31 == 0 {
+                d[8..12].copy_from_slice(&(len % 2048).to_le_bytes());
+            }
+        }
+        let flags = (layout.avail_flags_gpa() - GPA) as usize;
+        guest[flags..flags + 2].copy_from_slice(&u16::from(no_interrupt).to_le_bytes());
+    }
+    for (layout, idx) in [(&tx, tx_idx), (&rx, rx_idx)] {
+        let at = (layout.avail_idx_gpa() - GPA) as usize;
+        guest[at..at + 2].copy_from_slice(&idx.to_le_bytes());
+        let at = (layout.used_idx_gpa() - GPA) as usize;
+        guest[at..at + 2].copy_from_slice(&[0, 0]);
+    }
+    let outside_before = outside(&guest);
+
+    (guest, tx, rx, outside_before, size)
+}
+
+/// Publishes both queues in the shared page.
+fn publish(page: &SharedBuffer, size: u16, tx: &Layout, rx: &Layout) {
+    for (n, layout) in [(RECEIVEQ, rx), (TRANSMITQ, tx)] {
+        let state = QueueState::new(
+            1,
+            true,
+            size,
+            layout.desc_table().gpa,
+            layout.avail_flags_gpa(),
+            layout.used_idx_gpa() - 2,
+        );
+        shared::publish_queue_n(page, n, &state).unwrap();
+    }
+}
+
+/// [`run`]'s setup for the routed mode; the same checks where they apply.
+fn run_routed(data: &[u8]) {
+    let peek = data[7] & 0x40 != 0;
+    let no_interrupt = data[0] & 0x80 != 0;
+    let (mut guest, tx, rx, outside_before, size) = setup(data);
+    let mut page_memory = vec![0u8; shared::PAGE_LEN];
+    let page = buffer(&mut page_memory);
+    publish(&page, size, &tx, &rx);
+    let mut shared_memory = vec![0u8; 0x2000];
+    let shared = buffer(&mut shared_memory);
+    // SAFETY: `guest` outlives `ram`, and is accessed only through it
+    // until `ram`'s last use.
+    let region =
+        unsafe { MappedRegion::new(GPA, NonNull::new(guest.as_mut_ptr()).unwrap(), RAM as u64) };
+    let mut ram = GuestRam::<1, 8>::new(&[region]).unwrap();
+    ram.register_at(GPA, RAM as u64).unwrap();
+    let server = RefCell::new(Server::<1>::new());
+    let window = Window::read_write(WINDOW, WINDOW_LEN);
+    server
+        .borrow_mut()
+        .add_client(ClientConfig::new(1, shared, &[window]).unwrap())
+        .unwrap();
+    let mut client = Client::new(Local::new(&server, &ram, 1), shared);
+    let mut service = NetService::new(page);
+    let area_len = usize::from(u16::from_le_bytes([data[5], data[6]])) % (8 * 1024);
+    let (mut a, mut b) = (vec![0u8; area_len], vec![0u8; 4096]);
+    let mut router = FuzzRouter {
+        peek,
+        answers: data.get(8..40).unwrap_or(&[]),
+        asked: 0,
+    };
+    let spans = {
+        let mut areas = [Burst::new(&mut a), Burst::new(&mut b)];
+        let done = service.transmit_routed(&mut client, &mut router, &mut areas);
+        let broken = shared::read_backend(&page).unwrap().needs_reset.get() != 0;
+        assert!(!(done.signal && no_interrupt) || broken);
+        for area in &areas {
+            assert!(area.len() <= MAX_BURST);
+            for &(start, len) in area.spans() {
+                assert!((MIN_FRAME..=MAX_FRAME).contains(&len) && start >= HDR_LEN);
+            }
+        }
+        let mut spans = areas[0].spans().to_vec();
+        spans.push((usize::from(data[1]) * 7, usize::from(data[2]) * 13));
+        spans
+    };
+    let done = service.receive_placed(&mut client, &mut a, &spans);
+    assert!(done.delivered <= done.consumed && done.consumed <= spans.len());
+    let stats = service.stats();
+    assert_eq!(stats.rx_frames, done.delivered as u64);
+    let _ = rx;
     assert!(
         outside(&guest) == outside_before,
         "a byte outside the window changed"
