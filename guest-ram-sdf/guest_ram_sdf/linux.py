@@ -17,9 +17,11 @@ regions ``guest_ram_vm<n>``, ``blk_disk_vm<n>``, ``blk_staging_vm<n>``,
 the UART and its interrupt, ``smc`` to power the machine off),
 ``timer`` (210, passive, PPI 30; left out with ``--cpus`` > 1), ``net``
 (175, with ``--net-acl``: the switch between the VMs' virtio-net devices,
-a copy client of every VMM with a 256 KiB buffer ``net_buffer_vm<n>`` and
-the device page ``net_device_vm<n>`` per VM, and the ACL's deny list
-prefilled into ``net_acl``), the
+a copy client of every VMM with a 128 KiB staging region
+``net_buffer_vm<n>`` and the device page ``net_device_vm<n>`` per VM, a
+region ``net_pair_<a>_<b>`` per pair of VMs that only the net PD and
+those two VMMs map, where frames between them wait between their two
+copies, and the ACL's deny list prefilled into ``net_acl``), the
 kernel and initrd regions (read-only in every VMM) and the GIC's virtual
 CPU interface (mapped into every VM; seL4 switches its state with the
 vCPU).
@@ -104,10 +106,16 @@ NET_DEVICES = 0x3800_0000
 NET_ACL = 0x3900_0000
 
 CONSOLE_BUFFER_SIZE = 0x4000
-# Per VM, the net PD's buffer: 128 KiB where the copy client stages (ring
-# snapshots, used rings, a receive batch of up to 97,664 bytes) and the
-# transmit burst (97,664 bytes) after it, gathered there in place.
-NET_BUFFER_SIZE = 0x4_0000
+# Per VM, the net PD's staging region: 128 KiB where the copy client
+# stages ring snapshots, used rings and peeks at frames.
+NET_BUFFER_SIZE = 0x2_0000
+# Per pair of VMs {a, b}, a region mapped into the net PD, VMM a and VMM b
+# only: the area for frames from a to b, then the one from b to a, each a
+# whole burst (64 frames of 1526 bytes, 97,664 bytes) page-rounded. Each
+# VMM's window for the net PD is its staging region, then its pair
+# regions in increasing order of the other VM (net_switch::Pairs).
+NET_AREA_SIZE = 0x1_8000
+NET_PAIR_SIZE = 2 * NET_AREA_SIZE
 
 
 def system(vms: int, kernel: str, initrd: str, dtbs: List[str], disks: List[str], disk_size: int,
@@ -168,6 +176,7 @@ def system(vms: int, kernel: str, initrd: str, dtbs: List[str], disks: List[str]
         net.add_map(S.Map(acl, NET_ACL, "r", setvar_vaddr="acl_vaddr"))
         map_extra(sdf, "net", "net_acl", setvar_prefill_size="acl_len")
         pds.append(net)
+    vmms = []
     for n in range(vms):
         # Passive on one core (seL4's fastpath takes its copy calls). On
         # SMP the serial PD on core 0 calls every VMM, and a Call that
@@ -176,6 +185,7 @@ def system(vms: int, kernel: str, initrd: str, dtbs: List[str], disks: List[str]
         # keeps a scheduling context of its own on its core.
         vmm = S.ProtectionDomain(f"vmm{n}", "vmm.elf", priority=VMM_PRIORITY, passive=not smp,
                                  stack_size=0x10000, cpu=core(n))
+        vmms.append(vmm)
         ram = GuestRam(sdf, vmm, VMM_PRIORITY, gpa=GUEST_RAM_GPA, size=guest_ram_size,
                        vmm_vaddr=VMM_GUEST_RAM, page_size=PAGE_2M, name=f"guest_ram_vm{n}",
                        symbol="guest_ram")
@@ -254,9 +264,43 @@ def system(vms: int, kernel: str, initrd: str, dtbs: List[str], disks: List[str]
         sdf.add_channel(S.Channel(vmm, doorbell, a_id=VMM_DOORBELL_ID, b_id=0,
                                   pd_a_setvar_id="doorbell_channel", pd_b_setvar_id="vmm_channel"))
         pds += [vmm, blk, doorbell]
+    if net:
+        add_net_pairs(sdf, net, vmms)
     for pd in pds:
         sdf.add_pd(pd)
     return render(sdf)
+
+
+def net_window_offset(n: int, peer: int, vms: int) -> int:
+    """Where the pair region of VMs ``n`` and ``peer`` lies in VM ``n``'s
+    window for the net PD: after the staging region, in increasing order
+    of the other VM (net_switch::Pairs computes the same)."""
+    rank = [m for m in range(vms) if m != n].index(peer)
+    return NET_BUFFER_SIZE + rank * NET_PAIR_SIZE
+
+
+def add_net_pairs(sdf: S, net: S.ProtectionDomain, vmms: List[S.ProtectionDomain]) -> None:
+    """A region per pair of VMs, mapped into the net PD (in both VMs'
+    windows) and into those two VMMs only, each right after the staging
+    region and the pair regions before it. The last pair region of each
+    window tells its address (``net_last_pair_vaddr`` in the VMM,
+    ``vm<n>_last_pair_vaddr`` in the net PD) and the size of one
+    (``net_pair_size``, ``pair_size``): the PDs check their windows' length
+    with them."""
+    vms = len(vmms)
+    first = True
+    for a, b in ((a, b) for a in range(vms) for b in range(a + 1, vms)):
+        pair = region(sdf, f"net_pair_{a}_{b}", NET_PAIR_SIZE)
+        for n, peer in ((a, b), (b, a)):
+            offset = net_window_offset(n, peer, vms)
+            last = peer == max(m for m in range(vms) if m != n)
+            vmms[n].add_map(S.Map(pair, VMM_NET_BUFFER + offset, "rw",
+                                  setvar_vaddr="net_last_pair_vaddr" if last else None,
+                                  setvar_size="net_pair_size" if last else None))
+            net.add_map(S.Map(pair, NET_BUFFERS + n * STRIDE + offset, "rw",
+                              setvar_vaddr=f"vm{n}_last_pair_vaddr" if last else None,
+                              setvar_size="pair_size" if first else None))
+            first = False
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -93,6 +93,13 @@ def test_no_pd_sees_another_vms_memory(tmp_path, vms, cpus):
     for name, (node, _) in domains(root).items():
         for m in node.findall("map"):
             mr = m.get("mr")
+            pair = re.fullmatch(r"net_pair_(\d)_(\d)", mr)
+            if pair is not None:
+                # Frames between VMs a and b wait there: the net PD and
+                # those two VMMs alone map it.
+                a, b = pair.groups()
+                assert name in (f"vmm{a}", f"vmm{b}", "net"), f"{name} maps {mr}"
+                continue
             owner = re.search(r"_vm(\d)$", mr)
             if owner is None:
                 # Shared: the images (read-only), the GIC's CPU interface
@@ -169,3 +176,38 @@ def test_bad_counts_are_refused(tmp_path):
         linux.system(0, "k", "i", ["d"], ["disk"], 0x100000)
     with pytest.raises(ValueError):
         linux.system(3, "k", "i", ["d0", "d1"], ["disk"], 0x100000)
+
+
+@pytest.mark.parametrize("vms,cpus", CASES)
+def test_net_windows_are_laid_out_as_the_pds_expect(tmp_path, vms, cpus):
+    """Each VM's window for the net PD, in its VMM and in the net PD: the
+    staging region, then the pair region with each other VM in increasing
+    order, back to back (net_switch::Pairs's rule); the last one carries
+    the setvars the PDs check the window's length with."""
+    root, paths = generate(tmp_path, vms, cpus)
+    sizes = region_sizes(root, paths)
+    pds = domains(root)
+    for n in range(vms):
+        peers = [m for m in range(vms) if m != n]
+        expected = [f"net_buffer_vm{n}"] + [f"net_pair_{min(n, m)}_{max(n, m)}" for m in peers]
+        for pd, base, last_var, size_var in (
+                (f"vmm{n}", linux.VMM_NET_BUFFER, "net_last_pair_vaddr", "net_pair_size"),
+                ("net", linux.NET_BUFFERS + n * linux.STRIDE, f"vm{n}_last_pair_vaddr", None)):
+            node, _ = pds[pd]
+            maps = {m.get("mr"): m for m in node.findall("map")
+                    if m.get("mr") in expected and base <= int(m.get("vaddr"), 0) < base + linux.STRIDE}
+            at = base
+            for mr in expected:
+                assert int(maps[mr].get("vaddr"), 0) == at, f"{pd}: {mr} not at {at:#x}"
+                at += sizes[mr]
+            if peers:
+                last = maps[expected[-1]]
+                assert last.get("setvar_vaddr") == last_var
+                if size_var:
+                    assert last.get("setvar_size") == size_var
+    net, _ = pds["net"]
+    assert sum(m.get("setvar_size") == "pair_size" for m in net.findall("map")) == (1 if vms > 1 else 0)
+    assert sizes.get("net_buffer_vm0") == linux.NET_BUFFER_SIZE
+    for a in range(vms):
+        for b in range(a + 1, vms):
+            assert sizes[f"net_pair_{a}_{b}"] == linux.NET_PAIR_SIZE

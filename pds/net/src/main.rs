@@ -1,38 +1,44 @@
 // SPDX-License-Identifier: BSD-2-Clause
 //! The `net` PD (the N-VM Linux system): an Ethernet switch between the
 //! VMs' virtio-net devices, one port per VM. It never maps guest RAM:
-//! frames move through each VM's VMM's copy service, into and out of a
-//! buffer that this PD shares with that VMM alone.
+//! frames move through each VM's VMM's copy service, into and out of
+//! memory that this PD shares with that VMM and, for a pair region, with
+//! the one other VMM at the pair's other end.
 //!
 //! Glue only: the queues are `virtio::net::NetService`, the decisions
 //! (MACs, ACL, anti-spoofing, flooding, counters, per-destination
-//! batching) `net_switch::Switch`.
+//! batching, routing into pair areas) `net_switch`.
 //!
-//! On VMM n's signal: [`NetService::transmit`] gathers VM n's transmit
-//! chains into a [`Burst`] (up to 64 frames), [`Switch::decide_burst`]
-//! decides them all, and each destination gets its frames in one
-//! [`NetService::receive`]; frames a destination has no posted buffer for
-//! are dropped and counted ([`Switch::no_buffer`]): a receiver without
+//! On VMM n's signal: [`NetService::transmit_routed`] gathers VM n's
+//! transmit chains (up to 64 frames) into the areas the switch routes them
+//! to, and each destination gets its frames in one
+//! [`NetService::receive_placed`]; frames a destination has no posted
+//! buffer for are dropped and counted ([`Switch::no_buffer`]): a receiver without
 //! buffers costs the sender a dropped frame, never a stall. VMMs whose
 //! guest wants an interrupt are signalled once per burst.
 //!
-//! **Copies of a frame: 3.** (1) VMM s copies the frame (with its 12-byte
-//! virtio-net header) from VM s's transmit buffer into this PD's buffer
-//! for VM s, at the burst's place in it (`Client::readv_at`: the burst
-//! *is* that part of the shared buffer, no bounce); (2)
-//! `NetService::receive_staged` copies it, behind a fresh header, into
-//! the same place of this PD's buffer for VM d; (3) VMM d copies it from
-//! there into VM d's receive buffer (`Client::writev_at`). The switch
-//! holds a frame once in memory only VM s's VMM sees, and writes it once
-//! into memory only VM d's VMM sees. Two copies would need a buffer mapped
-//! into both VMMs, chosen before the switch knows the destination: VM s's
-//! VMM would then see frames for VMs other than d. Not done.
+//! **Copies of a frame: 2.** Each pair of VMs `{a, b}` has a region of
+//! its own (`net_switch::Pairs`), mapped here and into VMM a and VMM b
+//! only, holding an area for frames from a to b and one for frames from
+//! b to a; each VMM's window for this PD is its staging region and then
+//! its pair regions. (1) VMM s copies a frame (with its 12-byte
+//! virtio-net header) out of VM s's transmit buffer into the area for
+//! `s -> d` (`Client::readv_at`, asked by `NetService::transmit_routed`);
+//! (2) VMM d copies it from there into VM d's receive buffer
+//! (`Client::writev_at`, asked by `NetService::receive_placed`, which
+//! writes the receive header over the transmit one first). This PD copies
+//! no frame. Which area: with one reachable peer (two VMs) every frame
+//! goes to that pair's area and is decided there on the whole frame;
+//! with several, the frames' first 26 bytes are read first (one more call
+//! per 39 frames) and each frame is gathered only into the areas of the
+//! ports the switch sends it to (`net_switch::PortRouter`), a broadcast
+//! into each. A VMM sees only frames its VM sent or was sent.
 //!
 //! **Copy calls for a 64-frame burst** (Linux: header and frame in one
 //! buffer, so one segment per frame; a call carries at most 39): transmit
-//! 1 (ring snapshot) + 2 (gather) + 1 (used ring) = 4; each destination 1
-//! (snapshot) + 2 (scatter of 64 frames) + 1 (used ring) = 4: 8 calls for
-//! 64 unicast frames to one VM, 4 + 4 × (VMs - 1) for 64 broadcasts.
+//! 1 (ring snapshot) + 2 (gather) + 1 (used ring) = 4, plus 2 (peeks) with
+//! several reachable peers; each destination 1 (snapshot) + 2 (scatter) +
+//! 1 (used ring) = 4: 8 calls for 64 unicast frames between two VMs.
 //!
 //! Channels (guest_ram_sdf.linux, through `setvar_id`): VM n's port, a
 //! copy client of VMM n, on channel n; VMM n's power-off signal on
@@ -51,21 +57,24 @@
 use core::ptr::NonNull;
 
 use common::Ppc;
-use guest_ram::client::{Client, ClientError};
-use guest_ram::{GpaRange, SharedBuffer};
-use net_switch::{Config, Mac, Switch};
+use guest_ram::client::Client;
+use guest_ram::SharedBuffer;
+use net_switch::{Config, Mac, Pairs, PortRouter, PortSet, Switch};
 use sel4_microkit::{protection_domain, var, Channel, ChannelSet, Handler, Infallible};
-use virtio::net::{Burst, NetService, BURST_BYTES, MAX_BURST};
-use virtio::virtq::GuestDma;
+use virtio::net::{Burst, NetService, BURST_BYTES, MAX_AREAS, MAX_BURST};
+use virtio::virtq::InPlace;
 
 /// The most VMs (guest_ram_sdf.linux's MAX_VMS): the switch's ports.
 const PORTS: usize = 4;
-/// The part of each VM's buffer the copy client stages in (ring snapshots,
-/// used rings, receive batches: at most 97,664 bytes).
+/// Each window's staging region, where the copy client stages ring
+/// snapshots, used rings and peeks (guest_ram_sdf.linux's
+/// NET_BUFFER_SIZE).
 const STAGING: usize = 0x2_0000;
-/// Where the transmit burst lives in each VM's buffer, after the staging
-/// area: frames are gathered there by the VMM, in place.
-const BURST_AT: usize = STAGING;
+/// One direction's area in a pair region: a whole burst
+/// ([`BURST_BYTES`], 97,664 bytes), page-rounded (guest_ram_sdf.linux's
+/// NET_AREA_SIZE).
+const AREA: usize = 0x1_8000;
+const _: () = assert!(AREA >= BURST_BYTES);
 
 /// One VM's port.
 struct Port {
@@ -73,119 +82,84 @@ struct Port {
     power: Channel,
     client: Client<Ppc>,
     service: NetService,
+    /// The port's window: the staging region, then its pair regions
+    /// ([`Pairs`]), as VMM n maps them too.
     buffer: SharedBuffer,
-}
-
-/// A copy client whose gathers into, and scatters from, its own shared
-/// buffer go in place (`readv_at`/`writev_at`: one copy, by the VMM);
-/// anything else goes through the staging area as `Client` does.
-struct InPlace<'a> {
-    client: &'a mut Client<Ppc>,
-    buffer: SharedBuffer,
-}
-
-impl InPlace<'_> {
-    /// `bytes`' offset in the shared buffer, if it lies wholly inside it.
-    fn offset_of(&self, bytes: &[u8]) -> Option<u64> {
-        let base = self.buffer.vaddr().as_ptr() as usize;
-        let at = (bytes.as_ptr() as usize).checked_sub(base)?;
-        (at.checked_add(bytes.len())? <= self.buffer.len()).then_some(at as u64)
-    }
-}
-
-impl GuestDma for InPlace<'_> {
-    type Error = ClientError;
-    fn read(&mut self, gpa: u64, dst: &mut [u8]) -> Result<(), ClientError> {
-        self.client.read(gpa, dst)
-    }
-    fn readv(&mut self, segments: &[GpaRange], dst: &mut [u8]) -> Result<(), ClientError> {
-        match self.offset_of(dst) {
-            Some(at) if at >= STAGING as u64 => {
-                let n = self.client.readv_at(segments, at)?;
-                if n == dst.len() {
-                    Ok(())
-                } else {
-                    Err(ClientError::TooLarge)
-                }
-            }
-            _ => self.client.readv(segments, dst),
-        }
-    }
-    fn write(&mut self, gpa: u64, src: &[u8]) -> Result<(), ClientError> {
-        self.client.write(gpa, src)
-    }
-    fn writev(&mut self, segments: &[GpaRange], src: &[u8]) -> Result<(), ClientError> {
-        match self.offset_of(src) {
-            Some(at) if at >= STAGING as u64 => {
-                let n = self.client.writev_at(segments, at)?;
-                if n == src.len() {
-                    Ok(())
-                } else {
-                    Err(ClientError::TooLarge)
-                }
-            }
-            _ => self.client.writev(segments, src),
-        }
-    }
-    fn staging(&self) -> &SharedBuffer {
-        self.client.staging()
-    }
-    fn gather(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
-        self.client.readv_in_place(segments)
-    }
-    fn scatter(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
-        self.client.writev_in_place(segments)
-    }
-    fn gather_at(&mut self, segments: &[GpaRange], offset: u64) -> Result<usize, ClientError> {
-        self.client.readv_at(segments, offset)
-    }
-    fn scatter_at(&mut self, segments: &[GpaRange], offset: u64) -> Result<usize, ClientError> {
-        self.client.writev_at(segments, offset)
-    }
 }
 
 struct Net {
     ports: [Option<Port>; PORTS],
     switch: Switch<PORTS>,
+    /// Where each pair of ports' areas lie in their windows.
+    pairs: Pairs,
     /// Bursts forwarded, for the log.
     bursts: u64,
 }
 
-/// VM `n`'s port, if the system description gives it one.
-fn port(
-    n: usize,
-    [buffer, device]: [usize; 2],
-    sizes: [usize; 2],
-    [channel, power]: [usize; 2],
-) -> Option<Port> {
-    let (buffer_vaddr, device_vaddr) = (
-        NonNull::new(buffer as *mut u8)?,
-        NonNull::new(device as *mut u8)?,
-    );
-    if channel != n {
-        log::error!("net: VM {n}'s port is on channel {channel}, not {n}; left out");
-        return None;
+/// What the system description says of VM n's port (setvar): its
+/// window's staging region (`buffer`), its device page, its channels and
+/// where its last pair region is mapped.
+struct PortVars {
+    buffer: usize,
+    buffer_size: usize,
+    device: usize,
+    device_size: usize,
+    channel: usize,
+    power: usize,
+    last_pair: usize,
+}
+
+impl PortVars {
+    /// Whether the description gives VM n a port at all.
+    fn given(&self, n: usize) -> bool {
+        if self.buffer == 0 || self.device == 0 {
+            return false;
+        }
+        if self.channel != n {
+            log::error!(
+                "net: VM {n}'s port is on channel {}, not {n}; left out",
+                self.channel
+            );
+            return false;
+        }
+        true
     }
-    if sizes[0] < BURST_AT + BURST_BYTES {
+}
+
+/// VM `n`'s port, if its window is laid out as `pairs` says: the staging
+/// region, then a pair region of `pair_size` bytes per peer, the last one
+/// at `last_pair`.
+fn port(n: usize, v: &PortVars, pairs: &Pairs, pair_size: usize) -> Option<Port> {
+    let window = pairs.window_len(n)?;
+    let peers = pairs.peers(n).len();
+    let end = v.buffer.checked_add(window)?;
+    let laid_out = v.buffer_size == STAGING
+        && pair_size == pairs.pair_len()
+        && (peers == 0 || v.last_pair.checked_add(pair_size) == Some(end));
+    if !laid_out {
         log::error!(
-            "net: VM {n}'s buffer is {} bytes, fewer than {}; left out",
-            sizes[0],
-            BURST_AT + BURST_BYTES
+            "net: VM {n}'s window is not {STAGING:#x} bytes of staging and {peers} pair regions of {:#x}; left out",
+            pairs.pair_len()
         );
         return None;
     }
-    // SAFETY: system.xml maps VM n's buffer and device page here for the
-    // PD's whole life, at these addresses and sizes (setvar).
+    let (buffer_vaddr, device_vaddr) = (
+        NonNull::new(v.buffer as *mut u8)?,
+        NonNull::new(v.device as *mut u8)?,
+    );
+    // SAFETY: system.xml maps VM n's staging region and then its pair
+    // regions back to back here (their sizes and the last one's address
+    // checked above), and its device page, for the PD's whole life.
     let (buffer, page) = unsafe {
         (
-            SharedBuffer::new(buffer_vaddr, sizes[0]),
-            SharedBuffer::new(device_vaddr, sizes[1]),
+            SharedBuffer::new(buffer_vaddr, window),
+            SharedBuffer::new(device_vaddr, v.device_size),
         )
     };
     let client = Client::with_staging(Ppc(Channel::new(n)), buffer, 0, STAGING).ok()?;
     Some(Port {
         channel: Channel::new(n),
-        power: Channel::new(power),
+        power: Channel::new(v.power),
         client,
         service: NetService::new(page),
         buffer,
@@ -207,68 +181,57 @@ fn deny_list() -> &'static str {
 #[protection_domain]
 fn init() -> Net {
     common::init_logging(log::LevelFilter::Info);
-    let ports = [
-        port(
-            0,
-            [
-                *var!(vm0_buffer_vaddr: usize = 0),
-                *var!(vm0_device_vaddr: usize = 0),
-            ],
-            [
-                *var!(vm0_buffer_size: usize = 0),
-                *var!(vm0_device_size: usize = 0),
-            ],
-            [
-                *var!(vm0_channel: usize = 0),
-                *var!(vm0_power_channel: usize = 4),
-            ],
-        ),
-        port(
-            1,
-            [
-                *var!(vm1_buffer_vaddr: usize = 0),
-                *var!(vm1_device_vaddr: usize = 0),
-            ],
-            [
-                *var!(vm1_buffer_size: usize = 0),
-                *var!(vm1_device_size: usize = 0),
-            ],
-            [
-                *var!(vm1_channel: usize = 1),
-                *var!(vm1_power_channel: usize = 5),
-            ],
-        ),
-        port(
-            2,
-            [
-                *var!(vm2_buffer_vaddr: usize = 0),
-                *var!(vm2_device_vaddr: usize = 0),
-            ],
-            [
-                *var!(vm2_buffer_size: usize = 0),
-                *var!(vm2_device_size: usize = 0),
-            ],
-            [
-                *var!(vm2_channel: usize = 2),
-                *var!(vm2_power_channel: usize = 6),
-            ],
-        ),
-        port(
-            3,
-            [
-                *var!(vm3_buffer_vaddr: usize = 0),
-                *var!(vm3_device_vaddr: usize = 0),
-            ],
-            [
-                *var!(vm3_buffer_size: usize = 0),
-                *var!(vm3_device_size: usize = 0),
-            ],
-            [
-                *var!(vm3_channel: usize = 3),
-                *var!(vm3_power_channel: usize = 7),
-            ],
-        ),
+    let vars = [
+        PortVars {
+            buffer: *var!(vm0_buffer_vaddr: usize = 0),
+            buffer_size: *var!(vm0_buffer_size: usize = 0),
+            device: *var!(vm0_device_vaddr: usize = 0),
+            device_size: *var!(vm0_device_size: usize = 0),
+            channel: *var!(vm0_channel: usize = 0),
+            power: *var!(vm0_power_channel: usize = 4),
+            last_pair: *var!(vm0_last_pair_vaddr: usize = 0),
+        },
+        PortVars {
+            buffer: *var!(vm1_buffer_vaddr: usize = 0),
+            buffer_size: *var!(vm1_buffer_size: usize = 0),
+            device: *var!(vm1_device_vaddr: usize = 0),
+            device_size: *var!(vm1_device_size: usize = 0),
+            channel: *var!(vm1_channel: usize = 1),
+            power: *var!(vm1_power_channel: usize = 5),
+            last_pair: *var!(vm1_last_pair_vaddr: usize = 0),
+        },
+        PortVars {
+            buffer: *var!(vm2_buffer_vaddr: usize = 0),
+            buffer_size: *var!(vm2_buffer_size: usize = 0),
+            device: *var!(vm2_device_vaddr: usize = 0),
+            device_size: *var!(vm2_device_size: usize = 0),
+            channel: *var!(vm2_channel: usize = 2),
+            power: *var!(vm2_power_channel: usize = 6),
+            last_pair: *var!(vm2_last_pair_vaddr: usize = 0),
+        },
+        PortVars {
+            buffer: *var!(vm3_buffer_vaddr: usize = 0),
+            buffer_size: *var!(vm3_buffer_size: usize = 0),
+            device: *var!(vm3_device_vaddr: usize = 0),
+            device_size: *var!(vm3_device_size: usize = 0),
+            channel: *var!(vm3_channel: usize = 3),
+            power: *var!(vm3_power_channel: usize = 7),
+            last_pair: *var!(vm3_last_pair_vaddr: usize = 0),
+        },
     ];
+    let mut present = PortSet::EMPTY;
+    for (n, v) in vars.iter().enumerate() {
+        if v.given(n) {
+            present.insert(n);
+        }
+    }
+    let pairs = Pairs::new(present, STAGING, AREA).expect("windows fit the address space");
+    let pair_size = *var!(pair_size: usize = 0);
+    let ports: [Option<Port>; PORTS] = core::array::from_fn(|n| {
+        vars.get(n)
+            .filter(|v| v.given(n))
+            .and_then(|v| port(n, v, &pairs, pair_size))
+    });
     let macs = core::array::from_fn(|n| Mac(common::net_mac(n)));
     let mut config = Config::new(macs).expect("distinct unicast MACs");
     // A VM the system does not have: no frame goes to or comes from it.
@@ -295,38 +258,76 @@ fn init() -> Net {
     Net {
         ports,
         switch: Switch::new(config),
+        pairs,
         bursts: 0,
     }
 }
 
 impl Net {
     /// VM `s`'s VMM signalled: forward every frame its guest transmitted,
-    /// burst by burst, marking in `signal` the ports to signal.
+    /// burst by burst, marking in `signal` the ports to signal. Each
+    /// burst's frames are gathered by VMM s straight into the areas of the
+    /// pair regions they go to (copy 1), and each destination's VMM
+    /// copies them from there into its guest's receive buffers (copy 2).
     fn transmit(&mut self, s: usize, signal: &mut [bool; PORTS]) {
         let Some(mut sender) = self.ports.get_mut(s).and_then(Option::take) else {
             return;
         };
         loop {
-            // SAFETY: the burst area is inside VM s's buffer (checked in
-            // `port`), which only this PD and VMM s map; VMM s writes it
-            // only during this PD's copy calls on its behalf (the gather
-            // below), and nothing else holds a reference into it.
-            let area = unsafe {
-                core::slice::from_raw_parts_mut(
-                    sender.buffer.vaddr().as_ptr().add(BURST_AT),
-                    BURST_BYTES,
-                )
-            };
-            let mut burst = Burst::new(area);
-            let mut dma = InPlace {
-                client: &mut sender.client,
-                buffer: sender.buffer,
-            };
-            let done = sender.service.transmit(&mut dma, &mut burst);
+            // What each destination gets of this burst: its port and the
+            // frames' spans in its area.
+            let mut deliveries: heapless::Vec<
+                (usize, heapless::Vec<(usize, usize), MAX_BURST>),
+                MAX_AREAS,
+            > = heapless::Vec::new();
+            let mut router = PortRouter::new(&mut self.switch, &self.pairs, s);
+            let mut areas: heapless::Vec<Burst<'_>, MAX_AREAS> = heapless::Vec::new();
+            for (_, d) in router.areas() {
+                let Some(at) = self.pairs.area(s, s, d) else {
+                    break;
+                };
+                // SAFETY: the area for frames from s to d, inside VM s's
+                // window (`Pairs::area`, the window's length checked in
+                // `port`). Only this PD, VMM s and VMM d map it: VMM s
+                // writes it only during this PD's gathers on its behalf,
+                // VMM d reads it only during this PD's scatters, and
+                // nothing else in this PD holds a reference into it.
+                let area = unsafe {
+                    core::slice::from_raw_parts_mut(sender.buffer.vaddr().as_ptr().add(at), AREA)
+                };
+                if areas.push(Burst::new(area)).is_err() {
+                    break;
+                }
+            }
+            let mut dma = InPlace::new(&mut sender.client, STAGING);
+            let done = sender
+                .service
+                .transmit_routed(&mut dma, &mut router, &mut areas);
             signal[s] |= done.signal;
-            if !burst.is_empty() {
+            let mut any = false;
+            for (i, area) in areas.iter().enumerate() {
+                let Some(d) = router.port(i).filter(|_| !area.is_empty()) else {
+                    continue;
+                };
+                any = true;
+                let mut spans = heapless::Vec::new();
+                if router.decided() {
+                    for span in area.spans() {
+                        let _ = spans.push(*span);
+                    }
+                } else if let Ok(plan) = router.switch().decide_burst(s, &area.slices()) {
+                    for span in plan.frames(d).filter_map(|f| area.spans().get(f)) {
+                        let _ = spans.push(*span);
+                    }
+                }
+                let _ = deliveries.push((d, spans));
+            }
+            drop(areas);
+            if any {
                 self.bursts += 1;
-                self.forward(s, &burst, signal);
+            }
+            for (d, spans) in &deliveries {
+                self.deliver(s, *d, spans, signal);
             }
             if !done.more {
                 break;
@@ -335,48 +336,38 @@ impl Net {
         self.ports[s] = Some(sender);
     }
 
-    /// Decides a burst from port `s` and writes each destination's frames
-    /// in one receive.
-    fn forward(&mut self, s: usize, burst: &Burst<'_>, signal: &mut [bool; PORTS]) {
-        let frames = burst.slices();
-        let Ok(plan) = self.switch.decide_burst(s, &frames) else {
+    /// Has VMM d copy the frames at `spans` of the area for frames from
+    /// `s` to `d` into VM d's posted receive buffers; counts those that
+    /// found none.
+    fn deliver(
+        &mut self,
+        s: usize,
+        d: usize,
+        spans: &[(usize, usize)],
+        signal: &mut [bool; PORTS],
+    ) {
+        if spans.is_empty() {
             return;
+        }
+        let at = self.pairs.area(d, s, d);
+        let delivered = match (self.ports.get_mut(d).and_then(Option::as_mut), at) {
+            (Some(port), Some(at)) => {
+                // SAFETY: the same area as in `transmit`, through VM d's
+                // window (where VMM d maps it); the sender's view of it is
+                // no longer used. VMM d reads it only during the scatter
+                // below.
+                let area = unsafe {
+                    core::slice::from_raw_parts_mut(port.buffer.vaddr().as_ptr().add(at), AREA)
+                };
+                let mut dma = InPlace::new(&mut port.client, STAGING);
+                let done = port.service.receive_placed(&mut dma, area, spans);
+                signal[d] |= done.signal;
+                done.delivered
+            }
+            _ => 0,
         };
-        for d in plan.destinations() {
-            let mut list: [&[u8]; MAX_BURST] = [&[]; MAX_BURST];
-            let mut n = 0;
-            for i in plan.frames(d) {
-                if let (Some(slot), Some(frame)) = (list.get_mut(n), frames.get(i)) {
-                    *slot = frame;
-                    n += 1;
-                }
-            }
-            let list = list.get(..n).unwrap_or(&[]);
-            let delivered = match self.ports.get_mut(d).and_then(Option::as_mut) {
-                Some(port) => {
-                    // SAFETY: the burst area of VM d's buffer, which only
-                    // this PD and VMM d map; d is not the sender (a frame
-                    // never goes back), so nothing else uses it now, and
-                    // VMM d only reads it, during the scatter below.
-                    let staging = unsafe {
-                        core::slice::from_raw_parts_mut(
-                            port.buffer.vaddr().as_ptr().add(BURST_AT),
-                            BURST_BYTES,
-                        )
-                    };
-                    let mut dma = InPlace {
-                        client: &mut port.client,
-                        buffer: port.buffer,
-                    };
-                    let done = port.service.receive_staged(&mut dma, list, staging);
-                    signal[d] |= done.signal;
-                    done.delivered
-                }
-                None => 0,
-            };
-            for _ in delivered..list.len() {
-                let _ = self.switch.no_buffer(d);
-            }
+        for _ in delivered..spans.len() {
+            let _ = self.switch.no_buffer(d);
         }
     }
 

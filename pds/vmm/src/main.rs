@@ -343,22 +343,36 @@ fn add_console_client(server: &mut Server<5>, window: &[guest_ram::server::Windo
 /// The `net` PD, in the N-VM system: a copy client for the virtio-net
 /// device, with the blk PD's window (all of guest RAM: Linux puts its
 /// rings and packet buffers anywhere in it). Its buffer is the `net` PD's
-/// for this VM alone, so no other VM's frame is ever in memory this VMM
-/// maps.
+/// staging region for this VM followed by a pair region per other VM
+/// (`net_switch::Pairs`), each shared with that VM's VMM alone: frames
+/// this VM sends to it, and frames it sends to this VM. No frame between
+/// two other VMs is ever in memory this VMM maps.
 #[cfg(feature = "vm")]
 fn add_net_client(server: &mut Server<5>, window: &[guest_ram::server::Window]) {
     let channel = net_channel();
     if channel == NOT_GIVEN {
         return;
     }
-    // SAFETY: `system.xml` maps the `net` PD's buffer for this VM here for
-    // good.
-    let buffer = unsafe {
-        SharedBuffer::new(
-            memory_region_symbol!(net_buffer_vaddr: *mut u8),
-            *var!(net_buffer_size: usize = 0),
-        )
+    let vaddr = memory_region_symbol!(net_buffer_vaddr: *mut u8);
+    let staging = *var!(net_buffer_size: usize = 0);
+    let (last_pair, pair_size) = (
+        *var!(net_last_pair_vaddr: usize = 0),
+        *var!(net_pair_size: usize = 0),
+    );
+    // The pair regions follow the staging region back to back, the last
+    // one at `last_pair` (the generator's layout; checked as far as the
+    // addresses tell).
+    let pairs_at = vaddr.as_ptr() as usize + staging;
+    let len = match last_pair.checked_sub(pairs_at) {
+        Some(gap) if last_pair != 0 && pair_size != 0 && gap % pair_size == 0 => {
+            staging + gap + pair_size
+        }
+        _ => staging,
     };
+    // SAFETY: `system.xml` maps the `net` PD's staging region for this VM
+    // here for good, and its pair regions right after it up to
+    // `last_pair + pair_size`.
+    let buffer = unsafe { SharedBuffer::new(vaddr, len) };
     let client = ClientConfig::new(channel, buffer, window);
     server
         .add_client(client.expect("net window"))
