@@ -8,7 +8,8 @@
 //! 6-byte operations `[kind, src, dst, source, len_lo, len_hi]`: a frame
 //! from port `src` (possibly not a port) to a port's MAC, a stranger's,
 //! broadcast or multicast, from its own MAC or another, of any length up
-//! to 2 KiB; a no-buffer report; or a burst of up to 70 such frames.
+//! to 2 KiB, decided whole or on its first 14 bytes (`decide_head`); a
+//! no-buffer report; or a burst of up to 70 such frames.
 //!
 //! After every step it checks what the switch promises: never a delivery
 //! back to the source, across a denied pair, of a spoofed or malformed
@@ -74,9 +75,17 @@ pub fn run(data: &[u8]) {
     for op in rest.chunks_exact(6) {
         let src = usize::from(op[1] % (PORTS as u8 + 2));
         match op[0] % 4 {
-            0 | 1 => {
+            0 => {
                 let frame = frame(&macs, src, op);
                 let decision = switch.decide(src, &frame);
+                check(&switch, &mut tally, src, &frame, decision);
+            }
+            1 => {
+                // Decided on its first bytes only, as the net PD does when
+                // it peeks: the same promises hold for the whole frame.
+                let frame = frame(&macs, src, op);
+                let head = &frame[..frame.len().min(14)];
+                let decision = switch.decide_head(src, frame.len(), head);
                 check(&switch, &mut tally, src, &frame, decision);
             }
             2 => {
