@@ -502,6 +502,17 @@ impl Net {
     }
 }
 
+/// A fresh receive queue. The device never acts on the receive queue's
+/// notifications (a frame for a guest without buffers is dropped then,
+/// not held until it posts some), so every publication asks the driver
+/// not to send them ([`USED_F_NO_NOTIFY`](crate::virtq::USED_F_NO_NOTIFY)):
+/// a guest refilling its receive ring costs no trap and no signal.
+fn rx_queue() -> DeviceQueue {
+    let mut queue = DeviceQueue::new();
+    queue.set_no_notify(true);
+    queue
+}
+
 /// [`Net`] without its receive staging area.
 struct Queues {
     rx: DeviceQueue,
@@ -515,7 +526,7 @@ struct Queues {
 impl Queues {
     fn new() -> Self {
         Queues {
-            rx: DeviceQueue::new(),
+            rx: rx_queue(),
             tx: DeviceQueue::new(),
             rx_broken: false,
             tx_broken: false,
@@ -530,7 +541,7 @@ impl Queues {
 
     fn restart(&mut self, n: usize) {
         match n {
-            RECEIVEQ => (self.rx, self.rx_broken) = (DeviceQueue::new(), false),
+            RECEIVEQ => (self.rx, self.rx_broken) = (rx_queue(), false),
             TRANSMITQ => (self.tx, self.tx_broken) = (DeviceQueue::new(), false),
             _ => {}
         }
@@ -608,9 +619,28 @@ impl Queues {
             self.stats.tx_chains += used.len() as u64;
         }
         Ok(Transmitted {
-            signal: !used.is_empty() && snapshot.wants_interrupt(),
+            signal: !used.is_empty()
+                && Self::interrupt(&self.tx, &snapshot, layout, dma, &mut self.stats),
             more,
         })
+    }
+
+    /// Whether to interrupt the driver after publishing used chains: if
+    /// the snapshot found `VIRTQ_AVAIL_F_NO_INTERRUPT` set, the flag read
+    /// again now (one call; see [`DeviceQueue::wants_interrupt_now`]: the
+    /// guest may have cleared it since, and wait for this interrupt).
+    fn interrupt<M: GuestDma>(
+        queue: &DeviceQueue,
+        snapshot: &Snapshot,
+        layout: &Layout,
+        dma: &mut M,
+        stats: &mut Stats,
+    ) -> bool {
+        if snapshot.wants_interrupt() {
+            return true;
+        }
+        stats.calls += 1;
+        queue.wants_interrupt_now(layout, dma)
     }
 
     /// Gathers the batch into the burst in one call (chain by chain if
@@ -745,7 +775,8 @@ impl Queues {
             self.stats.rx_chains += used.len() as u64;
         }
         Ok(Received {
-            signal: !used.is_empty() && snapshot.wants_interrupt(),
+            signal: !used.is_empty()
+                && Self::interrupt(&self.rx, &snapshot, layout, dma, &mut self.stats),
             delivered,
             consumed,
         })
