@@ -76,7 +76,13 @@
 //! same: 1 + the scatter (one [`GuestDma::writev`]: each frame into one
 //! 1530-byte Linux buffer, 64 buffers, 2 calls) + 1 = 4 calls. One frame
 //! alone: 3 calls each way. Nothing available: 1 call; no frames to
-//! receive: none. A batch the copy service refuses (one buffer outside the
+//! receive: none. One more after a publication whose snapshot found the
+//! driver's `VIRTQ_AVAIL_F_NO_INTERRUPT` set: the flag read again before
+//! the interrupt is skipped ([`DeviceQueue::wants_interrupt_now`]).
+//!
+//! **Notifications:** the receive queue asks for none
+//! (`VIRTQ_USED_F_NO_NOTIFY` in every publication): the device never
+//! waits for receive buffers, it drops a frame that finds none. A batch the copy service refuses (one buffer outside the
 //! device's window) is retried chain by chain, the refused ones dropped.
 //!
 //! Memory: a [`Net`] holds a receive staging area of [`RX_STAGING`]
