@@ -673,6 +673,10 @@ endif
 # 127.0.0.1 (QEMU's own virtio-net), one after the other, NET_RUNS times:
 # the same kernel and initrd, /init running only its network test
 # (GUEST_BENCH=net: ping RTT, NET_MIB MiB over TCP each way at once).
+# MICROKIT_CONFIG=smp-debug runs seL4's side on the SMP system (4 cores:
+# each VM on its own, as plain QEMU runs each VM in its own process; but
+# there an idle guest spins on its core, since no timer wakes it, where a
+# plain QEMU's idle vCPU halts). The default is one core: both VMs on it.
 NET_RUNS ?= 2
 BENCH_NET_PORT ?= 47119
 # $(1): the VM, $(2): listen or connect.
@@ -698,7 +702,8 @@ bench-net-run: $(IMAGE_FILE)
 	    for i in $$(seq $(QEMU_TIMEOUT)); do kill -0 $$qemu 2>/dev/null || break; sleep 1; done; \
 	    kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; \
 	    [ "$$(grep -cE '^vm[01]\| linux: net: ([0-9]+)/\1 passed' $$log)" = 2 ] || { echo "bench-net: seL4 run FAILED (see $$log)"; exit 1; }; \
-	    echo "bench-net: run $$run, seL4 (the net PD):"; lines seL4 $$log; \
+	    echo "bench-net: run $$run, seL4 (the net PD; $(MICROKIT_CONFIG), $(if $(filter smp-%,$(MICROKIT_CONFIG)),4 cores: a VM per core,one core: both VMs)):"; lines seL4 $$log; \
+	    grep -aE '^INFO: (net: (port|vm[0-9] powered)|vmm[0-9]: guest faults)' $$log | sed 's/^/bench-net:   /'; \
 	    p0=$(BUILD_DIR)/bench-net-plain0.log; p1=$(BUILD_DIR)/bench-net-plain1.log; \
 	    $(call plain_net_qemu,0,listen) < /dev/null > $$p0 2>&1 & q0=$$!; sleep 1; \
 	    $(call plain_net_qemu,1,connect) < /dev/null > $$p1 2>&1 & q1=$$!; \

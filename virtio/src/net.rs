@@ -76,7 +76,13 @@
 //! same: 1 + the scatter (one [`GuestDma::writev`]: each frame into one
 //! 1530-byte Linux buffer, 64 buffers, 2 calls) + 1 = 4 calls. One frame
 //! alone: 3 calls each way. Nothing available: 1 call; no frames to
-//! receive: none. A batch the copy service refuses (one buffer outside the
+//! receive: none. One more after a publication whose snapshot found the
+//! driver's `VIRTQ_AVAIL_F_NO_INTERRUPT` set: the flag read again before
+//! the interrupt is skipped ([`DeviceQueue::wants_interrupt_now`]).
+//!
+//! **Notifications:** the receive queue asks for none
+//! (`VIRTQ_USED_F_NO_NOTIFY` in every publication): the device never
+//! waits for receive buffers, it drops a frame that finds none. A batch the copy service refuses (one buffer outside the
 //! device's window) is retried chain by chain, the refused ones dropped.
 //!
 //! Memory: a [`Net`] holds a receive staging area of [`RX_STAGING`]
@@ -579,6 +585,17 @@ impl Net {
     }
 }
 
+/// A fresh receive queue. The device never acts on the receive queue's
+/// notifications (a frame for a guest without buffers is dropped then,
+/// not held until it posts some), so every publication asks the driver
+/// not to send them ([`USED_F_NO_NOTIFY`](crate::virtq::USED_F_NO_NOTIFY)):
+/// a guest refilling its receive ring costs no trap and no signal.
+fn rx_queue() -> DeviceQueue {
+    let mut queue = DeviceQueue::new();
+    queue.set_no_notify(true);
+    queue
+}
+
 /// [`Net`] without its receive staging area.
 struct Queues {
     rx: DeviceQueue,
@@ -592,7 +609,7 @@ struct Queues {
 impl Queues {
     fn new() -> Self {
         Queues {
-            rx: DeviceQueue::new(),
+            rx: rx_queue(),
             tx: DeviceQueue::new(),
             rx_broken: false,
             tx_broken: false,
@@ -607,7 +624,7 @@ impl Queues {
 
     fn restart(&mut self, n: usize) {
         match n {
-            RECEIVEQ => (self.rx, self.rx_broken) = (DeviceQueue::new(), false),
+            RECEIVEQ => (self.rx, self.rx_broken) = (rx_queue(), false),
             TRANSMITQ => (self.tx, self.tx_broken) = (DeviceQueue::new(), false),
             _ => {}
         }
@@ -722,9 +739,28 @@ impl Queues {
             self.stats.tx_chains += used.len() as u64;
         }
         Ok(Transmitted {
-            signal: !used.is_empty() && snapshot.wants_interrupt(),
+            signal: !used.is_empty()
+                && Self::interrupt(&self.tx, &snapshot, layout, dma, &mut self.stats),
             more,
         })
+    }
+
+    /// Whether to interrupt the driver after publishing used chains: if
+    /// the snapshot found `VIRTQ_AVAIL_F_NO_INTERRUPT` set, the flag read
+    /// again now (one call; see [`DeviceQueue::wants_interrupt_now`]: the
+    /// guest may have cleared it since, and wait for this interrupt).
+    fn interrupt<M: GuestDma>(
+        queue: &DeviceQueue,
+        snapshot: &Snapshot,
+        layout: &Layout,
+        dma: &mut M,
+        stats: &mut Stats,
+    ) -> bool {
+        if snapshot.wants_interrupt() {
+            return true;
+        }
+        stats.calls += 1;
+        queue.wants_interrupt_now(layout, dma)
     }
 
     /// Reads the first [`PEEK_LEN`] bytes of every chain taken in one
@@ -991,7 +1027,8 @@ impl Queues {
             self.stats.rx_chains += used.len() as u64;
         }
         Ok(Received {
-            signal: !used.is_empty() && snapshot.wants_interrupt(),
+            signal: !used.is_empty()
+                && Self::interrupt(&self.rx, &snapshot, layout, dma, &mut self.stats),
             delivered,
             consumed,
         })

@@ -221,6 +221,11 @@ impl Layout {
         }
     }
 
+    /// The used ring's `flags` field (its first bytes; `idx` follows).
+    pub fn used_flags_gpa(&self) -> u64 {
+        self.used
+    }
+
     /// The used ring's `idx` field.
     pub fn used_idx_gpa(&self) -> u64 {
         self.used + 2

@@ -15,15 +15,25 @@
 //! - [`DeviceQueue::publish`]: **one call** that writes whatever the
 //!   device writes before completing (virtio-blk's status bytes), the used
 //!   elements (at most two runs: the ring may wrap) and then the used
-//!   index, in that order, so the driver sees the index only after the
-//!   elements it covers.
+//!   ring's flags and index (adjacent: one segment), in that order, so the
+//!   driver sees the index only after the elements it covers. The flags
+//!   carry the device's [`USED_F_NO_NOTIFY`] at no extra cost
+//!   ([`DeviceQueue::set_no_notify`]).
 //!
 //! A backend therefore pays 2 calls per notification for the rings,
 //! whatever the number of chains, plus its own data calls.
 //!
 //! The available ring's flags come with the snapshot, so whether the
 //! driver asked for no interrupt (`VIRTQ_AVAIL_F_NO_INTERRUPT`, §2.7.10)
-//! costs nothing to know: [`Snapshot::wants_interrupt`].
+//! costs nothing to know: [`Snapshot::wants_interrupt`]. But the flags
+//! in a snapshot are as old as the snapshot: a driver that runs while the
+//! device works (another core, or a device PD that a guest can preempt)
+//! may clear the flag after the snapshot, check the used index before the
+//! device publishes, and wait for an interrupt (Linux's
+//! `virtqueue_enable_cb_prepare` and `virtqueue_poll`). A device that
+//! found the flag set therefore reads it again after publishing, before
+//! it decides against the interrupt: [`DeviceQueue::wants_interrupt_now`],
+//! one more call, only when the snapshot said no.
 //!
 //! What breaks the ring itself (a descriptor loop, an index out of range,
 //! an available index that jumps, a ring the device may not touch) is a
@@ -40,6 +50,11 @@ use crate::queue::{self, Chain, Desc, Layout, QueueError, UsedElem, MAX_CHAIN};
 /// `VIRTQ_AVAIL_F_NO_INTERRUPT`: the driver does not want an interrupt
 /// when the device uses buffers (§2.7.7).
 pub const AVAIL_F_NO_INTERRUPT: u16 = 1;
+
+/// `VIRTQ_USED_F_NO_NOTIFY`: the device does not want the driver to
+/// notify it when it makes buffers available (§2.7.10), a hint the driver
+/// may ignore.
+pub const USED_F_NO_NOTIFY: u16 = 1;
 
 /// Guest-RAM access for a device model: small reads and writes, and
 /// in-place gather/scatter through a staging buffer.
@@ -300,11 +315,13 @@ impl Snapshot {
 
 /// The device's position in one queue: the next available entry it will
 /// take and the next used entry it will fill. Both start at 0 when the
-/// driver configures the queue.
+/// driver configures the queue. Also the used ring's `flags` the device
+/// keeps there ([`set_no_notify`](Self::set_no_notify)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeviceQueue {
     last_avail: u16,
     used_idx: u16,
+    used_flags: u16,
 }
 
 /// Most bytes a device writes before the used ring in one publication:
@@ -327,11 +344,43 @@ impl DeviceQueue {
         self.used_idx
     }
 
+    /// Whether the device asks the driver not to notify it
+    /// ([`USED_F_NO_NOTIFY`]): written into the used ring's `flags` with
+    /// the next [`publish`](Self::publish), in the same segment as the
+    /// used index (the two are adjacent), so at no extra call. A device
+    /// that never acts on this queue's notifications (a virtio-net
+    /// receive queue: frames for a guest without buffers are dropped, not
+    /// held until it posts some) sets it for good.
+    pub fn set_no_notify(&mut self, on: bool) {
+        self.used_flags = if on { USED_F_NO_NOTIFY } else { 0 };
+    }
+
+    /// The used ring's `flags` the next publication writes.
+    pub fn used_flags(&self) -> u16 {
+        self.used_flags
+    }
+
+    /// Whether the driver wants an interrupt, read from the available
+    /// ring's flags now, after a [`publish`](Self::publish) (one
+    /// [`GuestDma::read`]): the check that a stale
+    /// [`Snapshot::wants_interrupt`] of `false` needs before the device
+    /// skips the interrupt (see the module docs). A flag that cannot be
+    /// read asks for the interrupt: a spurious one is harmless, a lost one
+    /// is not.
+    pub fn wants_interrupt_now<M: GuestDma>(&self, layout: &Layout, dma: &mut M) -> bool {
+        let mut flags = [0u8; 2];
+        dma.read(layout.avail_flags_gpa(), &mut flags)
+            .map_or(true, |()| {
+                u16::from_le_bytes(flags) & AVAIL_F_NO_INTERRUPT == 0
+            })
+    }
+
     /// Publishes, in one [`GuestDma::writev`] whose segments the copy
     /// server writes in order: `prefix` (single bytes the device writes
     /// before completing, such as virtio-blk's status bytes, at most
     /// [`MAX_PREFIX`]), the used elements `used` from the device's used
-    /// index on, and the new used index. Each element completes the next
+    /// index on, and the used ring's `flags` and new index (one 4-byte
+    /// segment). Each element completes the next
     /// available chain, so on success both positions advance by
     /// `used.len()`; on failure ([`QueueError::RingAccess`]) nothing
     /// advances and the caller may retry without the prefix. An empty
@@ -352,7 +401,7 @@ impl DeviceQueue {
             .filter(|n| *n <= size)
             .ok_or(QueueError::AvailIndexJump)?;
         let mut segments: heapless::Vec<GpaRange, { MAX_PREFIX + 3 }> = heapless::Vec::new();
-        let mut bytes = [0u8; MAX_PREFIX + 8 * MAX_CHAIN + 2];
+        let mut bytes = [0u8; MAX_PREFIX + 8 * MAX_CHAIN + 4];
         let mut at = 0;
         for &(gpa, byte) in prefix {
             segments
@@ -364,11 +413,13 @@ impl DeviceQueue {
         let first = usize::from(self.used_idx.checked_rem(size).ok_or(QueueError::BadSize)?);
         let run = used.len().min(usize::from(size).saturating_sub(first));
         let (a, b) = used.split_at_checked(run).ok_or(QueueError::RingAccess)?;
-        let new_idx = self.used_idx.wrapping_add(count).to_le_bytes();
+        let [i0, i1] = self.used_idx.wrapping_add(count).to_le_bytes();
+        let [f0, f1] = self.used_flags.to_le_bytes();
+        let flags_and_idx = [f0, f1, i0, i1];
         let pieces = [
             (layout.used_elem_gpa(self.used_idx), a.as_bytes()),
             (layout.used_elem_gpa(0), b.as_bytes()),
-            (layout.used_idx_gpa(), &new_idx[..]),
+            (layout.used_flags_gpa(), &flags_and_idx[..]),
         ];
         for (gpa, piece) in pieces {
             if piece.is_empty() {
@@ -683,6 +734,52 @@ mod tests {
         // Entries 3, 0, 1 were written by the wrapped second batch.
         let id = |slot: usize| mem.mem[USED as usize + 4 + 8 * slot];
         assert_eq!([id(3), id(0), id(1)], [3, 0, 1]);
+    }
+
+    #[test]
+    fn no_notify_goes_out_with_the_used_index() {
+        let mut mem = Flat::new();
+        let layout = Layout::new(4, DESC, AVAIL, USED).unwrap();
+        mem.put(DESC, Desc::new(0x100, 8, 0, 0).as_bytes());
+        let mut queue = DeviceQueue::new();
+        assert_eq!(queue.used_flags(), 0);
+        queue.set_no_notify(true);
+        let used = [UsedElem {
+            id: 0.into(),
+            len: 0.into(),
+        }];
+        for (round, on) in [(1u16, true), (2, false)] {
+            queue.set_no_notify(on);
+            post(&mut mem, 4, round, &[(round - 1, 0)]);
+            mem.calls = 0;
+            queue.publish(&layout, &[], &used, &mut mem).unwrap();
+            assert_eq!(mem.calls, 1);
+            let word =
+                |at: u64| u16::from_le_bytes([mem.mem[at as usize], mem.mem[at as usize + 1]]);
+            assert_eq!(word(USED), u16::from(on) * USED_F_NO_NOTIFY);
+            assert_eq!(word(USED + 2), round);
+        }
+    }
+
+    #[test]
+    fn the_interrupt_flag_read_again_after_publishing() {
+        let mut mem = Flat::new();
+        let layout = Layout::new(4, DESC, AVAIL, USED).unwrap();
+        let queue = DeviceQueue::new();
+        // The driver set the flag when the snapshot was taken ...
+        mem.put(AVAIL, &AVAIL_F_NO_INTERRUPT.to_le_bytes());
+        post(&mut mem, 4, 1, &[(0, 0)]);
+        let snap = Snapshot::take(&layout, &queue, &mut mem).unwrap();
+        assert!(!snap.wants_interrupt());
+        mem.calls = 0;
+        assert!(!queue.wants_interrupt_now(&layout, &mut mem));
+        // ... and cleared it since: the check after publishing sees it.
+        mem.put(AVAIL, &0u16.to_le_bytes());
+        assert!(queue.wants_interrupt_now(&layout, &mut mem));
+        assert_eq!(mem.calls, 2);
+        // Unreadable: interrupt rather than risk a lost one.
+        mem.refuse_above = AVAIL;
+        assert!(queue.wants_interrupt_now(&layout, &mut mem));
     }
 
     #[test]
