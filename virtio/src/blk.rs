@@ -532,20 +532,20 @@ impl BlkBackend {
 
 /// A request served but not yet published.
 #[derive(Clone, Copy, Debug)]
-struct Served {
+pub(crate) struct Served {
     /// Its chain's head: the used element's id.
-    head: u16,
+    pub(crate) head: u16,
     /// Its status byte.
-    code: u8,
+    pub(crate) code: u8,
     /// Data bytes written to its writable buffers.
-    data_len: u32,
+    pub(crate) data_len: u32,
     /// Where its status byte goes (`None`: nowhere to report, or refused).
-    status_gpa: Option<u64>,
+    pub(crate) status_gpa: Option<u64>,
 }
 
 /// The used elements of `served`: the data bytes written, plus the
 /// status byte where there was one.
-fn used_elems(served: &[Served]) -> heapless::Vec<UsedElem, MAX_CHAIN> {
+pub(crate) fn used_elems(served: &[Served]) -> heapless::Vec<UsedElem, MAX_CHAIN> {
     let mut used = heapless::Vec::new();
     for s in served {
         let len = s.data_len.saturating_add(u32::from(s.status_gpa.is_some()));
@@ -562,7 +562,17 @@ fn used_elems(served: &[Served]) -> heapless::Vec<UsedElem, MAX_CHAIN> {
 /// sectors inside the disk (and the request is at most 4 GiB, the most a
 /// used element can report).
 fn disk_range<D: Disk>(sector: u64, len: u64, disk: &D) -> Result<u64, u8> {
-    let block = u64::from(disk.block_size()).max(SECTOR);
+    disk_range_of(sector, len, disk.block_size(), disk.len())
+}
+
+/// [`disk_range`] for a disk of `disk_len` bytes in `block_size` blocks.
+pub(crate) fn disk_range_of(
+    sector: u64,
+    len: u64,
+    block_size: u32,
+    disk_len: u64,
+) -> Result<u64, u8> {
+    let block = u64::from(block_size).max(SECTOR);
     if len % block != 0 || len >= u64::from(u32::MAX) {
         return Err(status::IOERR);
     }
@@ -571,7 +581,7 @@ fn disk_range<D: Disk>(sector: u64, len: u64, disk: &D) -> Result<u64, u8> {
         return Err(status::IOERR);
     }
     let end = offset.checked_add(len).ok_or(status::IOERR)?;
-    if end > disk.len() {
+    if end > disk_len {
         return Err(status::IOERR);
     }
     Ok(offset)
@@ -603,7 +613,7 @@ fn data_segments(segments: &[GpaRange], skip: u64, len: u64) -> Result<(), u8> {
 }
 
 /// The gpa of the last byte of `segments`.
-fn last_byte(segments: &[GpaRange]) -> Option<u64> {
+pub(crate) fn last_byte(segments: &[GpaRange]) -> Option<u64> {
     let last = segments.last()?;
     last.gpa.checked_add(last.len - 1)
 }
