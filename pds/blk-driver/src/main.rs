@@ -11,8 +11,10 @@
 //! the rings and the storage-info page. The DMA and data regions' physical
 //! addresses come from `setvar region_paddr`.
 //!
-//! Reads and writes are started without waiting and finished at the
-//! device's interrupt. A flush waits for the device by polling (the
+//! Up to `DEPTH` reads and writes are on the device at once, started
+//! without waiting and finished at the device's interrupt, in the order
+//! the device uses them. A flush is started only when the device is idle
+//! (`Serve` drains first) and waits for the device by polling (the
 //! crate's `flush` is blocking), in this PD, which runs above the blk PD
 //! and the guest.
 #![allow(
@@ -172,22 +174,38 @@ unsafe impl Hal for SeL4Hal {
 
 type Blk = VirtIOBlk<SeL4Hal, MmioTransport<'static>>;
 
-/// The device as `Serve` drives it: one read or write in flight.
+/// Requests on the device at once: each read or write takes 3 of the
+/// virtqueue's descriptors (header, data, status; the crate uses no
+/// indirect descriptors without `alloc`), and it has 16.
+const DEPTH: usize = 16 / 3;
+
+/// The device as `Serve` drives it: up to [`DEPTH`] reads and writes in
+/// flight, each with its own request header and status byte in DMA
+/// memory, finished at the device's interrupt in whatever order it uses
+/// them. A flush uses the crate's blocking `flush`, which `Serve` asks
+/// for only on an idle device (virtio-drivers 0.13 has no non-blocking
+/// flush): it polls the used ring for the one request, in this PD, above
+/// the blk PD and the guest.
 struct Device {
     blk: Blk,
     data: SharedBuffer,
-    req: &'static mut BlkReq,
-    resp: &'static mut BlkResp,
-    current: Option<(Code, u16, Transfer)>,
-    flushed: Option<Status>,
+    reqs: &'static mut [BlkReq; DEPTH],
+    resps: &'static mut [BlkResp; DEPTH],
+    /// Each slot's token, code and transfer while on the device.
+    slots: [Option<(u16, Code, Transfer)>; DEPTH],
+    /// A finished flush's slot and status, for the next poll.
+    flushed: Option<(usize, Status)>,
+    /// Used tokens that matched no slot (logged once).
+    strays: u32,
 }
 
 impl Device {
     /// The data region's bytes of `t`.
     ///
     /// # Safety
-    /// Nothing else may use the slice while it lives: the blk PD waits for
-    /// the response before it or the VMM touches the data region again.
+    /// Nothing else may use the slice while it lives: `Serve` never has
+    /// two requests with overlapping data on the device, and the blk PD
+    /// and the VMM leave a request's data alone until it is answered.
     unsafe fn data(&self, t: &Transfer) -> &'static mut [u8] {
         // SAFETY: `Request::transfer` checked the range against the data
         // region's length; exclusivity is the caller's promise.
@@ -198,57 +216,76 @@ impl Device {
 }
 
 impl BlockDevice for Device {
-    fn start(&mut self, code: Code, t: &Transfer) -> Result<(), Status> {
+    fn start(&mut self, slot: usize, code: Code, t: &Transfer) -> Result<(), Status> {
         let sector = usize::try_from(t.sector).map_err(|_| Status::InvalidParam)?;
         match code {
             Code::Read | Code::Write => {
-                // SAFETY: see `data`; the buffers stay untouched until
-                // `poll` completes the request with the same ones.
+                // SAFETY: see `data`; the slot's header, status and data
+                // stay untouched until `poll` completes the request with
+                // the same ones.
+                let buf = unsafe { self.data(t) };
+                let (Some(req), Some(resp)) = (self.reqs.get_mut(slot), self.resps.get_mut(slot))
+                else {
+                    return Err(Status::InvalidParam);
+                };
+                // SAFETY: as above.
                 let token = unsafe {
-                    let buf = self.data(t);
                     if code == Code::Read {
-                        self.blk.read_blocks_nb(sector, self.req, buf, self.resp)
+                        self.blk.read_blocks_nb(sector, req, buf, resp)
                     } else {
-                        self.blk.write_blocks_nb(sector, self.req, buf, self.resp)
+                        self.blk.write_blocks_nb(sector, req, buf, resp)
                     }
                 }
                 .map_err(|_| Status::Io)?;
-                self.current = Some((code, token, *t));
+                if let Some(s) = self.slots.get_mut(slot) {
+                    *s = Some((token, code, *t));
+                }
                 Ok(())
             }
             Code::Flush | Code::Barrier => {
-                // One request at a time: everything before is complete.
-                self.flushed = Some(match self.blk.flush() {
-                    Ok(()) => Status::Ok,
-                    Err(_) => Status::Io,
-                });
+                // `Serve` drains first: nothing else is on the device.
+                self.flushed = Some((
+                    slot,
+                    match self.blk.flush() {
+                        Ok(()) => Status::Ok,
+                        Err(_) => Status::Io,
+                    },
+                ));
                 Ok(())
             }
             Code::Unknown(_) => Err(Status::InvalidParam),
         }
     }
 
-    fn poll(&mut self) -> Option<Status> {
-        if let Some(status) = self.flushed.take() {
-            return Some(status);
+    fn poll(&mut self) -> Option<(usize, Status)> {
+        if let Some(done) = self.flushed.take() {
+            return Some(done);
         }
-        let (code, token, t) = self.current?;
-        if self.blk.peek_used() != Some(token) {
+        let token = self.blk.peek_used()?;
+        let Some(slot) = self
+            .slots
+            .iter()
+            .position(|s| s.is_some_and(|(t, _, _)| t == token))
+        else {
+            self.strays += 1;
+            if self.strays == 1 {
+                log::warn!("blk-driver: the device used token {token}, which is no request's");
+            }
             return None;
-        }
-        self.current = None;
+        };
+        let (_, code, t) = self.slots[slot].take()?;
         // SAFETY: the buffers `start` passed for this token.
+        let buf = unsafe { self.data(&t) };
+        let (req, resp) = (&self.reqs[slot], &mut self.resps[slot]);
+        // SAFETY: as above.
         let done = unsafe {
-            let buf = self.data(&t);
             if code == Code::Read {
-                self.blk
-                    .complete_read_blocks(token, self.req, buf, self.resp)
+                self.blk.complete_read_blocks(token, req, buf, resp)
             } else {
-                self.blk
-                    .complete_write_blocks(token, self.req, buf, self.resp)
+                self.blk.complete_write_blocks(token, req, buf, resp)
             }
         };
-        Some(if done.is_ok() { Status::Ok } else { Status::Io })
+        Some((slot, if done.is_ok() { Status::Ok } else { Status::Io }))
     }
 }
 
@@ -256,7 +293,7 @@ struct BlkDriver {
     client: Channel,
     irq: Channel,
     device: Device,
-    serve: Serve,
+    serve: Serve<DEPTH>,
 }
 
 /// Carves a `T` out of the DMA region.
@@ -322,7 +359,7 @@ fn init() -> BlkDriver {
         blk_queue::RING_CAPACITY,
     )
     .expect("blk-driver: rings do not fit the queue region");
-    let mut storage = StorageInfo::new(blocks, 512, 1);
+    let mut storage = StorageInfo::new(blocks, 512, DEPTH as u16);
     storage.read_only = u8::from(blk.readonly());
     storage.serial_number[..15].copy_from_slice(b"qemu-virtio-blk");
     publish_storage_info(&info, &storage).expect("blk-driver: storage-info page");
@@ -337,10 +374,11 @@ fn init() -> BlkDriver {
     let device = Device {
         blk,
         data,
-        req: dma_value(BlkReq::default()),
-        resp: dma_value(BlkResp::default()),
-        current: None,
+        reqs: dma_value(core::array::from_fn(|_| BlkReq::default())),
+        resps: dma_value(core::array::from_fn(|_| BlkResp::default())),
+        slots: [None; DEPTH],
         flushed: None,
+        strays: 0,
     };
     BlkDriver {
         client: Channel::new(*var!(client_channel: usize = 0)),
