@@ -197,6 +197,9 @@ struct Device {
     flushed: Option<(usize, Status)>,
     /// Used tokens that matched no slot (logged once).
     strays: u32,
+    /// Flushes, and the ticks spent waiting for them.
+    flushes: u64,
+    flush_ticks: u64,
 }
 
 impl Device {
@@ -244,6 +247,7 @@ impl BlockDevice for Device {
             }
             Code::Flush | Code::Barrier => {
                 // `Serve` drains first: nothing else is on the device.
+                let (start, _) = common::counter();
                 self.flushed = Some((
                     slot,
                     match self.blk.flush() {
@@ -251,6 +255,9 @@ impl BlockDevice for Device {
                         Err(_) => Status::Io,
                     },
                 ));
+                let (end, _) = common::counter();
+                self.flushes += 1;
+                self.flush_ticks += end - start;
                 Ok(())
             }
             Code::Unknown(_) => Err(Status::InvalidParam),
@@ -292,6 +299,11 @@ impl BlockDevice for Device {
 struct BlkDriver {
     client: Channel,
     irq: Channel,
+    /// Notifications (client and interrupt) handled, the ticks spent, and
+    /// the power of two of requests answered last logged.
+    notifications: u64,
+    busy: u64,
+    logged: u64,
     device: Device,
     serve: Serve<DEPTH>,
 }
@@ -379,10 +391,15 @@ fn init() -> BlkDriver {
         slots: [None; DEPTH],
         flushed: None,
         strays: 0,
+        flushes: 0,
+        flush_ticks: 0,
     };
     BlkDriver {
         client: Channel::new(*var!(client_channel: usize = 0)),
         irq: Channel::new(*var!(irq_channel: usize = 0)),
+        notifications: 0,
+        busy: 0,
+        logged: 128,
         serve: Serve::new(Driver::new(rings), data.len() as u64, blocks),
         device,
     }
@@ -392,6 +409,7 @@ impl Handler for BlkDriver {
     type Error = Infallible;
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), Self::Error> {
+        let (start, hz) = common::counter();
         if channels.contains(self.irq) {
             self.device.blk.ack_interrupt();
         }
@@ -402,6 +420,22 @@ impl Handler for BlkDriver {
         }
         if channels.contains(self.irq) {
             let _ = self.irq.irq_ack();
+        }
+        let (end, _) = common::counter();
+        self.notifications += 1;
+        self.busy += end - start;
+        // Every power of two of requests answered, from 256 on.
+        if self.serve.served() >= 2 * self.logged {
+            self.logged *= 2;
+            log::info!(
+                "blk-driver: {} requests answered in {} notifications, busy {} us ({} flushes: {} us) of {} us",
+                self.serve.served(),
+                self.notifications,
+                self.busy * 1_000_000 / hz.max(1),
+                self.device.flushes,
+                self.device.flush_ticks * 1_000_000 / hz.max(1),
+                end * 1_000_000 / hz.max(1)
+            );
         }
         Ok(())
     }

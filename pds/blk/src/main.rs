@@ -46,6 +46,9 @@ struct Blk {
     vmm: Channel,
     /// Batches of at least 1 MiB served so far.
     large: u64,
+    /// Notifications handled, and the ticks spent handling them.
+    notifications: u64,
+    busy: u64,
     client: Client<CountingPpc>,
     service: Service,
 }
@@ -223,6 +226,8 @@ fn init() -> Blk {
     Blk {
         vmm,
         large: 0,
+        notifications: 0,
+        busy: 0,
         client: Client::with_staging(
             CountingPpc {
                 ppc: Ppc(vmm),
@@ -253,6 +258,8 @@ impl Handler for Blk {
         if signal {
             self.vmm.notify();
         }
+        self.notifications += 1;
+        self.busy += end - start;
         let (calls, stats) = (self.client_calls(), self.service.stats());
         let bytes = stats.bytes - before.1.bytes;
         if bytes >= 1 << 20 {
@@ -270,12 +277,15 @@ impl Handler for Blk {
                 (end - start) * 1_000_000 / hz.max(1)
             );
             log::info!(
-                "blk: so far {} requests ({} failed), {} PPCs: {}.{:02} PPCs per request",
+                "blk: so far {} requests ({} failed), {} PPCs: {}.{:02} PPCs per request; {} notifications, busy {} us of {} us",
                 stats.requests,
                 stats.failed,
                 calls,
                 calls / stats.requests.max(1),
-                calls * 100 / stats.requests.max(1) % 100
+                calls * 100 / stats.requests.max(1) % 100,
+                self.notifications,
+                self.busy * 1_000_000 / hz.max(1),
+                end * 1_000_000 / hz.max(1)
             );
         }
         Ok(())
