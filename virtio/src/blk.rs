@@ -71,12 +71,17 @@ pub mod status {
 }
 
 /// Most data segments (descriptors after the header and before the status
-/// byte) one request may have: what the copy service moves in one call
-/// ([`guest_ram::protocol::MAX_SEGMENTS`]), so a request's data is one
-/// call whatever the path. Offered to the driver as `seg_max`
+/// byte) one request may have: four times what the copy service moves in
+/// one call ([`guest_ram::protocol::MAX_SEGMENTS`]), so a request's data
+/// is at most four calls (one per window-full or buffer-full more on the
+/// paths that go a piece at a time). Offered to the driver as `seg_max`
 /// (`VIRTIO_BLK_F_SEG_MAX`); a request with more fails with
-/// [`status::IOERR`].
-pub const SEG_MAX: usize = guest_ram::protocol::MAX_SEGMENTS;
+/// [`status::IOERR`]. Larger than one call's worth because a guest splits
+/// its I/O by it: with 39, Linux cut a 1 MiB O_DIRECT read into requests
+/// of about 256 KiB, each paying the whole round trip (guest exits, the
+/// VMM, the blk and driver PDs, an interrupt), while the calls per byte
+/// stay the same.
+pub const SEG_MAX: usize = 4 * guest_ram::protocol::MAX_SEGMENTS;
 
 /// The id string `GET_ID` returns.
 pub const DEVICE_ID: &[u8; 20] = b"guest-ram ramdisk\0\0\0";
