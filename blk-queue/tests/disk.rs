@@ -568,6 +568,49 @@ fn failures_and_bad_requests_are_ioerr_and_the_rest_work() {
 }
 
 #[test]
+fn requests_of_a_queue_reset_in_flight_only_free_their_slots() {
+    let mut w = World::new(RING);
+    for b in 0..4u64 {
+        assert!(w.queue(req::IN, b * 8, 4096));
+    }
+    w.blk();
+    w.driver();
+    assert_eq!(w.disk.in_flight(), 4);
+    // The guest resets the device: a new backend, the rings zeroed.
+    w.backend = AsyncBlkBackend::new();
+    w.ram.write(AVAIL + 2, &0u16.to_le_bytes()).unwrap();
+    w.ram.write(USED + 2, &0u16.to_le_bytes()).unwrap();
+    w.ram.write(USED + 4, &[0u8; 64]).unwrap();
+    // The old requests finish: nothing reaches the guest's memory.
+    for _ in 0..4 {
+        for s in w.device.on_device() {
+            w.device.finish(s);
+        }
+        w.driver();
+        w.backend
+            .process(&w.layout, &mut w.client, &mut w.disk)
+            .unwrap();
+    }
+    let mut used = [0xffu8; 66];
+    w.ram.read(USED + 2, &mut used).unwrap();
+    assert!(
+        used.iter().all(|&b| b == 0),
+        "the old requests wrote the new queue's used ring"
+    );
+    assert_eq!(w.disk.in_flight(), 0);
+    assert_eq!(w.backend.in_flight(), 0);
+    // And the new queue works, every slot free again.
+    w.slots = std::array::from_fn(|_| None);
+    w.avail = 0;
+    w.used = 0;
+    for b in 0..8u64 {
+        assert!(w.queue(req::IN, b * 8, 4096));
+    }
+    w.settle();
+    w.check();
+}
+
+#[test]
 fn a_driver_answering_wrong_ids_is_ignored_and_a_corrupt_ring_fails_requests() {
     use virtio::blk_async::{Op, Refused};
     let leak = |n: usize| -> &'static mut [u8] { Box::leak(vec![0u8; n].into_boxed_slice()) };
