@@ -309,7 +309,7 @@ endif
 # The N-VM system (VMS > 1) keeps RAM disks: one QEMU virtio-blk device
 # and driver PD per VM is not built yet.
 BLK ?= $(if $(and $(filter linux,$(GUEST)),$(filter qemu_virt_aarch64,$(MICROKIT_BOARD)),$(if $(MULTI_VM),,yes)),device,ram)
-BLK_DATA_SIZE := 0x200000
+BLK_DATA_SIZE := 0x800000
 BLK_DISK_FILE = $(BUILD_DIR)/disk.img
 BLK_CACHE ?= writeback
 ifeq ($(BLK),device)

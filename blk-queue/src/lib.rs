@@ -536,6 +536,11 @@ impl Client {
         self.requests.publish(&buffer)
     }
 
+    /// Entries per ring.
+    pub fn capacity(&self) -> u32 {
+        self.rings.capacity
+    }
+
     /// The next response, if there is one.
     pub fn dequeue(&mut self) -> Result<Option<Response>, Error> {
         let buffer = self.rings.resp;

@@ -1,27 +1,42 @@
 // SPDX-License-Identifier: BSD-2-Clause
-//! The device path end to end on the host: a guest's virtio-blk requests
-//! through the blk PD's backend (`virtio::blk::BlkBackend`) and the VMM's
-//! copy server, into a `QueueDisk` whose requests cross the sDDF rings to
-//! the driver loop (`driver::Serve`) over a RAM "device" that can be told
-//! to fail, to be slow, or to never answer.
+//! The device path end to end on the host, asynchronous: a guest's
+//! virtio-blk requests, many at once, through the blk PD's backend
+//! (`virtio::blk_async::AsyncBlkBackend`) and the VMM's copy server, into a
+//! `QueueDisk` whose requests cross the sDDF rings to the driver loop
+//! (`driver::Serve`) over a RAM "device" that finishes its requests in
+//! whatever order the test says, fails some, or never answers.
+//!
+//! The model proptest runs any interleaving of the guest queueing, the
+//! blk PD and the driver PD running, and the device finishing any request
+//! it holds, and checks: every request completes once, with the status it
+//! should have; a read returns what the device read; a write carries the
+//! guest's bytes to the device; no two requests on the device share
+//! data-region bytes; a flush starts only when every write the guest
+//! queued before it has been done and nothing else is on the device, and
+//! nothing queued after it starts before it is done.
 #![allow(
     unsafe_code,
     reason = "test memory stands in for the mappings system.xml makes; it outlives the buffers"
 )]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::ptr::NonNull;
+use std::rc::Rc;
 
 use blk_queue::disk::{Doorbell, QueueDisk};
 use blk_queue::driver::{BlockDevice, Serve};
 use blk_queue::{
-    publish_storage_info, Client as RingClient, Code, Driver, Rings, Status, StorageInfo, Transfer,
+    publish_storage_info, Client as RingClient, Code, Driver, Response, Rings, Status, StorageInfo,
+    Transfer,
 };
 use guest_ram::client::Client;
 use guest_ram::server::{ClientConfig, Server, Window};
 use guest_ram::transport::Local;
 use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
-use virtio::blk::{req, status, BlkBackend, Disk, ReqHeader};
+use proptest::prelude::*;
+use virtio::blk::{req, status, ReqHeader};
+use virtio::blk_async::{AsyncBlkBackend, AsyncDisk};
 use virtio::queue::{flags, Desc, Layout};
 use zerocopy::IntoBytes;
 
@@ -31,288 +46,675 @@ fn buffer(memory: &mut [u8]) -> SharedBuffer {
 }
 
 const BLOCKS: u64 = 64;
+/// The data region: room for 4 requests of 4 blocks at once.
 const DATA: usize = 64 << 10;
-
-/// A RAM device behind the driver loop.
-struct RamDevice {
-    disk: Vec<u8>,
-    data: SharedBuffer,
-    started: Option<(Code, Transfer)>,
-    /// Polls before a started request completes.
-    delay: u32,
-    left: u32,
-    /// Sectors whose requests fail with an I/O error.
-    bad_sector: Option<u64>,
-    /// Never completes anything.
-    dead: bool,
-    flushes: u32,
-}
-
-impl BlockDevice for RamDevice {
-    fn start(&mut self, code: Code, transfer: &Transfer) -> Result<(), Status> {
-        self.started = Some((code, *transfer));
-        self.left = self.delay;
-        Ok(())
-    }
-    fn poll(&mut self) -> Option<Status> {
-        if self.dead {
-            return None;
-        }
-        if self.left > 0 {
-            self.left -= 1;
-            return None;
-        }
-        let (code, t) = self.started.take()?;
-        if self.bad_sector == Some(t.sector) {
-            return Some(Status::Io);
-        }
-        let at = t.sector as usize * 512;
-        match code {
-            Code::Read => self
-                .data
-                .write(t.data_offset, &self.disk[at..at + t.len])
-                .unwrap(),
-            Code::Write => self
-                .data
-                .read(t.data_offset, &mut self.disk[at..at + t.len])
-                .unwrap(),
-            Code::Flush => self.flushes += 1,
-            _ => {}
-        }
-        Some(Status::Ok)
-    }
-}
-
-/// The driver PD, run whenever the blk PD rings or waits.
-struct Bell {
-    serve: Serve,
-    device: RamDevice,
-    waits: u32,
-}
-
-impl Doorbell for Bell {
-    fn ring(&mut self) {
-        self.serve.run(&mut self.device).unwrap();
-    }
-    fn wait(&mut self) -> bool {
-        self.waits += 1;
-        self.serve.run(&mut self.device).unwrap();
-        self.waits < 100
-    }
-}
+/// Requests the blk PD keeps in flight.
+const DEPTH: usize = 8;
+/// Requests the device takes at once.
+const DEVICE_DEPTH: usize = 3;
+const RING: u32 = 8;
 
 const GPA: u64 = 0x4000_0000;
-const RAM: usize = 1 << 20;
+const RAM: usize = 4 << 20;
+const QSIZE: u16 = 64;
 const DESC: u64 = GPA;
 const AVAIL: u64 = GPA + 0x1000;
 const USED: u64 = GPA + 0x2000;
-const HEADER: u64 = GPA + 0x3000;
-const STATUS: u64 = GPA + 0x3100;
-const BUF: u64 = GPA + 0x1_0000;
+const HEADERS: u64 = GPA + 0x3000;
+const STATUSES: u64 = GPA + 0x3800;
+const BUFS: u64 = GPA + 0x1_0000;
+/// Bytes per guest slot's data buffer.
+const BUF_LEN: u64 = 0x2_0000;
+/// Guest requests outstanding at most (3 descriptors each).
+const GUEST_SLOTS: usize = 16;
 
+/// A RAM device behind the driver loop: it holds what it started and
+/// finishes a request only when the test says.
+struct RamDevice {
+    disk: Vec<u8>,
+    data: SharedBuffer,
+    started: [Option<(Code, Transfer)>; DEVICE_DEPTH],
+    finished: VecDeque<(usize, Status)>,
+    /// Blocks whose requests fail.
+    bad_block: Option<u64>,
+    /// Every write done, by the sequence number in its first 8 bytes.
+    writes_done: Vec<u64>,
+    /// What each read put in the data region, by sector.
+    reads: Vec<(u64, Vec<u8>)>,
+    flushes: u32,
+    /// Writes done when each flush started.
+    flush_saw: Vec<usize>,
+    /// Sequence numbers of the writes started after each flush ended.
+    writes_after_flush: Vec<(u32, u64)>,
+}
+
+impl RamDevice {
+    fn new(data: SharedBuffer) -> Self {
+        RamDevice {
+            disk: (0..BLOCKS as usize * 4096)
+                .map(|i| (i / 4096) as u8)
+                .collect(),
+            data,
+            started: [None; DEVICE_DEPTH],
+            finished: VecDeque::new(),
+            bad_block: None,
+            writes_done: Vec::new(),
+            reads: Vec::new(),
+            flushes: 0,
+            flush_saw: Vec::new(),
+            writes_after_flush: Vec::new(),
+        }
+    }
+
+    fn on_device(&self) -> Vec<usize> {
+        (0..DEVICE_DEPTH)
+            .filter(|&s| self.started[s].is_some())
+            .collect()
+    }
+
+    /// Finishes the request in `slot`: moves its data now.
+    fn finish(&mut self, slot: usize) {
+        let Some((code, t)) = self.started[slot].take() else {
+            return;
+        };
+        let block = t.sector / 8;
+        let bad = self
+            .bad_block
+            .is_some_and(|b| (block..block + t.len as u64 / 4096).contains(&b));
+        let status = if bad {
+            Status::Io
+        } else {
+            let at = t.sector as usize * 512;
+            match code {
+                Code::Read => {
+                    self.data
+                        .write(t.data_offset, &self.disk[at..at + t.len])
+                        .unwrap();
+                    self.reads
+                        .push((t.sector, self.disk[at..at + t.len].to_vec()));
+                }
+                Code::Write => {
+                    self.data
+                        .read(t.data_offset, &mut self.disk[at..at + t.len])
+                        .unwrap();
+                    let seq = u64::from_le_bytes(self.disk[at..at + 8].try_into().unwrap());
+                    self.writes_done.push(seq);
+                }
+                _ => self.flushes += 1,
+            }
+            Status::Ok
+        };
+        self.finished.push_back((slot, status));
+    }
+}
+
+impl BlockDevice for RamDevice {
+    fn start(&mut self, slot: usize, code: Code, t: &Transfer) -> Result<(), Status> {
+        assert!(self.started[slot].is_none(), "slot {slot} in use");
+        for (_, o) in self.started.iter().flatten() {
+            let disjoint =
+                t.data_offset + t.len <= o.data_offset || o.data_offset + o.len <= t.data_offset;
+            assert!(disjoint || t.len == 0 || o.len == 0, "data region shared");
+        }
+        match code {
+            Code::Flush => {
+                assert!(
+                    self.on_device().is_empty(),
+                    "a flush with requests on the device"
+                );
+                self.flush_saw.push(self.writes_done.len());
+            }
+            Code::Write => {
+                let mut seq = [0u8; 8];
+                self.data.read(t.data_offset, &mut seq).unwrap();
+                self.writes_after_flush
+                    .push((self.flushes, u64::from_le_bytes(seq)));
+            }
+            _ => {}
+        }
+        self.started[slot] = Some((code, *t));
+        Ok(())
+    }
+    fn poll(&mut self) -> Option<(usize, Status)> {
+        self.finished.pop_front()
+    }
+}
+
+/// The doorbell: counts rings.
+struct Bell(Rc<Cell<u32>>);
+
+impl Doorbell for Bell {
+    fn ring(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+/// A guest request: kind, first sector, data bytes.
+#[derive(Clone, Debug)]
+struct Guest {
+    kind: u32,
+    sector: u64,
+    len: u32,
+    /// Sequence number (in order of queueing).
+    seq: u64,
+}
+
+/// The whole path's memory and state.
 struct World {
-    guest: Vec<u8>,
-    shared: Vec<u8>,
-    req: Vec<u8>,
-    resp: Vec<u8>,
-    info: Vec<u8>,
+    ram: GuestRam<1, 8>,
+    client: Client<Local<'static, 1, 8, 1>>,
+    layout: Layout,
+    backend: AsyncBlkBackend<DEPTH>,
+    disk: QueueDisk<Bell, DEPTH>,
+    serve: Serve<DEVICE_DEPTH>,
+    device: RamDevice,
+    rings: Rc<Cell<u32>>,
+    /// Guest slots: the request in each, if any.
+    slots: [Option<Guest>; GUEST_SLOTS],
+    avail: u16,
+    used: u16,
+    /// Completed: (request, status byte, used length, data read).
+    completed: Vec<(Guest, u8, u32, Vec<u8>)>,
+    next_seq: u64,
 }
 
 impl World {
-    fn new() -> Self {
-        World {
-            guest: vec![0; RAM],
-            shared: vec![0; DATA + 4096],
-            req: vec![0; Rings::request_bytes(4)],
-            resp: vec![0; Rings::response_bytes(4)],
-            info: vec![0; 4096],
-        }
-    }
-}
-
-/// One guest request: type, sector, data buffers as (length, writable),
-/// and what the data buffers hold before it.
-type GuestRequest = (u32, u64, Vec<(u32, bool)>, Vec<u8>);
-
-/// Runs `requests` (type, sector, data buffers as (len, writable)) one
-/// after another through the whole path; `setup` adjusts the device.
-/// Returns each request's status and the disk and guest RAM after.
-fn run(
-    requests: &[GuestRequest],
-    setup: impl FnOnce(&mut RamDevice),
-) -> (Vec<u8>, Vec<u8>, Vec<u8>, u32) {
-    let mut w = World::new();
-    let shared = buffer(&mut w.shared);
-    let data = shared.sub(0, DATA).unwrap();
-    let rings = Rings::new(buffer(&mut w.req), buffer(&mut w.resp), 4).unwrap();
-    let info = buffer(&mut w.info);
-    publish_storage_info(&info, &StorageInfo::new(BLOCKS, 512, 1)).unwrap();
-    let mut device = RamDevice {
-        disk: (0..BLOCKS as usize * 4096)
-            .map(|i| (i / 4096) as u8)
-            .collect(),
-        data,
-        started: None,
-        delay: 3,
-        left: 0,
-        bad_sector: None,
-        dead: false,
-        flushes: 0,
-    };
-    setup(&mut device);
-    let bell = Bell {
-        serve: Serve::new(Driver::new(rings), DATA as u64, BLOCKS),
-        device,
-        waits: 0,
-    };
-    let mut disk = QueueDisk::new(RingClient::new(rings), info, data, 0, bell);
-    assert_eq!(disk.len(), BLOCKS * 4096);
-    assert_eq!(disk.block_size(), 4096);
-
-    // SAFETY: `w.guest` outlives `ram` and is accessed only through it.
-    let region =
-        unsafe { MappedRegion::new(GPA, NonNull::new(w.guest.as_mut_ptr()).unwrap(), RAM as u64) };
-    let mut ram = GuestRam::<1, 8>::new(&[region]).unwrap();
-    ram.register_at(GPA, RAM as u64).unwrap();
-    let server = RefCell::new(Server::<1>::new());
-    server
-        .borrow_mut()
-        .add_client(ClientConfig::new(1, shared, &[Window::read_write(GPA, RAM as u64)]).unwrap())
+    fn new(ring_capacity: u32) -> Self {
+        let leak = |n: usize| -> &'static mut [u8] { Box::leak(vec![0u8; n].into_boxed_slice()) };
+        let shared = buffer(leak(DATA + 4096));
+        let data = shared.sub(0, DATA).unwrap();
+        let rings = Rings::new(
+            buffer(leak(Rings::request_bytes(ring_capacity as usize))),
+            buffer(leak(Rings::response_bytes(ring_capacity as usize))),
+            ring_capacity,
+        )
         .unwrap();
-    let mut client =
-        Client::with_staging(Local::new(&server, &ram, 1), shared, DATA, 4096).unwrap();
-    let layout = Layout::new(16, DESC, AVAIL, USED).unwrap();
-    let mut backend = BlkBackend::new();
-    let mut statuses = Vec::new();
-    for (n, (kind, sector, bufs, fill)) in requests.iter().enumerate() {
-        let header = ReqHeader {
-            kind: (*kind).into(),
-            reserved: 0.into(),
-            sector: (*sector).into(),
+        let info = buffer(leak(4096));
+        publish_storage_info(&info, &StorageInfo::new(BLOCKS, 512, 1)).unwrap();
+        let guest = leak(RAM);
+        // SAFETY: the leaked guest memory lives for the test's whole life.
+        let region = unsafe {
+            MappedRegion::new(GPA, NonNull::new(guest.as_mut_ptr()).unwrap(), RAM as u64)
         };
-        ram.write(HEADER, header.as_bytes()).unwrap();
-        ram.write(STATUS, &[0xee]).unwrap();
-        if !fill.is_empty() {
-            ram.write(BUF, fill).unwrap();
-        }
-        let mut chain = vec![(HEADER, 16u32, false)];
-        let mut at = BUF;
-        for &(len, writable) in bufs {
-            chain.push((at, len, writable));
-            at += u64::from(len);
-        }
-        chain.push((STATUS, 1, true));
-        for (i, &(gpa, len, writable)) in chain.iter().enumerate() {
-            let last = i + 1 == chain.len();
-            let f = if writable { flags::WRITE } else { 0 } | if last { 0 } else { flags::NEXT };
-            ram.write(
-                DESC + 16 * i as u64,
-                Desc::new(gpa, len, f, i as u16 + 1).as_bytes(),
+        let mut ram = GuestRam::<1, 8>::new(&[region]).unwrap();
+        ram.register_at(GPA, RAM as u64).unwrap();
+        let server: &'static RefCell<Server<1>> = Box::leak(Box::new(RefCell::new(Server::new())));
+        server
+            .borrow_mut()
+            .add_client(
+                ClientConfig::new(1, shared, &[Window::read_write(GPA, RAM as u64)]).unwrap(),
             )
             .unwrap();
+        let ram_static: &'static GuestRam<1, 8> = Box::leak(Box::new(ram));
+        let client =
+            Client::with_staging(Local::new(server, ram_static, 1), shared, DATA, 4096).unwrap();
+        let counter = Rc::new(Cell::new(0));
+        let disk = QueueDisk::new(
+            RingClient::new(rings),
+            info,
+            DATA as u64,
+            0,
+            Bell(counter.clone()),
+        );
+        // The guest's view of the same memory, for the test's own writes.
+        let mut mirror = GuestRam::<1, 8>::new(&[region]).unwrap();
+        mirror.register_at(GPA, RAM as u64).unwrap();
+        World {
+            ram: mirror,
+            client,
+            layout: Layout::new(QSIZE, DESC, AVAIL, USED).unwrap(),
+            backend: AsyncBlkBackend::new(),
+            disk,
+            serve: Serve::new(Driver::new(rings), DATA as u64, BLOCKS),
+            device: RamDevice::new(data),
+            rings: counter,
+            slots: std::array::from_fn(|_| None),
+            avail: 0,
+            used: 0,
+            completed: Vec::new(),
+            next_seq: 1,
         }
-        ram.write(AVAIL + 4 + 2 * (n as u64 % 16), &0u16.to_le_bytes())
-            .unwrap();
-        ram.write(AVAIL + 2, &(n as u16 + 1).to_le_bytes()).unwrap();
-        assert_eq!(backend.process(&layout, &mut client, &mut disk), Ok(1));
-        let mut s = [0u8];
-        ram.read(STATUS, &mut s).unwrap();
-        statuses.push(s[0]);
     }
-    let mut guest = vec![0u8; 0x40000];
-    ram.read(BUF, &mut guest).unwrap();
-    let bell = disk.doorbell();
-    (
-        statuses,
-        bell.device.disk.clone(),
-        guest,
-        bell.device.flushes,
-    )
+
+    /// Queues a request in a free guest slot; `false` if there is none.
+    fn queue(&mut self, kind: u32, sector: u64, len: u32) -> bool {
+        let Some(j) = self.slots.iter().position(Option::is_none) else {
+            return false;
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let header = ReqHeader {
+            kind: kind.into(),
+            reserved: 0.into(),
+            sector: sector.into(),
+        };
+        let (h, st, buf) = (
+            HEADERS + 16 * j as u64,
+            STATUSES + j as u64,
+            BUFS + BUF_LEN * j as u64,
+        );
+        self.ram.write(h, header.as_bytes()).unwrap();
+        self.ram.write(st, &[0xee]).unwrap();
+        // A write's data: its sequence number, then a pattern.
+        let fill: Vec<u8> = (0..len as u64)
+            .map(|i| (seq.wrapping_mul(31).wrapping_add(i * 7) % 251) as u8)
+            .collect();
+        if len > 0 {
+            self.ram.write(buf, &fill).unwrap();
+            if len >= 8 {
+                self.ram.write(buf, &seq.to_le_bytes()).unwrap();
+            }
+        }
+        let d = 3 * j as u16;
+        let mut chain = vec![(h, 16u32, false)];
+        if len > 0 {
+            chain.push((buf, len, kind == req::IN));
+        }
+        chain.push((st, 1, true));
+        for (i, &(gpa, l, writable)) in chain.iter().enumerate() {
+            let last = i + 1 == chain.len();
+            let f = if writable { flags::WRITE } else { 0 } | if last { 0 } else { flags::NEXT };
+            self.ram
+                .write(
+                    DESC + 16 * u64::from(d + i as u16),
+                    Desc::new(gpa, l, f, d + i as u16 + 1).as_bytes(),
+                )
+                .unwrap();
+        }
+        self.ram
+            .write(
+                AVAIL + 4 + 2 * u64::from(self.avail % QSIZE),
+                &d.to_le_bytes(),
+            )
+            .unwrap();
+        self.avail = self.avail.wrapping_add(1);
+        self.ram
+            .write(AVAIL + 2, &self.avail.to_le_bytes())
+            .unwrap();
+        self.slots[j] = Some(Guest {
+            kind,
+            sector,
+            len,
+            seq,
+        });
+        true
+    }
+
+    /// The blk PD runs (a signal from the VMM or the driver).
+    fn blk(&mut self) {
+        self.backend
+            .process(&self.layout, &mut self.client, &mut self.disk)
+            .unwrap();
+        self.reap();
+    }
+
+    /// The driver PD runs (a signal from the blk PD or an interrupt).
+    fn driver(&mut self) {
+        self.serve.run(&mut self.device).unwrap();
+    }
+
+    /// The guest takes what was used.
+    fn reap(&mut self) {
+        let mut idx = [0u8; 2];
+        self.ram.read(USED + 2, &mut idx).unwrap();
+        let idx = u16::from_le_bytes(idx);
+        while self.used != idx {
+            let mut elem = [0u8; 8];
+            self.ram
+                .read(USED + 4 + 8 * u64::from(self.used % QSIZE), &mut elem)
+                .unwrap();
+            self.used = self.used.wrapping_add(1);
+            let head = u32::from_le_bytes(elem[..4].try_into().unwrap()) as usize;
+            let len = u32::from_le_bytes(elem[4..].try_into().unwrap());
+            assert_eq!(head % 3, 0, "a used id that is no head");
+            let j = head / 3;
+            let g = self.slots[j].take().expect("a request completed twice");
+            let mut s = [0u8];
+            self.ram.read(STATUSES + j as u64, &mut s).unwrap();
+            let mut data = vec![0u8; g.len as usize];
+            if !data.is_empty() {
+                self.ram.read(BUFS + BUF_LEN * j as u64, &mut data).unwrap();
+            }
+            self.completed.push((g, s[0], len, data));
+        }
+    }
+
+    /// Everything runs until nothing moves: every request completes.
+    fn settle(&mut self) {
+        for _ in 0..1000 {
+            self.blk();
+            self.driver();
+            for s in self.device.on_device() {
+                self.device.finish(s);
+            }
+            self.driver();
+            self.blk();
+            if self.slots.iter().all(Option::is_none) {
+                return;
+            }
+        }
+        panic!("requests never completed: {:?}", self.slots);
+    }
+
+    /// Checks every completion against what should have happened.
+    fn check(&self) {
+        for (g, st, used_len, data) in &self.completed {
+            let block = g.sector / 8;
+            let blocks = u64::from(g.len) / 4096;
+            let valid = match g.kind {
+                req::IN | req::OUT => {
+                    g.len > 0
+                        && g.len % 4096 == 0
+                        && g.sector % 8 == 0
+                        && block + blocks <= BLOCKS
+                        && u64::from(g.len) <= DATA as u64
+                }
+                req::FLUSH => true,
+                _ => false,
+            };
+            let bad = self
+                .device
+                .bad_block
+                .is_some_and(|b| g.len > 0 && (block..block + blocks).contains(&b));
+            let want = match (valid, g.kind) {
+                (false, req::IN | req::OUT | req::FLUSH) => status::IOERR,
+                (false, _) => status::UNSUPP,
+                (true, _) if bad => status::IOERR,
+                _ => status::OK,
+            };
+            assert_eq!(*st, want, "{g:?}");
+            if g.kind == req::IN && want == status::OK {
+                assert_eq!(*used_len, g.len + 1);
+                assert!(
+                    self.device
+                        .reads
+                        .iter()
+                        .any(|(sector, bytes)| *sector == g.sector && bytes == data),
+                    "a read returned what the device never read: {g:?}"
+                );
+            } else {
+                assert_eq!(*used_len, 1);
+            }
+        }
+        // Flush order: every write queued before a flush was done when it
+        // started; no write queued after it started before it ended.
+        let flushes: Vec<u64> = self
+            .completed
+            .iter()
+            .filter(|(g, st, _, _)| g.kind == req::FLUSH && *st == status::OK)
+            .map(|(g, _, _, _)| g.seq)
+            .collect();
+        let mut sorted = flushes.clone();
+        sorted.sort();
+        for (n, flush) in sorted.iter().enumerate() {
+            let before: Vec<u64> = self
+                .completed
+                .iter()
+                .filter(|(g, st, _, _)| g.kind == req::OUT && *st == status::OK && g.seq < *flush)
+                .map(|(g, _, _, _)| g.seq)
+                .collect();
+            let seen = self.device.flush_saw[n];
+            for w in before {
+                assert!(
+                    self.device.writes_done[..seen].contains(&w),
+                    "write {w} not done before flush {flush}"
+                );
+            }
+            for &(flushes_done, seq) in &self.device.writes_after_flush {
+                if seq > *flush {
+                    assert!(
+                        flushes_done > n as u32,
+                        "write {seq} started before flush {flush} ended"
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[test]
-fn reads_writes_and_flushes_cross_the_rings() {
-    let pattern: Vec<u8> = (0..12288u32).map(|i| (i * 7 % 251) as u8).collect();
-    let (statuses, disk, guest, flushes) = run(
-        &[
-            // Three blocks written from two guest buffers at block 5.
-            (
-                req::OUT,
-                40,
-                vec![(4096, false), (8192, false)],
-                pattern.clone(),
-            ),
-            (req::FLUSH, 0, vec![], vec![]),
-            // Read back blocks 5..8 into three buffers of odd sizes.
-            (
-                req::IN,
-                40,
-                vec![(1000, true), (7192, true), (4096, true)],
-                vec![],
-            ),
-        ],
-        |_| {},
-    );
-    assert_eq!(statuses, [status::OK; 3]);
-    assert_eq!(&disk[5 * 4096..8 * 4096], &pattern[..]);
-    assert_eq!(&guest[..12288], &pattern[..]);
-    assert_eq!(flushes, 1);
-    // Blocks around the write are untouched.
-    assert!(disk[4 * 4096..5 * 4096].iter().all(|&b| b == 4));
-    assert!(disk[8 * 4096..9 * 4096].iter().all(|&b| b == 8));
+fn many_requests_in_flight_complete_out_of_order() {
+    let mut w = World::new(RING);
+    for b in 0..6u64 {
+        assert!(w.queue(req::OUT, b * 8, 4096));
+    }
+    w.blk();
+    assert_eq!(w.backend.in_flight(), 6);
+    assert_eq!(w.rings.get(), 1, "one ring for a batch");
+    w.driver();
+    assert_eq!(w.device.on_device().len(), DEVICE_DEPTH);
+    // Finish the last first.
+    for s in w.device.on_device().into_iter().rev() {
+        w.device.finish(s);
+    }
+    w.driver();
+    w.blk();
+    assert_eq!(w.completed.len(), 3);
+    w.settle();
+    assert_eq!(w.completed.len(), 6);
+    for b in 0..6u64 {
+        assert!(w.queue(req::IN, b * 8, 4096));
+    }
+    w.settle();
+    w.check();
+    for (g, _, _, data) in &w.completed[6..] {
+        assert_eq!(
+            u64::from_le_bytes(data[..8].try_into().unwrap()),
+            1 + g.sector / 8
+        );
+    }
 }
 
 #[test]
-fn more_than_a_window_goes_in_window_fulls() {
-    // 96 KiB: the 64 KiB data region, then 32 KiB.
-    let pattern: Vec<u8> = (0..96 * 1024u32).map(|i| (i % 253) as u8).collect();
-    let (statuses, disk, guest, _) = run(
-        &[
-            (req::OUT, 8, vec![(96 * 1024, false)], pattern.clone()),
-            (req::IN, 8, vec![(96 * 1024, true)], vec![0; 96 * 1024]),
-        ],
-        |_| {},
+fn a_flush_waits_for_the_writes_before_it_and_holds_those_after() {
+    let mut w = World::new(RING);
+    assert!(w.queue(req::OUT, 0, 4096));
+    assert!(w.queue(req::OUT, 8, 4096));
+    assert!(w.queue(req::FLUSH, 0, 0));
+    assert!(w.queue(req::OUT, 16, 4096));
+    w.blk();
+    assert_eq!(
+        w.backend.in_flight(),
+        2,
+        "the flush and the write after it wait"
     );
-    assert_eq!(statuses, [status::OK; 2]);
-    assert_eq!(&disk[4096..4096 + 96 * 1024], &pattern[..]);
-    assert_eq!(&guest[..96 * 1024], &pattern[..]);
+    w.driver();
+    for s in w.device.on_device() {
+        w.device.finish(s);
+    }
+    w.driver();
+    w.blk();
+    assert_eq!(w.backend.in_flight(), 1, "the flush alone");
+    w.driver();
+    assert_eq!(w.device.on_device().len(), 1);
+    w.settle();
+    assert_eq!(w.device.flushes, 1);
+    w.check();
 }
 
 #[test]
-fn a_failed_device_request_is_ioerr_and_the_next_works() {
-    let (statuses, _, guest, _) = run(
-        &[
-            (req::IN, 16, vec![(4096, true)], vec![]),
-            (req::IN, 24, vec![(4096, true)], vec![]),
-        ],
-        |d| d.bad_sector = Some(16),
-    );
-    assert_eq!(statuses, [status::IOERR, status::OK]);
-    assert!(guest[..4096].iter().all(|&b| b == 3));
+fn a_device_that_never_answers_leaves_requests_pending_not_a_pd_stuck() {
+    let mut w = World::new(RING);
+    for b in 0..GUEST_SLOTS as u64 {
+        assert!(w.queue(req::IN, (b % 8) * 8, 4096 * 4));
+    }
+    for _ in 0..10 {
+        w.blk();
+        w.driver();
+    }
+    // The data region holds 4 such requests; the rest wait in the ring.
+    assert_eq!(w.backend.in_flight(), 4);
+    assert!(w.completed.is_empty());
+    // Once it answers, everything completes.
+    w.settle();
+    assert_eq!(w.completed.len(), GUEST_SLOTS);
+    w.check();
 }
 
 #[test]
-fn requests_that_are_not_whole_blocks_fail() {
-    let (statuses, disk, _, _) = run(
-        &[
-            (req::IN, 1, vec![(4096, true)], vec![]),
-            (req::OUT, 0, vec![(512, false)], vec![9; 512]),
-            (req::IN, (BLOCKS - 1) * 8, vec![(8192, true)], vec![]),
-        ],
-        |_| {},
-    );
-    assert_eq!(statuses, [status::IOERR; 3]);
-    assert!(disk[..4096].iter().all(|&b| b == 0));
+fn failures_and_bad_requests_are_ioerr_and_the_rest_work() {
+    let mut w = World::new(RING);
+    w.device.bad_block = Some(3);
+    assert!(w.queue(req::IN, 3 * 8, 4096));
+    assert!(w.queue(req::IN, 1, 4096)); // not block-aligned
+    assert!(w.queue(req::OUT, 0, 512)); // not whole blocks
+    assert!(w.queue(req::IN, (BLOCKS - 1) * 8, 8192)); // past the end
+    assert!(w.queue(req::IN, 0, (DATA + 4096) as u32)); // larger than the data region
+    assert!(w.queue(99, 0, 0));
+    assert!(w.queue(req::IN, 2 * 8, 4096));
+    w.settle();
+    w.check();
+    assert_eq!(w.completed.len(), 7);
 }
 
 #[test]
-fn a_device_that_never_answers_breaks_the_disk_not_the_pd() {
-    let (statuses, _, _, _) = run(
-        &[
-            (req::IN, 0, vec![(4096, true)], vec![]),
-            (req::FLUSH, 0, vec![], vec![]),
-        ],
-        |d| d.dead = true,
+fn requests_of_a_queue_reset_in_flight_only_free_their_slots() {
+    let mut w = World::new(RING);
+    for b in 0..4u64 {
+        assert!(w.queue(req::IN, b * 8, 4096));
+    }
+    w.blk();
+    w.driver();
+    assert_eq!(w.disk.in_flight(), 4);
+    // The guest resets the device: a new backend, the rings zeroed.
+    w.backend = AsyncBlkBackend::new();
+    w.ram.write(AVAIL + 2, &0u16.to_le_bytes()).unwrap();
+    w.ram.write(USED + 2, &0u16.to_le_bytes()).unwrap();
+    w.ram.write(USED + 4, &[0u8; 64]).unwrap();
+    // The old requests finish: nothing reaches the guest's memory.
+    for _ in 0..4 {
+        for s in w.device.on_device() {
+            w.device.finish(s);
+        }
+        w.driver();
+        w.backend
+            .process(&w.layout, &mut w.client, &mut w.disk)
+            .unwrap();
+    }
+    let mut used = [0xffu8; 66];
+    w.ram.read(USED + 2, &mut used).unwrap();
+    assert!(
+        used.iter().all(|&b| b == 0),
+        "the old requests wrote the new queue's used ring"
     );
-    assert_eq!(statuses, [status::IOERR, status::IOERR]);
+    assert_eq!(w.disk.in_flight(), 0);
+    assert_eq!(w.backend.in_flight(), 0);
+    // And the new queue works, every slot free again.
+    w.slots = std::array::from_fn(|_| None);
+    w.avail = 0;
+    w.used = 0;
+    for b in 0..8u64 {
+        assert!(w.queue(req::IN, b * 8, 4096));
+    }
+    w.settle();
+    w.check();
+}
+
+#[test]
+fn a_driver_answering_wrong_ids_is_ignored_and_a_corrupt_ring_fails_requests() {
+    use virtio::blk_async::{Op, Refused};
+    let leak = |n: usize| -> &'static mut [u8] { Box::leak(vec![0u8; n].into_boxed_slice()) };
+    let (req_ring, resp_ring) = (
+        buffer(leak(Rings::request_bytes(4))),
+        buffer(leak(Rings::response_bytes(4))),
+    );
+    let rings = Rings::new(req_ring, resp_ring, 4).unwrap();
+    let info = buffer(leak(4096));
+    publish_storage_info(&info, &StorageInfo::new(BLOCKS, 512, 1)).unwrap();
+    let count = Rc::new(Cell::new(0));
+    let mut disk: QueueDisk<Bell, 4> = QueueDisk::new(
+        RingClient::new(rings),
+        info,
+        16384,
+        4096,
+        Bell(count.clone()),
+    );
+    let mut driver = Driver::new(rings);
+    let a = disk.reserve(8192).unwrap();
+    let b = disk.reserve(8192).unwrap();
+    assert_eq!(
+        disk.reserve(4096),
+        Err(Refused::Busy),
+        "the data region is full"
+    );
+    assert_eq!(
+        disk.reserve(20000),
+        Err(Refused::Never),
+        "larger than the data region"
+    );
+    assert_eq!((a.buffer_offset, b.buffer_offset), (4096, 4096 + 8192));
+    assert!(disk.submit(a.index, Op::Read, 0, 8192));
+    assert!(disk.submit(b.index, Op::Write, 8192, 8192));
+    disk.kick();
+    disk.kick();
+    assert_eq!(count.get(), 1);
+    let ra = driver.dequeue().unwrap().unwrap();
+    let rb = driver.dequeue().unwrap().unwrap();
+    assert_eq!((ra.io_offset, rb.io_offset), (0, 8192));
+    // A made-up id, an id with the right slot but an old sequence, and a
+    // short count: dropped, dropped, failed.
+    driver
+        .enqueue(&Response::new(Status::Ok, 2, 0xdead_beef))
+        .unwrap();
+    driver
+        .enqueue(&Response::new(Status::Ok, 2, rb.id ^ 0x100))
+        .unwrap();
+    driver
+        .enqueue(&Response::new(Status::Ok, 1, rb.id))
+        .unwrap();
+    assert_eq!(disk.complete(), Some((b.index, false)));
+    assert_eq!(disk.stats().stale, 2);
+    disk.release(b.index);
+    assert_eq!(disk.in_flight(), 1);
+    // A response ring whose tail jumped: the disk breaks, what was in
+    // flight fails, and nothing new is taken.
+    resp_ring.write(4, &1000u32.to_le_bytes()).unwrap();
+    assert_eq!(disk.complete(), Some((a.index, false)));
+    assert_eq!(disk.complete(), None);
+    assert!(disk.broken().is_some());
+    assert_eq!(disk.reserve(4096), Err(Refused::Never));
+    assert_eq!(disk.in_flight(), 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn any_interleaving_keeps_the_model(
+        ring in prop::sample::select(vec![4u32, 8, 64]),
+        bad in prop::option::of(0u64..BLOCKS),
+        steps in prop::collection::vec((0u8..8, any::<u8>(), 0u8..6), 1..120),
+    ) {
+        let mut w = World::new(ring);
+        w.device.bad_block = bad;
+        for (what, a, b) in steps {
+            match what {
+                0 | 1 => {
+                    let kind = match a % 8 {
+                        0..=2 => req::OUT,
+                        3..=5 => req::IN,
+                        6 => req::FLUSH,
+                        _ => 77,
+                    };
+                    let len = if kind == req::FLUSH || kind == 77 { 0 } else {
+                        match b { 0 => 512, 5 => 20 * 4096, n => 4096 * u32::from(n) }
+                    };
+                    let sector = if a % 16 == 15 { u64::from(a) } else { u64::from(a / 8 % 70) * 8 };
+                    w.queue(kind, sector, len);
+                }
+                2 | 3 => w.blk(),
+                4 | 5 => w.driver(),
+                _ => {
+                    let on = w.device.on_device();
+                    if !on.is_empty() {
+                        w.device.finish(on[usize::from(a) % on.len()]);
+                    }
+                }
+            }
+        }
+        w.settle();
+        w.check();
+        prop_assert_eq!(w.backend.in_flight(), 0);
+        prop_assert_eq!(w.disk.in_flight(), 0);
+    }
 }

@@ -57,7 +57,9 @@ def system(board_name: str, guest_image: str, disk_image: str = "disk.img", disk
 
     pds = [vmm]
     if vm_board:
-        blk = S.ProtectionDomain("blk", "blk.elf", priority=160, stack_size=0x10000)
+        # 256 KiB of stack: with a device (BLK=device), the blk PD's
+        # requests in flight live there (as in system.xml).
+        blk = S.ProtectionDomain("blk", "blk.elf", priority=160, stack_size=0x40000)
         # One copy: the disk region is the blk PD's copy buffer, and a
         # staging region follows it in both PDs.
         disk_region = (disk_size + 0xfff) & ~0xfff

@@ -98,6 +98,7 @@ struct OpaqueDevice;
 impl blk_queue::driver::BlockDevice for OpaqueDevice {
     fn start(
         &mut self,
+        _: usize,
         _: blk_queue::Code,
         _: &blk_queue::Transfer,
     ) -> Result<(), blk_queue::Status> {
@@ -107,8 +108,8 @@ impl blk_queue::driver::BlockDevice for OpaqueDevice {
             Err(blk_queue::Status::Unknown(word() as u32))
         }
     }
-    fn poll(&mut self) -> Option<blk_queue::Status> {
-        (word() == 0).then(|| blk_queue::Status::Unknown(word() as u32))
+    fn poll(&mut self) -> Option<(usize, blk_queue::Status)> {
+        (word() == 0).then(|| (word() as usize, blk_queue::Status::Unknown(word() as u32)))
     }
 }
 
@@ -118,9 +119,6 @@ struct OpaqueDoorbell;
 impl blk_queue::disk::Doorbell for OpaqueDoorbell {
     fn ring(&mut self) {
         black_box(());
-    }
-    fn wait(&mut self) -> bool {
-        word() == 0
     }
 }
 
@@ -455,13 +453,13 @@ extern "C" fn _start() -> ! {
         let _ = black_box(request.transfer(word(), word()));
         let mut driver = blk_queue::Driver::new(rings);
         let _ = black_box(driver.dequeue());
-        let mut serve = blk_queue::driver::Serve::new(driver, word(), word());
+        let mut serve = blk_queue::driver::Serve::<5>::new(driver, word(), word());
         let _ = black_box(serve.run(&mut OpaqueDevice));
         let _ = black_box(blk_queue::read_storage_info(&buffer(word() as usize)));
-        let disk = blk_queue::disk::QueueDisk::new(
+        let disk = blk_queue::disk::QueueDisk::<_, 16>::new(
             ring_client,
             buffer(word() as usize),
-            buffer(word() as usize),
+            word(),
             word(),
             OpaqueDoorbell,
         );
@@ -471,7 +469,9 @@ extern "C" fn _start() -> ! {
             word() as usize,
             word() as usize,
         ) {
-            let mut device_path = BlkService::new(buffer(word() as usize), disk);
+            let mut device_path =
+                virtio::device::AsyncBlkService::<_, 16>::new(buffer(word() as usize), disk);
+            black_box(device_path.notified(&mut staged));
             black_box(device_path.notified(&mut staged));
         }
     }

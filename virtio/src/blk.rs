@@ -71,12 +71,17 @@ pub mod status {
 }
 
 /// Most data segments (descriptors after the header and before the status
-/// byte) one request may have: what the copy service moves in one call
-/// ([`guest_ram::protocol::MAX_SEGMENTS`]), so a request's data is one
-/// call whatever the path. Offered to the driver as `seg_max`
+/// byte) one request may have: four times what the copy service moves in
+/// one call ([`guest_ram::protocol::MAX_SEGMENTS`]), so a request's data
+/// is at most four calls (one per window-full or buffer-full more on the
+/// paths that go a piece at a time). Offered to the driver as `seg_max`
 /// (`VIRTIO_BLK_F_SEG_MAX`); a request with more fails with
-/// [`status::IOERR`].
-pub const SEG_MAX: usize = guest_ram::protocol::MAX_SEGMENTS;
+/// [`status::IOERR`]. Larger than one call's worth because a guest splits
+/// its I/O by it: with 39, Linux cut a 1 MiB O_DIRECT read into requests
+/// of about 256 KiB, each paying the whole round trip (guest exits, the
+/// VMM, the blk and driver PDs, an interrupt), while the calls per byte
+/// stay the same.
+pub const SEG_MAX: usize = 4 * guest_ram::protocol::MAX_SEGMENTS;
 
 /// The id string `GET_ID` returns.
 pub const DEVICE_ID: &[u8; 20] = b"guest-ram ramdisk\0\0\0";
@@ -532,20 +537,20 @@ impl BlkBackend {
 
 /// A request served but not yet published.
 #[derive(Clone, Copy, Debug)]
-struct Served {
+pub(crate) struct Served {
     /// Its chain's head: the used element's id.
-    head: u16,
+    pub(crate) head: u16,
     /// Its status byte.
-    code: u8,
+    pub(crate) code: u8,
     /// Data bytes written to its writable buffers.
-    data_len: u32,
+    pub(crate) data_len: u32,
     /// Where its status byte goes (`None`: nowhere to report, or refused).
-    status_gpa: Option<u64>,
+    pub(crate) status_gpa: Option<u64>,
 }
 
 /// The used elements of `served`: the data bytes written, plus the
 /// status byte where there was one.
-fn used_elems(served: &[Served]) -> heapless::Vec<UsedElem, MAX_CHAIN> {
+pub(crate) fn used_elems(served: &[Served]) -> heapless::Vec<UsedElem, MAX_CHAIN> {
     let mut used = heapless::Vec::new();
     for s in served {
         let len = s.data_len.saturating_add(u32::from(s.status_gpa.is_some()));
@@ -562,7 +567,17 @@ fn used_elems(served: &[Served]) -> heapless::Vec<UsedElem, MAX_CHAIN> {
 /// sectors inside the disk (and the request is at most 4 GiB, the most a
 /// used element can report).
 fn disk_range<D: Disk>(sector: u64, len: u64, disk: &D) -> Result<u64, u8> {
-    let block = u64::from(disk.block_size()).max(SECTOR);
+    disk_range_of(sector, len, disk.block_size(), disk.len())
+}
+
+/// [`disk_range`] for a disk of `disk_len` bytes in `block_size` blocks.
+pub(crate) fn disk_range_of(
+    sector: u64,
+    len: u64,
+    block_size: u32,
+    disk_len: u64,
+) -> Result<u64, u8> {
+    let block = u64::from(block_size).max(SECTOR);
     if len % block != 0 || len >= u64::from(u32::MAX) {
         return Err(status::IOERR);
     }
@@ -571,7 +586,7 @@ fn disk_range<D: Disk>(sector: u64, len: u64, disk: &D) -> Result<u64, u8> {
         return Err(status::IOERR);
     }
     let end = offset.checked_add(len).ok_or(status::IOERR)?;
-    if end > disk.len() {
+    if end > disk_len {
         return Err(status::IOERR);
     }
     Ok(offset)
@@ -603,7 +618,7 @@ fn data_segments(segments: &[GpaRange], skip: u64, len: u64) -> Result<(), u8> {
 }
 
 /// The gpa of the last byte of `segments`.
-fn last_byte(segments: &[GpaRange]) -> Option<u64> {
+pub(crate) fn last_byte(segments: &[GpaRange]) -> Option<u64> {
     let last = segments.last()?;
     last.gpa.checked_add(last.len - 1)
 }

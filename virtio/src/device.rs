@@ -432,3 +432,91 @@ impl<D: Disk> BlkService<D> {
         )
     }
 }
+
+/// The device PD's half of asynchronous virtio-blk
+/// ([`blk_async`](crate::blk_async)): an
+/// [`AsyncBlkBackend`](crate::blk_async::AsyncBlkBackend) per queue
+/// configuration over an [`AsyncDisk`](crate::blk_async::AsyncDisk), with
+/// up to `N` requests in flight.
+pub struct AsyncBlkService<D, const N: usize> {
+    page: BackendPage,
+    disk: D,
+    backend: crate::blk_async::AsyncBlkBackend<N>,
+    total: Stats,
+}
+
+impl<D: crate::blk_async::AsyncDisk, const N: usize> AsyncBlkService<D, N> {
+    /// A service for the queue published in `page`, serving `disk`; it
+    /// reports the disk's capacity in the page at once.
+    pub fn new(page: SharedBuffer, disk: D) -> Self {
+        let mut service = AsyncBlkService {
+            page: BackendPage::new(page),
+            disk,
+            backend: crate::blk_async::AsyncBlkBackend::new(),
+            total: Stats::default(),
+        };
+        service.report(false);
+        service
+    }
+
+    /// Counters over all generations.
+    pub fn stats(&self) -> Stats {
+        self.total + self.backend.stats()
+    }
+
+    /// Guest requests in flight at the disk.
+    pub fn in_flight(&self) -> usize {
+        self.backend.in_flight()
+    }
+
+    /// The disk.
+    pub fn disk(&mut self) -> &mut D {
+        &mut self.disk
+    }
+
+    /// The VMM signalled (the guest queued requests) or the disk's driver
+    /// did (requests finished): complete what finished, start what was
+    /// queued. Returns whether to signal the VMM back (something was used,
+    /// or the queue broke). Never waits for the disk.
+    pub fn notified<M: GuestDma>(&mut self, dma: &mut M) -> bool {
+        let Some(queues) = self.page.read() else {
+            // Mid-publication: the VMM signals again once it is done.
+            return false;
+        };
+        let [state, ..] = queues.states;
+        if queues.fresh.first() == Some(&true) {
+            // Requests of the old configuration still in flight finish
+            // into the new backend, which only releases their slots.
+            self.total = self.total + core::mem::take(&mut self.backend).stats();
+        }
+        let layout = match state.layout() {
+            None => {
+                self.backend.drop_completions(&mut self.disk);
+                return false;
+            }
+            Some(Ok(layout)) => layout,
+            Some(Err(e)) => {
+                log::warn!("virtio-blk: published queue is invalid: {e}");
+                self.backend.drop_completions(&mut self.disk);
+                return self.report(true);
+            }
+        };
+        match self.backend.process(&layout, dma, &mut self.disk) {
+            Ok(0) => false,
+            Ok(_) => self.report(false),
+            Err(e) => {
+                log::warn!("virtio-blk: queue error, device needs reset: {e}");
+                self.report(true)
+            }
+        }
+    }
+
+    fn report(&mut self, needs_reset: bool) -> bool {
+        self.page.report(
+            needs_reset || self.backend.is_broken(),
+            self.stats().requests,
+            self.disk.len() / crate::blk::SECTOR,
+            self.disk.block_size(),
+        )
+    }
+}

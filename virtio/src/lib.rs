@@ -42,6 +42,7 @@
 extern crate std;
 
 pub mod blk;
+pub mod blk_async;
 pub mod console;
 pub mod device;
 pub mod mmio;

@@ -392,8 +392,37 @@ impl DeviceQueue {
         used: &[UsedElem],
         dma: &mut M,
     ) -> Result<(), QueueError> {
+        let count = self.publish_used(layout, prefix, used, dma)?;
+        self.last_avail = self.last_avail.wrapping_add(count);
+        Ok(())
+    }
+
+    /// Takes the next `n` available chains without completing them (a
+    /// device that completes chains later, in any order: asynchronous
+    /// virtio-blk): the available position advances, the used one does
+    /// not. Chains taken are completed later by
+    /// [`publish_used`](Self::publish_used).
+    pub fn take(&mut self, n: u16) {
+        self.last_avail = self.last_avail.wrapping_add(n);
+    }
+
+    /// Chains taken and not yet used.
+    pub fn outstanding(&self) -> u16 {
+        self.last_avail.wrapping_sub(self.used_idx)
+    }
+
+    /// As [`publish`](Self::publish), for chains already
+    /// [`take`](Self::take)n: only the used position advances. Returns how
+    /// many elements were published.
+    pub fn publish_used<M: GuestDma>(
+        &mut self,
+        layout: &Layout,
+        prefix: &[(u64, u8)],
+        used: &[UsedElem],
+        dma: &mut M,
+    ) -> Result<u16, QueueError> {
         if used.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let size = layout.size();
         let count = u16::try_from(used.len())
@@ -441,8 +470,7 @@ impl DeviceQueue {
         dma.writev(&segments, bytes.get(..at).unwrap_or(&[]))
             .map_err(|_| QueueError::RingAccess)?;
         self.used_idx = self.used_idx.wrapping_add(count);
-        self.last_avail = self.last_avail.wrapping_add(count);
-        Ok(())
+        Ok(count)
     }
 }
 

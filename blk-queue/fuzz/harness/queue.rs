@@ -4,8 +4,9 @@
 //!
 //! Input: `[capacity selector, steps...]`, each step a selector byte and
 //! its operands. The memory of both rings starts zeroed; steps are the
-//! driver loop running (`driver::Serve` over a device that completes,
-//! fails or stalls as the input says), the client enqueueing or dequeuing,
+//! driver loop running (`driver::Serve` over a device with several
+//! requests in flight that completes any of them, fails or stalls as the
+//! input says), the client enqueueing or dequeuing,
 //! or the input scribbling bytes anywhere in either ring (a hostile other
 //! side). Checks that:
 //! - nothing panics, and the driver loop returns (a ring holds at most a
@@ -14,7 +15,8 @@
 //!   ring's tail and records, the response ring's head), and the client
 //!   never writes one the driver owns;
 //! - every request the driver starts is inside the data region and the
-//!   disk.
+//!   disk, in a free slot, sharing no data-region byte with another on
+//!   the device; a flush or barrier starts only on an idle device.
 #![allow(
     unsafe_code,
     reason = "test memory stands in for the shared mappings; it outlives the buffers"
@@ -34,38 +36,54 @@ fn buffer(memory: &mut [u8]) -> SharedBuffer {
     unsafe { SharedBuffer::new(NonNull::new(memory.as_mut_ptr()).unwrap(), memory.len()) }
 }
 
+/// Slots the driver loop keeps on the device.
+const SLOTS: usize = 3;
+
 struct Device {
-    running: bool,
+    /// The transfer in each slot.
+    running: [Option<Transfer>; SLOTS],
     outcome: u8,
 }
 
 impl BlockDevice for Device {
-    fn start(&mut self, code: Code, t: &Transfer) -> Result<(), Status> {
+    fn start(&mut self, slot: usize, code: Code, t: &Transfer) -> Result<(), Status> {
         if matches!(code, Code::Read | Code::Write) {
             assert!(t.len > 0 && (t.data_offset + t.len) as u64 <= DATA);
             assert!(t.sector / 8 + (t.len as u64) / 4096 <= BLOCKS);
         }
-        assert!(!self.running, "one request at a time");
-        self.running = true;
+        assert!(self.running[slot].is_none(), "a slot in use");
+        let busy = self.running.iter().flatten().count();
+        assert!(
+            !matches!(code, Code::Flush | Code::Barrier) || busy == 0,
+            "a flush with requests on the device"
+        );
+        for o in self.running.iter().flatten() {
+            assert!(
+                t.len == 0
+                    || o.len == 0
+                    || t.data_offset + t.len <= o.data_offset
+                    || o.data_offset + o.len <= t.data_offset,
+                "two requests share data-region bytes"
+            );
+        }
         if self.outcome % 7 == 6 {
-            self.running = false;
             return Err(Status::Io);
         }
+        self.running[slot] = Some(*t);
         Ok(())
     }
-    fn poll(&mut self) -> Option<Status> {
-        assert!(self.running);
-        match self.outcome % 7 {
-            0..=2 => {
-                self.running = false;
-                Some(Status::Ok)
-            }
-            3 => {
-                self.running = false;
-                Some(Status::Io)
-            }
-            _ => None,
-        }
+    fn poll(&mut self) -> Option<(usize, Status)> {
+        // The input picks which slot finishes, and how.
+        let slot = (0..SLOTS)
+            .map(|k| (k + usize::from(self.outcome / 7)) % SLOTS)
+            .find(|&k| self.running[k].is_some())?;
+        let status = match self.outcome % 7 {
+            0..=2 => Status::Ok,
+            3 => Status::Io,
+            _ => return None,
+        };
+        self.running[slot] = None;
+        Some((slot, status))
     }
 }
 
@@ -91,9 +109,9 @@ pub fn run(data: &[u8]) {
     let (rb, sb) = (buffer(&mut req), buffer(&mut resp));
     let rings = Rings::new(rb, sb, capacity).unwrap();
     let mut client = Client::new(rings);
-    let mut serve = Serve::new(Driver::new(rings), DATA, BLOCKS);
+    let mut serve = Serve::<SLOTS>::new(Driver::new(rings), DATA, BLOCKS);
     let mut device = Device {
-        running: false,
+        running: [None; SLOTS],
         outcome: 0,
     };
     let snapshot = || {

@@ -223,12 +223,17 @@ pub struct CountingPpc {
     pub ppc: Ppc,
     /// Calls made.
     pub calls: u64,
+    /// Counter ticks spent in them (the copy server's work included).
+    pub ticks: u64,
 }
 
 impl Transport for CountingPpc {
     fn call(&mut self, label: u64, words: usize, msg: &mut [u64; MSG_WORDS]) -> (u64, usize) {
         self.calls += 1;
-        self.ppc.call(label, words, msg)
+        let (start, _) = counter();
+        let reply = self.ppc.call(label, words, msg);
+        self.ticks += counter().0.wrapping_sub(start);
+        reply
     }
 }
 

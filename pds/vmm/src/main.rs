@@ -433,6 +433,35 @@ fn wiring(blk_page: SharedBuffer, blk: Channel) -> vm::Wiring {
     }
 }
 
+/// Time spent in the VMM's handlers, for the power-off line: ticks and
+/// calls of copy-service PPCs, notifications and guest faults.
+pub(crate) static BUSY: [core::sync::atomic::AtomicU64; 6] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; 6];
+
+/// Adds one handler call of `kind` that began at `start` to [`BUSY`].
+fn busy(kind: usize, start: u64) {
+    use core::sync::atomic::Ordering::Relaxed;
+    let (end, _) = common::counter();
+    BUSY[2 * kind].fetch_add(end.wrapping_sub(start), Relaxed);
+    BUSY[2 * kind + 1].fetch_add(1, Relaxed);
+}
+
+/// [`BUSY`] as a log line's words.
+pub(crate) fn busy_line() -> [u64; 7] {
+    use core::sync::atomic::Ordering::Relaxed;
+    let (_, hz) = common::counter();
+    let us = |t: u64| t.saturating_mul(1_000_000) / hz.max(1);
+    [
+        us(BUSY[0].load(Relaxed)),
+        BUSY[1].load(Relaxed),
+        us(BUSY[2].load(Relaxed)),
+        BUSY[3].load(Relaxed),
+        us(BUSY[4].load(Relaxed)),
+        BUSY[5].load(Relaxed),
+        us(common::counter().0),
+    ]
+}
+
 impl Handler for Vmm {
     type Error = Infallible;
 
@@ -441,6 +470,7 @@ impl Handler for Vmm {
         channel: Channel,
         msg_info: MessageInfo,
     ) -> Result<MessageInfo, Self::Error> {
+        let (start, _) = common::counter();
         let (label, words) = with_msg_regs_mut(|regs| {
             self.server.handle(
                 &self.ram,
@@ -450,10 +480,12 @@ impl Handler for Vmm {
                 regs,
             )
         });
+        busy(0, start);
         Ok(MessageInfo::new(label, words))
     }
 
     fn notified(&mut self, set: ChannelSet) -> Result<(), Self::Error> {
+        let (start, _) = common::counter();
         #[cfg(feature = "vm")]
         if let Some(vm) = self.vm.as_mut() {
             vm.notified(&mut self.ram, set);
@@ -462,6 +494,7 @@ impl Handler for Vmm {
             }
         }
         let _ = set;
+        busy(1, start);
         Ok(())
     }
 
@@ -472,7 +505,10 @@ impl Handler for Vmm {
     ) -> Result<Option<MessageInfo>, Self::Error> {
         #[cfg(feature = "vm")]
         if let Some(vm) = self.vm.as_mut() {
-            return Ok(vm.fault(&self.ram, child, msg_info));
+            let (start, _) = common::counter();
+            let reply = vm.fault(&self.ram, child, msg_info);
+            busy(2, start);
+            return Ok(reply);
         }
         log::error!(
             "{PD}: fault from child {} with no VM: {msg_info:?}",

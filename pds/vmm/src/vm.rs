@@ -629,6 +629,10 @@ impl Vm {
                     "{PD}: guest faults: {} virtio-mmio, {} GICD, {} timer VPPIs, {} maintenance, {} IRQs injected, {} WFI/WFE ({} slept), {} SMC",
                     c.mmio, c.gicd, c.vppi, c.maintenance, c.injected, c.wfx, c.sleeps, c.smc
                 );
+                let [ppc_us, ppcs, note_us, notes, fault_us, faults, now_us] = crate::busy_line();
+                log::info!(
+                    "{PD}: busy {ppc_us} us in {ppcs} copy PPCs, {note_us} us in {notes} notifications, {fault_us} us in {faults} guest faults, of {now_us} us since the counter started"
+                );
                 log::info!("{PD}: guest powered off");
                 Ok(Resume::Off)
             }
