@@ -336,7 +336,7 @@ IMAGE_FILE := $(BUILD_DIR)/loader.img
 REPORT_FILE := $(BUILD_DIR)/report.txt
 SYSTEM_FILE := $(BUILD_DIR)/guest-ram.system
 PDS := vmm $(if $(filter linux,$(GUEST)),,selftest guest-view) $(if $(filter yes,$(VM)),blk doorbell $(BLK_PDS)) $(if $(filter yes,$(BENCH)),bench) \
-    $(if $(MULTI_VM),serial net $(if $(filter 1,$(CPUS)),timer))
+    $(if $(MULTI_VM),serial net timer)
 PD_ELFS := $(addprefix $(BUILD_DIR)/,$(addsuffix .elf,$(PDS)))
 # The C client PD: C, built like Microkit's own examples (the SDK's
 # libmicrokit and microkit.ld, a C cross compiler from Debian, ld.lld).

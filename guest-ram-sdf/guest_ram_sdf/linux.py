@@ -15,7 +15,7 @@ regions ``guest_ram_vm<n>``, ``blk_disk_vm<n>``, ``blk_staging_vm<n>``,
 ``blk_device_vm<n>``, ``console_buffer_vm<n>``, ``console_device_vm<n>``,
 ``linux_dtb_vm<n>``. Shared: ``serial`` (180, a copy client of every VMM,
 the UART and its interrupt, ``smc`` to power the machine off),
-``timer`` (210, passive, PPI 30; left out with ``--cpus`` > 1), ``net``
+``timer`` (210, PPI 30 of core 0; passive on one core), ``net``
 (50, the guests' priority, with ``--net-acl``: the switch between the VMs' virtio-net devices,
 a copy client of every VMM with a 128 KiB staging region
 ``net_buffer_vm<n>`` and the device page ``net_device_vm<n>`` per VM, a
@@ -155,24 +155,27 @@ def system(vms: int, kernel: str, initrd: str, dtbs: List[str], disks: List[str]
     uart = region(sdf, "uart", 0x1000, phys_addr=0x900_0000)
     serial.add_map(S.Map(uart, SERIAL_UART, "rw", cached=False, setvar_vaddr="uart_vaddr"))
     serial.add_irq(S.IrqConventional(33, id=SERIAL_UART_IRQ_ID, setvar_id="uart_irq_channel"))
-    # One PPI 30 per core: the timer PD multiplexes it on one core. On an
-    # SMP system each VM has a core of its own, and an idle guest's wfi
-    # just returns (it spins on its own core, costing no other VM).
-    timer = None
-    if not smp:
-        timer = S.ProtectionDomain("timer", "timer.elf", priority=TIMER_PRIORITY, passive=True)
-        timer.add_irq(S.IrqConventional(30, id=TIMER_IRQ_ID, setvar_id="timer_irq_channel"))
+    # The timer PD multiplexes core 0's EL1 physical timer (PPI 30) for
+    # every VMM. On one core it is passive. On an SMP system it runs on
+    # core 0 with a scheduling context of its own (a VMM on another core
+    # calls it, and a call donating across cores never returned), and its
+    # notification wakes a VMM on any core: an idle guest sleeps there too
+    # instead of spinning through wfi traps (the counter is the same on
+    # every core, so a deadline read on one is good on another).
+    timer = S.ProtectionDomain("timer", "timer.elf", priority=TIMER_PRIORITY, passive=not smp,
+                               cpu=core(0))
+    timer.add_irq(S.IrqConventional(30, id=TIMER_IRQ_ID, setvar_id="timer_irq_channel"))
 
     kernel_mr = region(sdf, "linux_kernel", None, page_size=PAGE_2M, prefill_path=kernel)
     initrd_mr = region(sdf, "linux_initrd", None, prefill_path=initrd)
     gicv = region(sdf, "gicv", 0x2000, phys_addr=0x804_0000)
     disk_region = (disk_size + PAGE_2M - 1) // PAGE_2M * PAGE_2M
 
-    pds = [serial] + ([timer] if timer else [])
+    pds = [serial, timer]
     # The network: a switch with one port per VM. It calls every VMM (a
     # copy client of each), so it runs below them, at the guests' priority
     # (NET_PRIORITY), with its own scheduling context; on SMP on the first
-    # core no VM has (core 0 with 4 VMs): an idle guest spins on its core.
+    # core no VM has (core 0 with 4 VMs).
     # Its state (four ports, each with a 97,664-byte receive staging area)
     # is built on the stack in init and moved: 2 MiB.
     net = None
@@ -245,9 +248,8 @@ def system(vms: int, kernel: str, initrd: str, dtbs: List[str], disks: List[str]
             sdf.add_channel(S.Channel(vmm, net, a_id=VMM_NET_POWER_ID, b_id=NET_POWER_BASE + n,
                                       pd_a_setvar_id="net_power_channel",
                                       pd_b_setvar_id=f"vm{n}_power_channel"))
-        if timer:
-            sdf.add_channel(S.Channel(vmm, timer, a_id=VMM_TIMER_ID, b_id=n, pp_a=True,
-                                      pd_a_setvar_id="timer_channel"))
+        sdf.add_channel(S.Channel(vmm, timer, a_id=VMM_TIMER_ID, b_id=n, pp_a=True,
+                                  pd_a_setvar_id="timer_channel"))
 
         # The guest's images: the kernel and initrd shared read-only, the
         # device tree its own (the VMM patches it in place).

@@ -143,8 +143,8 @@ def test_each_vm_is_complete(tmp_path, vms, cpus):
                 ("serial", n, f"vm{n}_channel")} in channels
         assert {("vmm%d" % n, linux.VMM_POWER_ID, "power_channel"),
                 ("serial", 4 + n, f"vm{n}_power_channel")} in channels
+        assert {("vmm%d" % n, linux.VMM_TIMER_ID, "timer_channel"), ("timer", n, None)} in channels
         if cpus == 1:
-            assert {("vmm%d" % n, linux.VMM_TIMER_ID, "timer_channel"), ("timer", n, None)} in channels
             assert vmm.get("cpu") is None
         else:
             assert int(vmm.get("cpu")) == n and int(vm.find("vcpu").get("cpu")) == n
@@ -168,7 +168,11 @@ def test_each_vm_is_complete(tmp_path, vms, cpus):
         assert int(net.get("cpu")) == (vms if vms < cpus else 0)
     assert {m.get("setvar_vaddr") for m in net.findall("map")} >= {"acl_vaddr"}
     assert any(m.get("mr") == "net_acl" and m.get("setvar_prefill_size") == "acl_len" for m in net.findall("map"))
-    assert ("timer" in pds) == (cpus == 1)
+    # One timer PD on core 0 serves every VMM: passive on one core, with
+    # a scheduling context of its own on SMP (called across cores).
+    timer, _ = pds["timer"]
+    assert (timer.get("passive") == "true") == (cpus == 1)
+    assert timer.get("cpu") in (None, "0")
     # Equal guest priorities: round robin between the VMs.
     assert {pds[f"guest{n}"][1] for n in range(vms)} == {linux.GUEST_PRIORITY}
 

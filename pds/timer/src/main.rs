@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: BSD-2-Clause
-//! The timer PD (the N-VM system on one core): owns the EL1 physical timer
-//! (PPI 30, one per core, exported to user level by seL4) and multiplexes
-//! it for the VMMs' idle wake-ups. A VMM whose guest idles at `wfi` calls
+//! The timer PD (the N-VM system): owns core 0's EL1 physical timer (PPI
+//! 30, one per core, exported to user level by seL4) and multiplexes it
+//! for every VMM's idle wake-ups, on whichever core the VMM runs (the
+//! counter is the same on every core; a notification crosses cores). A VMM whose guest idles at `wfi` calls
 //! `SET` with the guest's virtual-timer deadline (or `CANCEL`); when a
 //! deadline passes, this PD notifies that VMM, which resumes its vCPU.
-//! Passive, above the VMMs that call it. Glue only: the deadlines and the
+//! Above the VMMs that call it; passive on one core, with a scheduling
+//! context of its own on SMP (a VMM on another core calls it). Glue only: the deadlines and the
 //! wire protocol are `timer_mux`.
 //!
 //! Client n is VMM n on channel n (guest_ram_sdf.linux's convention).

@@ -391,7 +391,7 @@ fn vm_index() -> usize {
 /// The guest's devices and what else the system description gives this
 /// VMM: the one-VM system passes the UART through and lends it the idle
 /// timer; the N-VM system gives it a virtio console served by the serial
-/// PD, a timer PD (one core) or none (SMP), and the serial PD to tell of a
+/// PD, the timer PD (on core 0, on one core or several), and the serial PD to tell of a
 /// power-off.
 #[cfg(feature = "vm")]
 fn wiring(blk_page: SharedBuffer, blk: Channel) -> vm::Wiring {

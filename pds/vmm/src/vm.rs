@@ -79,8 +79,8 @@ pub struct Wiring {
     /// The UART's interrupt, when the UART is passed through (the one-VM
     /// Linux system).
     pub uart_irq: Option<Channel>,
-    /// What wakes an idle guest (Linux guest only; none on an SMP system,
-    /// where the guest's core is its own and its `wfi` just returns).
+    /// What wakes an idle guest (Linux guest only): the VMM's own timer
+    /// (one VM) or the timer PD (N VMs, on one core or several).
     pub idle_timer: Option<IdleTimer>,
     /// The serial PD's power signal (the N-VM system): notified when the
     /// guest powers itself off. Without one, the VMM powers the machine
