@@ -85,8 +85,6 @@ pub enum Error {
     Full,
     /// A ring or page does not fit its shared buffer, or the capacity is 0.
     Memory,
-    /// A request's response did not come in time: the request is lost.
-    TimedOut,
 }
 
 impl fmt::Display for Error {
@@ -97,7 +95,6 @@ impl fmt::Display for Error {
             }
             Error::Full => f.write_str("ring full"),
             Error::Memory => f.write_str("ring or page does not fit its shared memory"),
-            Error::TimedOut => f.write_str("no response in time"),
         }
     }
 }
