@@ -8,6 +8,8 @@
 //! the property's bytes; a successful load places kernel, initrd and
 //! device tree inside RAM without overlap, and the device tree in guest
 //! RAM agrees with the layout; a failed load leaves nothing allocated.
+//! The same bytes, read as a boot bundle, either split into two disjoint
+//! parts inside it or are refused.
 #![allow(
     unsafe_code,
     reason = "a Vec stands in for the mappings system.xml makes: kept alive for the whole run"
@@ -19,6 +21,7 @@ use guest_ram::{GpaRange, GuestRam, MappedRegion, SharedBuffer};
 use linux_boot::fdt::{self, Fdt};
 use linux_boot::image::ImageHeader;
 use linux_boot::load::{agrees, load, unload};
+use linux_boot::Bundle;
 
 const GPA: u64 = 0x4000_0000;
 const RAM: u64 = 4 << 20;
@@ -33,6 +36,21 @@ pub fn run(data: &[u8]) -> bool {
     let (header, blob) = data.split_at(data.len().min(64));
     if let Ok(h) = ImageHeader::parse(header, 0) {
         assert!(h.image_size > 0 && h.text_offset < 2 << 20);
+    }
+    // The whole input as a boot bundle (region = the input).
+    let mut whole_input = data.to_vec();
+    if let Ok((kernel, initrd)) = Bundle::split(&buffer(&mut whole_input)) {
+        let base = whole_input.as_ptr() as usize;
+        let span = |b: &SharedBuffer| {
+            let start = b.vaddr().as_ptr() as usize - base;
+            (start, start + b.len())
+        };
+        let (k, i) = (span(&kernel), span(&initrd));
+        assert!(k.0 >= 64 && k.1 <= data.len() && k.1 > k.0);
+        if initrd.len() > 0 {
+            assert!(i.0 >= 64 && i.1 <= data.len());
+            assert!(k.1 <= i.0 || i.1 <= k.0);
+        }
     }
     let mut blob = blob.to_vec();
     if let Ok(tree) = Fdt::new(&blob) {

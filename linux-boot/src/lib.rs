@@ -8,6 +8,9 @@
 //! - [`fdt`]: a flattened device tree reader that finds a property by node
 //!   path and rewrites its value in place, so that the guest's `/memory`
 //!   and `/chosen` initrd range say what the VMM really did.
+//! - [`bundle`]: the kernel and initrd in one blob with a header, as a
+//!   boot loader (QEMU's `-device loader`, a board's firmware) puts it
+//!   into memory outside seL4's RAM: the VMM takes both from there.
 //! - [`mod@load`]: places the kernel at a 2 MiB-aligned base, the initrd and
 //!   the device tree with `allocate_aligned` (never overlapping: the
 //!   allocator says so), patches the device tree, copies all three in,
@@ -29,8 +32,10 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod fdt;
 pub mod image;
 pub mod load;
 
+pub use bundle::{Bundle, BundleError};
 pub use load::{load, BootLayout, LoadError};

@@ -16,6 +16,7 @@ use guest_ram::{GpaRange, GuestRam, MappedRegion, SharedBuffer};
 use linux_boot::fdt::{self, Fdt};
 use linux_boot::image::{ImageError, MAGIC};
 use linux_boot::load::{agrees, load, unload, BootLayout, LoadError};
+use linux_boot::{Bundle, BundleError};
 
 const GPA: u64 = 0x4000_0000;
 const RAM: u64 = 128 << 20;
@@ -328,4 +329,75 @@ fn text_offset_is_honoured() {
         kernel
     );
     assert!(agrees(&dtb, &layout).unwrap());
+}
+
+/// A boot bundle as `guest_ram_sdf.bundle` lays it out: header, the
+/// kernel at 4 KiB, the initrd at the next 4 KiB boundary.
+fn bundle(kernel: &[u8], initrd: &[u8], region_len: usize) -> Vec<u8> {
+    let kernel_at = 0x1000;
+    let initrd_at = (kernel_at + kernel.len()).next_multiple_of(0x1000);
+    let mut blob = vec![0u8; region_len];
+    blob[..8].copy_from_slice(&linux_boot::bundle::MAGIC);
+    blob[8..12].copy_from_slice(&linux_boot::bundle::VERSION.to_le_bytes());
+    for (at, value) in [
+        (16, kernel_at),
+        (24, kernel.len()),
+        (32, initrd_at),
+        (40, initrd.len()),
+    ] {
+        blob[at..at + 8].copy_from_slice(&(value as u64).to_le_bytes());
+    }
+    blob[kernel_at..kernel_at + kernel.len()].copy_from_slice(kernel);
+    blob[initrd_at..initrd_at + initrd.len()].copy_from_slice(initrd);
+    blob
+}
+
+/// The VMM's path: split the region a boot loader filled, then load: the
+/// guest gets exactly the two files, and not a byte of what follows them.
+#[test]
+fn loads_from_a_bundle() {
+    let mut g = Guest::new();
+    let kernel = kernel_image(0x201_0000, (3 << 20) + 123);
+    let initrd: Vec<u8> = (0..0x17_7339).map(|i| (i % 251) as u8).collect();
+    let mut blob = bundle(&kernel, &initrd, 6 << 20);
+    // What lies after each file in the region is not theirs.
+    let tail = 0x1000 + kernel.len();
+    blob[tail..tail + 8].fill(0xee);
+    let region = buffer(&mut blob);
+    let (kernel_buf, initrd_buf) = Bundle::split(&region).unwrap();
+    assert_eq!(
+        (kernel_buf.len(), initrd_buf.len()),
+        (kernel.len(), initrd.len())
+    );
+    let mut dtb = repo_dtb();
+    dtb.resize(0x2000, 0);
+    let memory = GpaRange { gpa: GPA, len: RAM };
+    let layout = load(
+        &mut g.ram,
+        memory,
+        &kernel_buf,
+        kernel_buf.len() as u64,
+        &initrd_buf,
+        initrd_buf.len() as u64,
+        &mut dtb,
+    )
+    .unwrap();
+    let copied = g.bytes(GpaRange {
+        gpa: layout.kernel.gpa,
+        len: kernel.len() as u64 + 8,
+    });
+    assert_eq!(&copied[..kernel.len()], &kernel[..]);
+    assert_eq!(
+        &copied[kernel.len()..],
+        &[0u8; 8],
+        "bytes past the file copied"
+    );
+    assert_eq!(g.bytes(layout.initrd), initrd);
+
+    // A region nothing was loaded into: an error, not a boot.
+    let mut empty = vec![0u8; 0x10000];
+    assert_eq!(
+        Bundle::split(&buffer(&mut empty)),
+        Err(BundleError::BadMagic)
+    );
 }

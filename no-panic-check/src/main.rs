@@ -225,6 +225,9 @@ extern "C" fn _start() -> ! {
         gpa: word(),
         len: word(),
     };
+    // The boot bundle a boot loader left in memory, split as the VMM does.
+    let bundle = buffer(word() as usize);
+    let _ = black_box(linux_boot::Bundle::split(&bundle));
     let loaded = linux_boot::load(
         &mut ram,
         memory,
