@@ -47,7 +47,7 @@ pub fn run(data: &[u8]) -> bool {
         };
         let (k, i) = (span(&kernel), span(&initrd));
         assert!(k.0 >= 64 && k.1 <= data.len() && k.1 > k.0);
-        if initrd.len() > 0 {
+        if !initrd.is_empty() {
             assert!(i.0 >= 64 && i.1 <= data.len());
             assert!(k.1 <= i.0 || i.1 <= k.0);
         }
