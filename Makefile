@@ -39,6 +39,12 @@
 #   MEMCPY           builtins (default): the PDs copy with compiler-builtins'
 #                    memcpy/memmove; wide: with pd-memcpy's (AArch64: 64
 #                    bytes a turn through ldp/stp pairs, no FP/SIMD)
+#   LINUX_LOAD       GUEST=linux: how the kernel and initrd (one boot bundle,
+#                    $(BUILD_DIR)/linux-bundle.bin) get into memory: qemu
+#                    (default where the board file gives LINUX_BUNDLE_PADDR:
+#                    QEMU's loader puts the bundle there, outside seL4's RAM,
+#                    before seL4 starts) or prefill (the system image
+#                    carries it; seL4's initialiser fills it in at boot)
 #   LINUX_DTS, LINUX_DTB
 #                    GUEST=linux: the device tree source (board file's
 #                    default), or a compiled blob to use instead; the VMM
@@ -262,6 +268,26 @@ INITRD ?= $(LINUX_INPUTS)/initrd.cpio.gz
 DISK_IMAGE ?= $(LINUX_INPUTS)/disk.img
 LINUX_DTB_BUILT := $(BUILD_DIR)/linux.dtb
 LINUX_DTB ?= $(LINUX_DTB_BUILT)
+# The kernel and initrd in one boot bundle (guest_ram_sdf.bundle).
+LINUX_BUNDLE := $(BUILD_DIR)/linux-bundle.bin
+LINUX_LOAD ?= $(if $(LINUX_BUNDLE_PADDR),qemu,prefill)
+ifeq ($(LINUX_LOAD),qemu)
+ifeq ($(LINUX_BUNDLE_PADDR),)
+$(error LINUX_LOAD=qemu: $(MICROKIT_BOARD)'s board file gives no LINUX_BUNDLE_PADDR)
+endif
+# QEMU gets LINUX_BUNDLE_RAM more RAM than seL4 knows of: the bundle is
+# loaded there, into memory seL4 hands out as device untyped (never
+# zeroed), which the VMM maps read-only.
+QEMU_RAM := $(LINUX_BUNDLE_RAM)
+QEMU_CMD += -device loader,file=$(LINUX_BUNDLE),addr=$(LINUX_BUNDLE_PADDR),force-raw=on
+LINUX_IMAGES_ATTRS = size='$$(printf '0x%x' $$(( ($$(stat -c %s $(LINUX_BUNDLE)) + 0x1fffff) / 0x200000 * 0x200000 )))' phys_addr='$(LINUX_BUNDLE_PADDR)'
+LINUX_BUNDLE_SDF = --bundle-paddr $(LINUX_BUNDLE_PADDR)
+else ifeq ($(LINUX_LOAD),prefill)
+LINUX_IMAGES_ATTRS = prefill_path='$(abspath $(LINUX_BUNDLE))'
+LINUX_BUNDLE_SDF =
+else
+$(error LINUX_LOAD must be qemu or prefill, not '$(LINUX_LOAD)')
+endif
 ifeq ($(VMS),1)
 LINUX_BOOTARGS ?= console=ttyAMA0 earlycon=pl011,0x9000000
 # The one-VM system: the PL011 passed through (the DTS's UART parts).
@@ -435,7 +461,7 @@ $(GUEST_BIN): check-toolchain $(BUILD_DIR) FORCE
 	$(OBJCOPY) -O binary $(BUILD_DIR)/guest-target/$(GUEST_TARGET)/release/virtio-blk-guest $@
 
 # The guest's parts of system.xml (see its header).
-LINUX_SED = -e 's|@LINUX_KERNEL@|$(abspath $(LINUX_IMAGE))|g' -e 's|@LINUX_INITRD@|$(abspath $(INITRD))|g' \
+LINUX_SED = -e "s|@LINUX_IMAGES@|$(LINUX_IMAGES_ATTRS)|g" \
     -e 's|@LINUX_DTB@|$(abspath $(LINUX_DTB))|g' \
     -e '/DEMO: begin/,/DEMO: end/d' -e '/BAREMETAL: begin/,/BAREMETAL: end/d' -e 's/@VMM_SMC@/ smc="true"/'
 BAREMETAL_SED = -e '/LINUX: begin/,/LINUX: end/d' -e 's/@VMM_SMC@//'
@@ -450,14 +476,14 @@ ifeq ($(MULTI_VM),yes)
 # the one source for 1..4 VMs, whose host test checks N = 1..4.
 # The network's ACL: NET_DENY (pairs of VMs, `0-2,1-3`) written to a file
 # that the generator prefills into a region the net PD parses.
-$(SYSTEM_FILE): guest-ram-sdf/guest_ram_sdf/linux.py $(DISK_IMAGE) $(SDF_VENV)/bin/pytest FORCE | $(BUILD_DIR)
+$(SYSTEM_FILE): guest-ram-sdf/guest_ram_sdf/linux.py $(DISK_IMAGE) $(LINUX_BUNDLE) $(SDF_VENV)/bin/pytest FORCE | $(BUILD_DIR)
 	echo '$(NET_DENY)' > $(BUILD_DIR)/net-deny.txt
 	cd guest-ram-sdf && ../$(SDF_VENV)/bin/python -m guest_ram_sdf.linux --vms $(VMS) --cpus $(CPUS) \
 	    --net-acl $(abspath $(BUILD_DIR)/net-deny.txt) \
-	    --guest-ram-size $(GUEST_RAM_SIZE) --kernel $(abspath $(LINUX_IMAGE)) --initrd $(abspath $(INITRD)) \
+	    --guest-ram-size $(GUEST_RAM_SIZE) --bundle $(abspath $(LINUX_BUNDLE)) $(LINUX_BUNDLE_SDF) \
 	    $(foreach d,$(LINUX_VM_DTBS),--dtb $(abspath $(d))) --disk $(abspath $(DISK_IMAGE)) > $(abspath $@)
 else
-$(SYSTEM_FILE): system.xml $(BOARD_FILE) $(if $(filter yes,$(VM)),$(DISK_IMAGE)) FORCE | $(BUILD_DIR)
+$(SYSTEM_FILE): system.xml $(BOARD_FILE) $(if $(filter yes,$(VM)),$(DISK_IMAGE)) $(if $(filter linux,$(GUEST)),$(LINUX_BUNDLE)) FORCE | $(BUILD_DIR)
 	$(if $(filter yes,$(VM)),@disk=$$(stat -c %s $(DISK_IMAGE)) && \
 	    [ $$disk -gt 0 ] && [ $$((disk % 512)) = 0 ] || { echo "error: DISK_IMAGE $(DISK_IMAGE) is empty or not whole 512-byte sectors"; exit 1; })
 	disk=$(BLK_REGION_BYTES); page=$$(($(BLK_PAGE_SIZE))); \
@@ -505,7 +531,14 @@ $(LINUX_DTB_BUILT): $(LINUX_DTS) FORCE | $(BUILD_DIR)
 $(BUILD_DIR)/linux-vm%.dtb: $(LINUX_DTS) FORCE | $(BUILD_DIR)
 	$(call linux_dtb, GUEST_VM=$* GUEST_VMS=$(VMS)$(if $(NET_DENY), GUEST_NET_DENY=$(NET_DENY))$(if $(NET_MIB), GUEST_NET_MIB=$(NET_MIB)))
 
-GUEST_INPUTS := $(if $(filter linux,$(GUEST)),$(LINUX_IMAGE) $(INITRD) $(DISK_IMAGE) $(if $(MULTI_VM),$(LINUX_VM_DTBS),$(LINUX_DTB)),$(GUEST_IMAGE))
+# The kernel and initrd's boot bundle.
+$(LINUX_BUNDLE): $(LINUX_IMAGE) $(INITRD) guest-ram-sdf/guest_ram_sdf/bundle.py $(SDF_VENV)/bin/pytest | $(BUILD_DIR)
+	cd guest-ram-sdf && ../$(SDF_VENV)/bin/python -m guest_ram_sdf.bundle --kernel $(abspath $(LINUX_IMAGE)) \
+	    --initrd $(abspath $(INITRD)) -o $(abspath $@)
+	@if [ "$(LINUX_LOAD)" = qemu ] && [ $$(stat -c %s $@) -gt $$(( $(LINUX_BUNDLE_MAX) )) ]; then \
+	    echo "error: $@ is larger than the $(LINUX_BUNDLE_MAX) bytes QEMU loads it into (LINUX_BUNDLE_RAM)"; rm -f $@; exit 1; fi
+
+GUEST_INPUTS := $(if $(filter linux,$(GUEST)),$(LINUX_BUNDLE) $(DISK_IMAGE) $(if $(MULTI_VM),$(LINUX_VM_DTBS),$(LINUX_DTB)),$(GUEST_IMAGE))
 
 $(IMAGE_FILE): $(SYSTEM_FILE) $(PD_ELFS) $(if $(filter linux,$(GUEST)),,$(C_CLIENT_ELF)) $(if $(filter yes,$(VM)),$(GUEST_INPUTS))
 	$(MICROKIT_SDK)/bin/microkit $(SYSTEM_FILE) \

@@ -8,9 +8,18 @@ VM := yes
 GUEST_RAM_GPA := 0x40000000
 GUEST_RAM_SIZE := 0x1000000
 GUEST_RAM_PAGE_SIZE := 0x1000
-QEMU_CMD = qemu-system-aarch64 -machine virt,virtualization=on -cpu cortex-a53 -m size=2G \
+# seL4's RAM (the SDK's QEMU_MEMORY); LINUX_LOAD=qemu adds LINUX_BUNDLE_RAM.
+QEMU_RAM := 2048M
+QEMU_CMD = qemu-system-aarch64 -machine virt,virtualization=on -cpu cortex-a53 -m size=$(QEMU_RAM) \
     -serial mon:stdio -nographic $(if $(filter smp-%,$(MICROKIT_CONFIG)),-smp 4) \
     -device loader,file=$(IMAGE_FILE),addr=0x70000000,cpu-num=0
 # GUEST=linux: QEMU virt's devices as the Linux guest sees them (GICv2,
 # PL011, the virtio-mmio window, PSCI over SMC).
 LINUX_DTS := guests/linux/linux.dts
+# GUEST=linux, LINUX_LOAD=qemu (the default here): QEMU gets 64 MiB more
+# RAM than the 2 GiB at 0x40000000 that seL4 is built for, and its loader
+# puts the kernel and initrd's boot bundle at its start, where seL4 sees
+# device memory that no one zeroes.
+LINUX_BUNDLE_PADDR := 0xc0000000
+LINUX_BUNDLE_RAM := 2112M
+LINUX_BUNDLE_MAX := 0x4000000

@@ -5,7 +5,8 @@ and virtio console, and the PDs they share: a serial PD that owns the
 UART and multiplexes the consoles, and a timer PD that multiplexes the
 one EL1 physical timer for the VMMs' idle wake-ups.
 
-    python -m guest_ram_sdf.linux --vms 2 --kernel Image --initrd initrd.cpio.gz \\
+    python -m guest_ram_sdf.bundle --kernel Image --initrd initrd.cpio.gz -o bundle.bin
+    python -m guest_ram_sdf.linux --vms 2 --bundle bundle.bin [--bundle-paddr 0xc0000000] \\
         --dtb vm0.dtb --dtb vm1.dtb --disk disk.img [--cpus 4] > guest-ram.system
 
 Per VM n (every PD of a VM is built from one binary; what differs comes
@@ -22,7 +23,7 @@ a copy client of every VMM with a 128 KiB staging region
 region ``net_pair_<a>_<b>`` per pair of VMs that only the net PD and
 those two VMMs map, where frames between them wait between their two
 copies, and the ACL's deny list prefilled into ``net_acl``), the
-kernel and initrd regions (read-only in every VMM) and the GIC's virtual
+kernel and initrd's boot bundle ``linux_images`` (read-only in every VMM) and the GIC's virtual
 CPU interface (mapped into every VM; seL4 switches its state with the
 vCPU).
 
@@ -102,8 +103,7 @@ VMM_CONSOLE_DEVICE = 0x3004_0000
 VMM_NET_DEVICE = 0x3005_0000
 VMM_NET_BUFFER = 0x3008_0000
 VMM_DISK = 0x3200_0000
-VMM_KERNEL = 0x4000_0000
-VMM_INITRD = 0x4400_0000
+VMM_IMAGES = 0x4000_0000
 VMM_DTB = 0x4500_0000
 # Addresses in the serial PD.
 SERIAL_UART = 0x0200_0000
@@ -129,14 +129,17 @@ NET_AREA_SIZE = 0x1_8000
 NET_PAIR_SIZE = 2 * NET_AREA_SIZE
 
 
-def system(vms: int, kernel: str, initrd: str, dtbs: List[str], disks: List[str], disk_size: int,
-           cpus: int = 1, guest_ram_size: int = GUEST_RAM_SIZE, net_acl: Optional[str] = None) -> str:
+def system(vms: int, bundle: str, dtbs: List[str], disks: List[str], disk_size: int,
+           cpus: int = 1, guest_ram_size: int = GUEST_RAM_SIZE, net_acl: Optional[str] = None,
+           bundle_paddr: Optional[int] = None) -> str:
     """The system description of ``vms`` Linux VMs (1 to 4). ``dtbs`` and
     ``disks`` have one path per VM (or one for all); ``disk_size`` is the
     disk image's length (its region is that rounded up to 2 MiB pages).
     ``net_acl`` is a file holding the network's deny list (``0-2,1-3``;
     empty or blank: none), prefilled into a region the net PD reads; without
-    it there is no network."""
+    it there is no network. ``bundle`` is the kernel and initrd's boot
+    bundle: prefilled, or (``bundle_paddr``) at that physical address,
+    where a boot loader put it before seL4 started."""
     if not 1 <= vms <= MAX_VMS:
         raise ValueError(f"VMS must be 1 to {MAX_VMS}, not {vms}")
     if cpus < 1:
@@ -172,8 +175,17 @@ def system(vms: int, kernel: str, initrd: str, dtbs: List[str], disks: List[str]
                                cpu=core(0))
     timer.add_irq(S.IrqConventional(30, id=TIMER_IRQ_ID, setvar_id="timer_irq_channel"))
 
-    kernel_mr = region(sdf, "linux_kernel", None, page_size=PAGE_2M, prefill_path=kernel)
-    initrd_mr = region(sdf, "linux_initrd", None, prefill_path=initrd)
+    # The kernel and initrd in one boot bundle (guest_ram_sdf.bundle),
+    # shared read-only by every VMM: at a physical address outside seL4's
+    # RAM where QEMU's loader put it (nothing fills it at boot), or
+    # prefilled by the CapDL initialiser.
+    if bundle_paddr is None:
+        images_mr = region(sdf, "linux_images", None, page_size=PAGE_2M, prefill_path=bundle)
+    else:
+        with open(bundle, "rb") as f:
+            bundle_len = f.seek(0, 2)
+        images_mr = region(sdf, "linux_images", (bundle_len + PAGE_2M - 1) // PAGE_2M * PAGE_2M,
+                           page_size=PAGE_2M, phys_addr=bundle_paddr)
     gicv = region(sdf, "gicv", 0x2000, phys_addr=0x804_0000)
     disk_region = (disk_size + PAGE_2M - 1) // PAGE_2M * PAGE_2M
 
@@ -262,14 +274,10 @@ def system(vms: int, kernel: str, initrd: str, dtbs: List[str], disks: List[str]
         sdf.add_channel(S.Channel(vmm, timer, a_id=VMM_TIMER_ID, b_id=n, pp_a=True,
                                   pd_a_setvar_id="timer_channel"))
 
-        # The guest's images: the kernel and initrd shared read-only, the
-        # device tree its own (the VMM patches it in place).
-        vmm.add_map(S.Map(kernel_mr, VMM_KERNEL, "r", setvar_vaddr="linux_kernel_vaddr",
-                          setvar_size="linux_kernel_size"))
-        map_extra(sdf, vmm.name, "linux_kernel", setvar_prefill_size="linux_kernel_prefill_size")
-        vmm.add_map(S.Map(initrd_mr, VMM_INITRD, "r", setvar_vaddr="linux_initrd_vaddr",
-                          setvar_size="linux_initrd_size"))
-        map_extra(sdf, vmm.name, "linux_initrd", setvar_prefill_size="linux_initrd_prefill_size")
+        # The guest's images: the boot bundle shared read-only, the device
+        # tree its own (the VMM patches it in place).
+        vmm.add_map(S.Map(images_mr, VMM_IMAGES, "r", setvar_vaddr="linux_images_vaddr",
+                          setvar_size="linux_images_size"))
         dtb = region(sdf, f"linux_dtb_vm{n}", None, prefill_path=dtbs[n])
         vmm.add_map(S.Map(dtb, VMM_DTB, "rw", setvar_vaddr="linux_dtb_vaddr", setvar_size="linux_dtb_size"))
 
@@ -326,8 +334,9 @@ def add_net_pairs(sdf: S, net: S.ProtectionDomain, vmms: List[S.ProtectionDomain
 def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--vms", type=int, required=True)
-    p.add_argument("--kernel", required=True)
-    p.add_argument("--initrd", required=True)
+    p.add_argument("--bundle", required=True, help="the kernel and initrd (guest_ram_sdf.bundle)")
+    p.add_argument("--bundle-paddr", type=lambda s: int(s, 0),
+                   help="where a boot loader puts the bundle (default: prefilled)")
     p.add_argument("--dtb", action="append", required=True, help="one per VM, or one for all")
     p.add_argument("--disk", action="append", required=True, help="one per VM, or one for all")
     p.add_argument("--disk-size", type=lambda s: int(s, 0), help="default: the first disk's length")
@@ -339,7 +348,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     if size is None:
         with open(a.disk[0], "rb") as f:
             size = f.seek(0, 2)
-    sys.stdout.write(system(a.vms, a.kernel, a.initrd, a.dtb, a.disk, size, a.cpus, a.guest_ram_size, a.net_acl))
+    sys.stdout.write(system(a.vms, a.bundle, a.dtb, a.disk, size, a.cpus, a.guest_ram_size, a.net_acl,
+                            a.bundle_paddr))
 
 
 if __name__ == "__main__":

@@ -14,18 +14,18 @@ import pytest
 
 from guest_ram_sdf import linux
 
-SIZES = {"kernel": 40 << 20, "initrd": 9 << 20, "dtb": 4 << 10, "disk": 32 << 20, "acl": 4}
+SIZES = {"bundle": 49 << 20, "dtb": 4 << 10, "disk": 32 << 20, "acl": 4}
 
 
-def generate(tmp_path, vms, cpus=1):
+def generate(tmp_path, vms, cpus=1, bundle_paddr=None):
     paths = {}
     for name, size in SIZES.items():
         p = tmp_path / name
         with open(p, "wb") as f:
             f.truncate(size)
         paths[name] = str(p)
-    xml = linux.system(vms, paths["kernel"], paths["initrd"], [paths["dtb"]], [paths["disk"]],
-                       SIZES["disk"], cpus=cpus, net_acl=paths["acl"])
+    xml = linux.system(vms, paths["bundle"], [paths["dtb"]], [paths["disk"]],
+                       SIZES["disk"], cpus=cpus, net_acl=paths["acl"], bundle_paddr=bundle_paddr)
     return ET.fromstring(xml), paths
 
 
@@ -104,7 +104,7 @@ def test_no_pd_sees_another_vms_memory(tmp_path, vms, cpus):
             if owner is None:
                 # Shared: the images (read-only), the GIC's CPU interface
                 # (VMs), the UART (serial).
-                allowed = {"linux_kernel": "vmm", "linux_initrd": "vmm", "gicv": "guest", "uart": "serial",
+                allowed = {"linux_images": "vmm", "gicv": "guest", "uart": "serial",
                            "net_acl": "net"}
                 assert name.rstrip("0123456789") == allowed[mr], f"{name} maps {mr}"
                 if mr.startswith("linux_") or mr == "net_acl":
@@ -133,8 +133,8 @@ def test_each_vm_is_complete(tmp_path, vms, cpus):
         assert (vmm.get("passive") == "true") == (cpus == 1)
         vars_ = {m.get("setvar_vaddr") for m in vmm.findall("map")}
         assert {"guest_ram_vaddr", "blk_buffer_vaddr", "blk_staging_vaddr", "blk_device_vaddr",
-                "console_buffer_vaddr", "console_device_vaddr", "linux_kernel_vaddr",
-                "linux_initrd_vaddr", "linux_dtb_vaddr"} <= vars_
+                "console_buffer_vaddr", "console_device_vaddr", "linux_images_vaddr",
+                "linux_dtb_vaddr"} <= vars_
         vm = vmm.find("virtual_machine")
         assert vm.get("name") == f"guest{n}" and int(vm.get("priority")) == linux.GUEST_PRIORITY
         # The serial PD's conventions: VM n's console on channel n, its
@@ -219,3 +219,17 @@ def test_net_windows_are_laid_out_as_the_pds_expect(tmp_path, vms, cpus):
     for a in range(vms):
         for b in range(a + 1, vms):
             assert sizes[f"net_pair_{a}_{b}"] == linux.NET_PAIR_SIZE
+
+
+@pytest.mark.parametrize("vms", [1, 3])
+def test_bundle_where_the_boot_loader_put_it(tmp_path, vms):
+    """With a physical address, the bundle's region is there, whole 2 MiB
+    pages covering the file, filled by nothing at boot; every VMM maps it
+    read-only."""
+    root, _ = generate(tmp_path, vms, bundle_paddr=0xC000_0000)
+    mr = next(m for m in root.findall("memory_region") if m.get("name") == "linux_images")
+    assert int(mr.get("phys_addr"), 0) == 0xC000_0000
+    assert int(mr.get("size"), 0) == SIZES["bundle"] + (1 << 20)
+    assert mr.get("prefill_path") is None
+    maps = [m for m in root.iter("map") if m.get("mr") == "linux_images"]
+    assert len(maps) == vms and all(m.get("perms") == "r" for m in maps)

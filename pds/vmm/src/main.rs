@@ -213,13 +213,13 @@ fn place_images(ram: &mut Ram) {
     );
 }
 
-/// The Linux guest's images, prefilled memory regions mapped only here.
+/// The Linux guest's images: the kernel and initrd from the boot bundle
+/// (each exactly its file's bytes), and the device tree's region, mapped
+/// only here.
 #[cfg(feature = "linux")]
 pub struct LinuxImages {
-    kernel: SharedBuffer,
-    kernel_len: u64,
-    initrd: SharedBuffer,
-    initrd_len: u64,
+    kernel: SharedBuffer<guest_ram::ReadOnly>,
+    initrd: SharedBuffer<guest_ram::ReadOnly>,
     dtb: &'static mut [u8],
 }
 
@@ -270,29 +270,40 @@ fn start_vm(ram: &mut Ram, server: &mut Server<5>) -> Option<vm::Vm> {
     };
     #[cfg(feature = "linux")]
     let started = {
-        // SAFETY: as above, for the kernel, initrd and device tree regions.
-        // The device tree's region is mapped into this PD alone (no other
-        // PD, and not the guest), so the one `&mut` made of it here is
-        // the only access to that memory while the loader patches it.
-        let images = unsafe {
-            LinuxImages {
-                kernel: SharedBuffer::new(
-                    memory_region_symbol!(linux_kernel_vaddr: *mut u8),
-                    *var!(linux_kernel_size: usize = 0),
+        // SAFETY: as above, for the boot bundle's and the device tree's
+        // regions. The bundle's region is mapped read-only, here alone (in
+        // every VMM of an N-VM system, all read-only); the device tree's
+        // region is mapped into this PD alone (no other PD, and not the
+        // guest), so the one `&mut` made of it here is the only access to
+        // that memory while the loader patches it.
+        let (bundle, dtb) = unsafe {
+            (
+                SharedBuffer::new_read_only(
+                    memory_region_symbol!(linux_images_vaddr: *mut u8),
+                    *var!(linux_images_size: usize = 0),
                 ),
-                kernel_len: *var!(linux_kernel_prefill_size: usize = 0) as u64,
-                initrd: SharedBuffer::new(
-                    memory_region_symbol!(linux_initrd_vaddr: *mut u8),
-                    *var!(linux_initrd_size: usize = 0),
-                ),
-                initrd_len: *var!(linux_initrd_prefill_size: usize = 0) as u64,
-                dtb: core::slice::from_raw_parts_mut(
+                core::slice::from_raw_parts_mut(
                     memory_region_symbol!(linux_dtb_vaddr: *mut u8).as_ptr(),
                     *var!(linux_dtb_size: usize = 0),
                 ),
-            }
+            )
         };
-        vm::Vm::start_linux(ram, images, wiring(page, blk))
+        // The kernel and initrd: the bundle a boot loader (QEMU's, or the
+        // microkit tool's prefill) left in that region.
+        match linux_boot::Bundle::split(&bundle) {
+            Ok((kernel, initrd)) => {
+                let images = LinuxImages {
+                    kernel,
+                    initrd,
+                    dtb,
+                };
+                vm::Vm::start_linux(ram, images, wiring(page, blk))
+            }
+            Err(e) => {
+                log::error!("{PD}: {e}");
+                Err("no kernel")
+            }
+        }
     };
     match started {
         Ok((vm, window)) => {

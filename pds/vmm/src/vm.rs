@@ -854,9 +854,9 @@ fn load_linux(
         ram,
         memory,
         &images.kernel,
-        images.kernel_len,
+        images.kernel.len() as u64,
         &images.initrd,
-        images.initrd_len,
+        images.initrd.len() as u64,
         images.dtb,
     )
     .map_err(|e| {
@@ -880,7 +880,7 @@ fn load_linux(
         layout.kernel.gpa,
         end(layout.kernel),
         layout.kernel.len,
-        images.kernel_len.min(layout.kernel.len),
+        (images.kernel.len() as u64).min(layout.kernel.len),
         layout.initrd.gpa,
         end(layout.initrd),
         layout.dtb.gpa,
