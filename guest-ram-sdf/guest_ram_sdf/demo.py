@@ -75,11 +75,17 @@ def system(board_name: str, guest_image: str, disk_image: str = "disk.img", disk
         vmm.add_map(S.Map(device, 0x3002_0000, "rw", setvar_vaddr="blk_device_vaddr",
                           setvar_size="blk_device_size"))
         blk.add_map(S.Map(device, 0x3010_0000, "rw", setvar_vaddr="device_vaddr", setvar_size="device_size"))
+        # The virtio-blk device's register page: read-only in the guest at
+        # the device's window (its loads do not trap, its stores do).
+        registers = region(sdf, "virtio_blk_regs", 0x1000)
+        vmm.add_map(S.Map(registers, 0x3004_0000, "rw", setvar_vaddr="virtio_blk_regs_vaddr",
+                          setvar_size="virtio_blk_regs_size"))
         image = region(sdf, "guest_image", None, prefill_path=guest_image)
         vmm.add_map(S.Map(image, 0x3100_0000, "rw", setvar_vaddr="guest_image_vaddr",
                           setvar_size="guest_image_size"))
         vm = S.VirtualMachine("guest", [S.VirtualMachine.Vcpu(id=0)], priority=50)
         ram.map_into_vm(vm)
+        vm.add_map(S.Map(registers, 0x0a00_0000, "r"))
         vmm.set_virtual_machine(vm)
         # The doorbell PD rings the VMM back: how a passive VMM stops its vCPU.
         doorbell = S.ProtectionDomain("doorbell", "doorbell.elf", priority=170)

@@ -102,6 +102,10 @@ VMM_CONSOLE_BUFFER = 0x3003_0000
 VMM_CONSOLE_DEVICE = 0x3004_0000
 VMM_NET_DEVICE = 0x3005_0000
 VMM_NET_BUFFER = 0x3008_0000
+# Each virtio device's register page in the VMM (blk, console, net), a
+# page apart; in the guest, at the device's window (pds/common).
+VMM_REGISTERS = 0x3006_0000
+VIRTIO_WINDOWS = {"blk": 0x0a00_0000, "console": 0x0a00_1000, "net": 0x0a00_2000}
 VMM_DISK = 0x3200_0000
 VMM_IMAGES = 0x4000_0000
 VMM_DTB = 0x4500_0000
@@ -285,6 +289,17 @@ def system(vms: int, bundle: str, dtbs: List[str], disks: List[str], disk_size: 
                               priority=GUEST_PRIORITY)
         ram.map_into_vm(vm)
         vm.add_map(S.Map(gicv, 0x801_0000, "rw", cached=False))
+        # Each virtio device's register page: rendered by the VMM, read-only
+        # in the guest at the device's window (loads do not trap, stores
+        # do).
+        for i, (kind, window) in enumerate(VIRTIO_WINDOWS.items()):
+            if kind == "net" and not net:
+                continue
+            registers = region(sdf, f"virtio_{kind}_regs_vm{n}", 0x1000)
+            vmm.add_map(S.Map(registers, VMM_REGISTERS + i * 0x1000, "rw",
+                              setvar_vaddr=f"virtio_{kind}_regs_vaddr",
+                              setvar_size=f"virtio_{kind}_regs_size"))
+            vm.add_map(S.Map(registers, window, "r"))
         vmm.set_virtual_machine(vm)
 
         doorbell = S.ProtectionDomain(f"doorbell{n}", "doorbell.elf", priority=DOORBELL_PRIORITY,

@@ -8,6 +8,7 @@ PD, the serial PD (console regions only) and the net PD (network regions
 only); guest RAM only by the VM and its VMM."""
 
 import re
+from pathlib import Path
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -113,6 +114,11 @@ def test_no_pd_sees_another_vms_memory(tmp_path, vms, cpus):
             n = owner.group(1)
             if mr.startswith("guest_ram"):
                 assert name in (f"vmm{n}", f"guest{n}"), f"{name} maps {mr}"
+            elif mr.startswith("virtio_"):
+                # A device's register page: its VMM writes it, its guest
+                # only reads it.
+                assert name in (f"vmm{n}", f"guest{n}"), f"{name} maps {mr}"
+                assert name != f"guest{n}" or m.get("perms") == "r", f"{name} may write {mr}"
             elif mr.startswith("console_"):
                 assert name in (f"vmm{n}", "serial"), f"{name} maps {mr}"
             elif mr.startswith("net_"):
@@ -233,3 +239,29 @@ def test_bundle_where_the_boot_loader_put_it(tmp_path, vms):
     assert mr.get("prefill_path") is None
     maps = [m for m in root.iter("map") if m.get("mr") == "linux_images"]
     assert len(maps) == vms and all(m.get("perms") == "r" for m in maps)
+
+
+@pytest.mark.parametrize("vms,cpus", CASES)
+def test_register_pages_at_the_device_windows(tmp_path, vms, cpus):
+    """Every VM reads each of its virtio devices' register pages at the
+    window its device tree and pds/common give (read-only), and its VMM
+    has each under the setvar names it looks for."""
+    root, _ = generate(tmp_path, vms, cpus)
+    repo = Path(__file__).resolve().parents[2]
+    common = (repo / "pds/common/src/lib.rs").read_text()
+    dts = (repo / "guests/linux/linux.dts").read_text()
+    for kind, window in linux.VIRTIO_WINDOWS.items():
+        name = f"VIRTIO_{kind.upper()}_GPA"
+        found = re.search(rf"pub const {name}: u64 = (0x[0-9a-f_]+);", common)
+        assert found and int(found.group(1).replace("_", ""), 16) == window, name
+        assert f"reg = <0x0 {window:#010x} 0x0 0x200>;" in dts, f"{kind} not at {window:#x} in the DTS"
+    pds = domains(root)
+    for n in range(vms):
+        vmm, _ = pds[f"vmm{n}"]
+        guest = vmm.find("virtual_machine")
+        for kind, window in linux.VIRTIO_WINDOWS.items():
+            mr = f"virtio_{kind}_regs_vm{n}"
+            in_guest = [m for m in guest.findall("map") if m.get("mr") == mr]
+            assert [(int(m.get("vaddr"), 0), m.get("perms")) for m in in_guest] == [(window, "r")]
+            in_vmm = [m for m in vmm.findall("map") if m.get("mr") == mr]
+            assert [m.get("setvar_vaddr") for m in in_vmm] == [f"virtio_{kind}_regs_vaddr"]

@@ -164,6 +164,10 @@ extern "C" fn _start() -> ! {
     let x: [u64; 8] = core::array::from_fn(|_| word());
     let _ = black_box(hvc::decode(&x));
     let mut frontend = BlkFrontend::new(buffer(word() as usize));
+    // With a register page (any length: a short one is refused).
+    if word() != 0 {
+        let _ = black_box(frontend.set_register_page(buffer(word() as usize)));
+    }
     black_box(frontend.access(word(), word() as u8, Some(word())));
     black_box(frontend.access(word(), word() as u8, None));
     if let Ok(access) = esr::decode_data_abort(word(), word()) {
@@ -180,6 +184,9 @@ extern "C" fn _start() -> ! {
     console.backend_signalled();
     black_box(console.reset());
     let mut nic = NetFrontend::new(buffer(word() as usize), [word() as u8; 6]);
+    if word() != 0 {
+        let _ = black_box(nic.set_register_page(buffer(word() as usize)));
+    }
     black_box(nic.access(word(), word() as u8, Some(word())));
     black_box(nic.access(word(), word() as u8, None));
     if let Ok(access) = esr::decode_data_abort(word(), word()) {

@@ -58,6 +58,8 @@ pub struct Frontend<D> {
     published: [QueueRegs; MAX_QUEUES],
     configured: [u32; MAX_QUEUES],
     ignored: u32,
+    /// The register page, if the guest has one ([`Self::with_register_page`]).
+    registers: Option<SharedBuffer>,
 }
 
 /// The VMM's half of a virtio-blk device.
@@ -83,9 +85,49 @@ impl<D: DeviceType> Frontend<D> {
             published: [QueueRegs::default(); MAX_QUEUES],
             configured: [0; MAX_QUEUES],
             ignored: 0,
+            registers: None,
         };
         frontend.publish();
         frontend
+    }
+
+    /// Gives the guest a register page: `registers` (at least
+    /// [`WINDOW_SIZE`](crate::mmio::WINDOW_SIZE) bytes) is mapped
+    /// read-only into the guest at the device's window, so the guest's
+    /// loads read it without trapping and only its stores trap
+    /// ([`MmioDevice::render`]). Every access and backend signal renders
+    /// it again before the guest can look. Without one, every load traps
+    /// and [`access`](Self::access) answers it. A page shorter than the
+    /// window is refused ([`guest_ram::Error::OutsideBuffer`]) and loads
+    /// keep trapping.
+    ///
+    /// Why: under QEMU's TCG every trap is a world switch after which the
+    /// guest's translations are refilled; a driver reads
+    /// `InterruptStatus` once per interrupt, and that read no longer
+    /// traps.
+    pub fn set_register_page(&mut self, registers: SharedBuffer) -> Result<(), guest_ram::Error> {
+        if (registers.len() as u64) < crate::mmio::WINDOW_SIZE {
+            return Err(guest_ram::Error::OutsideBuffer);
+        }
+        self.registers = Some(registers);
+        self.sync_registers();
+        Ok(())
+    }
+
+    /// Renders the register page, if there is one, from the current state
+    /// (the backend's configuration fields refreshed first: with a page,
+    /// configuration reads no longer trap to refresh them).
+    fn sync_registers(&mut self) {
+        if self.registers.is_none() {
+            return;
+        }
+        self.refresh_backend_value();
+        let mut window = [0u8; crate::mmio::WINDOW_SIZE as usize];
+        self.device.render(&mut window);
+        if let Some(registers) = &self.registers {
+            // Cannot fail: the length was checked when it was given.
+            let _ = registers.write(0, &window);
+        }
     }
 
     /// The register file.
@@ -135,6 +177,9 @@ impl<D: DeviceType> Frontend<D> {
             Some(value) => self.device.write(offset, width, value),
             None => self.device.read(offset, width),
         };
+        if write.is_some() {
+            self.sync_registers();
+        }
         match access {
             Access::Done(value, effect) => (value, self.act(effect)),
             Access::Ignored(why) => {
@@ -243,6 +288,13 @@ impl<D: DeviceType> Frontend<D> {
 
     /// The backend signalled: it used buffers, or the queue broke.
     pub fn backend_signalled(&mut self) {
+        self.take_backend_report();
+        // Also when the report was stale: the backend may have reported
+        // its configuration fields (a capacity) with it.
+        self.sync_registers();
+    }
+
+    fn take_backend_report(&mut self) {
         let Ok(state) = shared::read_backend(&self.page) else {
             return;
         };

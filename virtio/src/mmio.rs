@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: BSD-2-Clause
 //! The virtio-mmio transport, version 2 ("virtio 1.x, non-legacy"), as the
-//! VMM emulates it: a register file at a guest-physical window that is not
-//! mapped, so every guest access traps and arrives here as one
-//! [`read`](MmioDevice::read) or [`write`](MmioDevice::write).
+//! VMM emulates it: a register file at a guest-physical window where every
+//! guest store traps and arrives here as one [`write`](MmioDevice::write).
+//! Loads either trap too and arrive as one [`read`](MmioDevice::read), or,
+//! where the system description maps a *register page* read-only at the
+//! window, read what [`render`](MmioDevice::render) put there.
 //!
 //! The device side of the status state machine lives here too (virtio 1.2,
 //! §2.1 and §4.2.2): reset on a zero status write, feature negotiation
@@ -478,6 +480,54 @@ impl<D: DeviceType> MmioDevice<D> {
             _ => return Access::Ignored(Ignored::Undefined),
         };
         Access::Done(u64::from(value), Effect::None)
+    }
+
+    /// The register window as the guest's loads would read it, for a
+    /// read-only page the guest maps at the window (a *register page*):
+    /// with it, loads do not trap at all and only stores reach
+    /// [`write`](Self::write). Every readable register holds what
+    /// [`read`](Self::read) returns for a 4-byte load; the configuration
+    /// space holds its bytes (so a 1-, 2-, 4- or 8-byte load of a field
+    /// reads what `read` returns for it); everything else is 0.
+    ///
+    /// The window must be rendered again after every change of state: a
+    /// trapped store, a used-buffer or reset report from the backend, a
+    /// configuration change. [`Frontend`](crate::device::Frontend) does.
+    /// O(the window): 64 register slots and the configuration space up to
+    /// its first four-byte word with no field (every configuration space
+    /// here is contiguous from offset 0).
+    ///
+    /// ```
+    /// use virtio::mmio::{reg, BlkConfig, MmioDevice, WINDOW_SIZE};
+    /// let dev = MmioDevice::new(BlkConfig::new(2048));
+    /// let mut window = [0u8; WINDOW_SIZE as usize];
+    /// dev.render(&mut window);
+    /// assert_eq!(window[..4], 0x7472_6976u32.to_le_bytes()); // "virt"
+    /// assert_eq!(window[0x100..0x108], 2048u64.to_le_bytes()); // capacity
+    /// ```
+    pub fn render(&self, window: &mut [u8; WINDOW_SIZE as usize]) {
+        window.fill(0);
+        let (registers, config) = window.split_at_mut(reg::CONFIG as usize);
+        for (offset, word) in (0..reg::CONFIG)
+            .step_by(4)
+            .zip(registers.chunks_exact_mut(4))
+        {
+            if let Access::Done(value, _) = self.read(offset, 4) {
+                word.copy_from_slice(&(value as u32).to_le_bytes());
+            }
+        }
+        for (offset, word) in (0..).step_by(4).zip(config.chunks_exact_mut(4)) {
+            let mut any = false;
+            for (byte_offset, byte) in (offset..).zip(word.iter_mut()) {
+                if let Some(value) = self.device.config_read(byte_offset, 1) {
+                    *byte = value as u8;
+                    any = true;
+                }
+            }
+            if !any {
+                break;
+            }
+        }
     }
 
     /// A guest write of `width` bytes of `value` at `offset`.

@@ -71,8 +71,9 @@ struct Guest {
 impl Platform for Guest {
     fn mmio_read(&mut self, offset: u64, width: u8) -> u64 {
         let at = self.mmio + offset;
-        // SAFETY: the device window is unmapped: each access traps to the
-        // VMM, which emulates it; nothing real is read.
+        // SAFETY: the device window is the device's register page, mapped
+        // read-only (or, without one, unmapped: the load traps to the VMM,
+        // which emulates it); volatile, since the VMM changes it.
         unsafe {
             match width {
                 1 => u64::from(core::ptr::read_volatile(at as *const u8)),
@@ -85,7 +86,8 @@ impl Platform for Guest {
 
     fn mmio_write(&mut self, offset: u64, width: u8, value: u64) {
         let at = self.mmio + offset;
-        // SAFETY: as for `mmio_read`.
+        // SAFETY: the window is read-only or unmapped: every store traps to
+        // the VMM, which emulates it; nothing real is written.
         unsafe {
             match width {
                 1 => core::ptr::write_volatile(at as *mut u8, value as u8),

@@ -56,18 +56,19 @@ pub const LAYOUT: Layout = Layout {
     }),
 };
 
-/// Guest-physical address of the virtio-blk device's MMIO window, which
-/// `system.xml` leaves unmapped so that every access faults to the VMM.
-/// (Not in `system.xml`: it is defined by what is *not* mapped there.)
+/// Guest-physical address of the virtio-blk device's MMIO window. The
+/// system description maps the device's register page there read-only
+/// (`virtio_blk_regs`), so the guest's loads read it and its stores fault
+/// to the VMM; without a page, every access faults.
 pub const VIRTIO_BLK_GPA: u64 = 0x0a00_0000;
 
 /// Guest-physical address of the virtio console's window (the N-VM Linux
-/// system), the next of QEMU virt's virtio-mmio slots.
-pub const VIRTIO_CONSOLE_GPA: u64 = 0x0a00_0200;
+/// system): a page of its own, so that it can have its own register page.
+pub const VIRTIO_CONSOLE_GPA: u64 = 0x0a00_1000;
 
 /// Guest-physical address of the virtio-net device's window (the N-VM
-/// Linux system), the slot after the console's.
-pub const VIRTIO_NET_GPA: u64 = 0x0a00_0400;
+/// Linux system), the page after the console's.
+pub const VIRTIO_NET_GPA: u64 = 0x0a00_2000;
 
 /// The MAC address of port `n` of the `net` PD's switch, which is VM n's
 /// virtio-net device: `02:00:00:00:00:<n+1>` (locally administered,

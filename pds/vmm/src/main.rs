@@ -433,6 +433,20 @@ fn wiring(blk_page: SharedBuffer, blk: Channel) -> vm::Wiring {
         blk: (blk_page, blk),
         console,
         net,
+        registers: [
+            register_page(
+                *var!(virtio_blk_regs_vaddr: usize = 0),
+                *var!(virtio_blk_regs_size: usize = 0),
+            ),
+            register_page(
+                *var!(virtio_console_regs_vaddr: usize = 0),
+                *var!(virtio_console_regs_size: usize = 0),
+            ),
+            register_page(
+                *var!(virtio_net_regs_vaddr: usize = 0),
+                *var!(virtio_net_regs_size: usize = 0),
+            ),
+        ],
         net_power: given(*var!(net_power_channel: usize = NOT_GIVEN)),
         uart_irq: given(*var!(uart_irq_channel: usize = NOT_GIVEN)),
         idle_timer: given(*var!(timer_channel: usize = NOT_GIVEN))
@@ -442,6 +456,17 @@ fn wiring(blk_page: SharedBuffer, blk: Channel) -> vm::Wiring {
             }),
         power: given(*var!(power_channel: usize = NOT_GIVEN)),
     }
+}
+
+/// A virtio device's register page, if the system description maps one
+/// here (`virtio::device::Frontend::with_register_page`).
+#[cfg(feature = "vm")]
+fn register_page(vaddr: usize, len: usize) -> Option<SharedBuffer> {
+    let vaddr = core::ptr::NonNull::new(vaddr as *mut u8)?;
+    // SAFETY: `system.xml` maps the page here, read-write, for good (and
+    // read-only into the guest, which cannot change it); `len` is its
+    // size (`setvar_size`).
+    Some(unsafe { SharedBuffer::new(vaddr, len) })
 }
 
 /// Time spent in the VMM's handlers, for the power-off line: ticks and

@@ -76,6 +76,10 @@ pub struct Wiring {
     /// The virtio-net device's page, the `net` PD's channel and the port's
     /// MAC (the N-VM system).
     pub net: Option<(SharedBuffer, Channel, [u8; 6])>,
+    /// The register pages of the virtio-blk, console and net devices,
+    /// where the system description maps them into the guest read-only
+    /// (the guest's loads then do not trap).
+    pub registers: [Option<SharedBuffer>; 3],
     /// The UART's interrupt, when the UART is passed through (the one-VM
     /// Linux system).
     pub uart_irq: Option<Channel>,
@@ -103,9 +107,22 @@ struct Device<D> {
 }
 
 impl<D: DeviceType> Device<D> {
-    fn new(page: SharedBuffer, device: D, window: u64, irq: u16, backend: Channel) -> Self {
+    fn new(
+        page: SharedBuffer,
+        device: D,
+        window: u64,
+        irq: u16,
+        backend: Channel,
+        registers: Option<SharedBuffer>,
+    ) -> Self {
+        let mut frontend = Frontend::with_device(page, device);
+        if let Some(registers) = registers {
+            if let Err(e) = frontend.set_register_page(registers) {
+                log::error!("{PD}: register page at {window:#x}: {e}; loads trap");
+            }
+        }
         Device {
-            frontend: Frontend::with_device(page, device),
+            frontend,
             window,
             irq,
             backend,
@@ -187,6 +204,7 @@ pub struct Vm {
 impl Vm {
     fn new(wiring: Wiring) -> Vm {
         let (blk_page, blk) = wiring.blk;
+        let [blk_registers, console_registers, net_registers] = wiring.registers;
         Vm {
             blk: Device::new(
                 blk_page,
@@ -194,6 +212,7 @@ impl Vm {
                 VIRTIO_BLK_GPA,
                 VIRTIO_BLK_IRQ,
                 blk,
+                blk_registers,
             ),
             console: wiring.console.map(|(page, serial)| {
                 Device::new(
@@ -202,6 +221,7 @@ impl Vm {
                     VIRTIO_CONSOLE_GPA,
                     VIRTIO_CONSOLE_IRQ,
                     serial,
+                    console_registers,
                 )
             }),
             net: wiring.net.map(|(page, net, mac)| {
@@ -211,6 +231,7 @@ impl Vm {
                     VIRTIO_NET_GPA,
                     VIRTIO_NET_IRQ,
                     net,
+                    net_registers,
                 )
             }),
             gic: VGic::new(),
