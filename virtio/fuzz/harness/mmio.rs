@@ -10,9 +10,11 @@
 //!   nothing the device did not offer), `DRIVER_OK` only after it;
 //! - a ready queue always has a valid layout;
 //! - a notification is only reported for a running device and ready queue;
-//! - the identity registers never change.
+//! - the identity registers never change;
+//! - the register page (`render`) reads, at every register and every
+//!   configuration field, what a trapped read returns.
 
-use virtio::mmio::{feature, reg, status, Access, BlkConfig, Effect, MmioDevice};
+use virtio::mmio::{feature, reg, status, Access, BlkConfig, Effect, MmioDevice, WINDOW_SIZE};
 use virtio::queue::Layout;
 
 pub fn run(data: &[u8]) {
@@ -52,5 +54,25 @@ pub fn run(data: &[u8]) {
         }
         assert_eq!(dev.read(reg::MAGIC_VALUE, 4).value(), 0x7472_6976);
         assert_eq!(dev.read(reg::DEVICE_ID, 4).value(), 2);
+        let mut page = [0u8; WINDOW_SIZE as usize];
+        dev.render(&mut page);
+        for (offset, width) in (0..reg::CONFIG)
+            .step_by(4)
+            .map(|o| (o, 4u8))
+            .chain((reg::CONFIG..WINDOW_SIZE).step_by(4).map(|o| (o, 4u8)))
+        {
+            let at = offset as usize;
+            let mut word = [0u8; 4];
+            word.copy_from_slice(&page[at..at + usize::from(width)]);
+            match dev.read(offset, width) {
+                Access::Done(v, _) => {
+                    assert_eq!(u64::from(u32::from_le_bytes(word)), v, "{offset:#x}")
+                }
+                Access::Ignored(_) if offset < reg::CONFIG => {
+                    assert_eq!(word, [0; 4], "{offset:#x}")
+                }
+                Access::Ignored(_) => {}
+            }
+        }
     }
 }
