@@ -60,6 +60,8 @@
 #                    keeps apart (`0-2,1-3`; default: none)
 #   NET_MIB          GUEST=linux VMS=N: MiB each VM sends the next over TCP
 #                    in qemu-test and bench-net (default 4)
+#   BENCH_HOST_CPUS  bench-net: pin every QEMU to these host CPUs (taskset -c;
+#                    e.g. 0: both sides get one host CPU; default unpinned)
 #   OBJCOPY          for the guest's raw image (default: first of llvm-objcopy,
 #                    llvm-objcopy-22, aarch64-linux-gnu-objcopy)
 
@@ -710,8 +712,15 @@ endif
 # each VM on its own, as plain QEMU runs each VM in its own process; but
 # there an idle guest spins on its core, since no timer wakes it, where a
 # plain QEMU's idle vCPU halts). The default is one core: both VMs on it.
+# BENCH_HOST_CPUS (taskset's list, e.g. 0): pins every QEMU of the run to
+# those host CPUs, so that both sides get the same host CPU time. Unpinned
+# (the default), the two plain QEMU processes run their two emulated CPUs
+# on two host CPUs, while the one-core seL4 system emulates one CPU for
+# both VMs on one host thread.
 NET_RUNS ?= 2
 BENCH_NET_PORT ?= 47119
+BENCH_PIN = $(if $(BENCH_HOST_CPUS),taskset -c $(BENCH_HOST_CPUS))
+BENCH_PINNED = $(if $(BENCH_HOST_CPUS),; host CPUs $(BENCH_HOST_CPUS) only,; unpinned)
 # $(1): the VM, $(2): listen or connect.
 plain_net_qemu = qemu-system-aarch64 -machine virt -cpu cortex-a53 -m 128M -nographic -serial none -monitor none \
     -kernel $(LINUX_IMAGE) -initrd $(INITRD) \
@@ -731,19 +740,19 @@ bench-net-run: $(IMAGE_FILE)
 	@lines() { sed -n 's/^\(vm[01]| \)\{0,1\}linux: net: \(ping\|received\)/bench-net:   '"$$1"' \2/p' $$2; }; \
 	for run in $$(seq $(NET_RUNS)); do \
 	    log=$(BUILD_DIR)/bench-net-sel4.log; rm -f $$log; \
-	    $(QEMU_CMD) < /dev/null > $$log 2>&1 & qemu=$$!; \
+	    $(BENCH_PIN) $(QEMU_CMD) < /dev/null > $$log 2>&1 & qemu=$$!; \
 	    for i in $$(seq $(QEMU_TIMEOUT)); do kill -0 $$qemu 2>/dev/null || break; sleep 1; done; \
 	    kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; \
 	    [ "$$(grep -cE '^vm[01]\| linux: net: ([0-9]+)/\1 passed' $$log)" = 2 ] || { echo "bench-net: seL4 run FAILED (see $$log)"; exit 1; }; \
-	    echo "bench-net: run $$run, seL4 (the net PD; $(MICROKIT_CONFIG), $(if $(filter smp-%,$(MICROKIT_CONFIG)),4 cores: a VM per core,one core: both VMs)):"; lines seL4 $$log; \
+	    echo "bench-net: run $$run, seL4 (the net PD; $(MICROKIT_CONFIG), $(if $(filter smp-%,$(MICROKIT_CONFIG)),4 cores: a VM per core,one core: both VMs)$(BENCH_PINNED)):"; lines seL4 $$log; \
 	    grep -aE '^INFO: (net: (port|vm[0-9] powered)|vmm[0-9]: guest faults)' $$log | sed 's/^/bench-net:   /'; \
 	    p0=$(BUILD_DIR)/bench-net-plain0.log; p1=$(BUILD_DIR)/bench-net-plain1.log; \
-	    $(call plain_net_qemu,0,listen) < /dev/null > $$p0 2>&1 & q0=$$!; sleep 1; \
-	    $(call plain_net_qemu,1,connect) < /dev/null > $$p1 2>&1 & q1=$$!; \
+	    $(BENCH_PIN) $(call plain_net_qemu,0,listen) < /dev/null > $$p0 2>&1 & q0=$$!; sleep 1; \
+	    $(BENCH_PIN) $(call plain_net_qemu,1,connect) < /dev/null > $$p1 2>&1 & q1=$$!; \
 	    for i in $$(seq $(QEMU_TIMEOUT)); do kill -0 $$q0 2>/dev/null || kill -0 $$q1 2>/dev/null || break; sleep 1; done; \
 	    kill $$q0 $$q1 2>/dev/null; wait $$q0 $$q1 2>/dev/null; \
 	    for f in $$p0 $$p1; do grep -qE '^linux: net: ([0-9]+)/\1 passed' $$f || { echo "bench-net: plain QEMU run FAILED (see $$f)"; exit 1; }; done; \
-	    echo "bench-net: run $$run, plain QEMU (-netdev socket):"; lines plain $$p0; lines plain $$p1; \
+	    echo "bench-net: run $$run, plain QEMU (-netdev socket$(BENCH_PINNED)):"; lines plain $$p0; lines plain $$p1; \
 	done
 
 # GUEST=linux: the wall time from QEMU's start to each VM's first suite
