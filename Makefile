@@ -334,23 +334,33 @@ endif
 # disk, prefilled with DISK_IMAGE. BLK_CACHE is QEMU's cache mode for the
 # file (writeback: a completed write is in the file, since QEMU writes a
 # raw file with pwrite, and a flush is an fdatasync).
-# The N-VM system (VMS > 1) keeps RAM disks: one QEMU virtio-blk device
-# and driver PD per VM is not built yet.
-BLK ?= $(if $(and $(filter linux,$(GUEST)),$(filter qemu_virt_aarch64,$(MICROKIT_BOARD)),$(if $(MULTI_VM),,yes)),device,ram)
+# The N-VM system (VMS > 1): a device, a disk file and a driver PD per VM:
+# VM n's disk is $(BUILD_DIR)/disk-vm<n>.img on QEMU virt's virtio-mmio
+# transport 8n (0x0a000000 + n * 0x1000, SPI 16 + 8n: a page and an
+# interrupt of its own for each driver PD); the generator's --blk device.
+BLK ?= $(if $(and $(filter linux,$(GUEST)),$(filter qemu_virt_aarch64,$(MICROKIT_BOARD))),device,ram)
 BLK_DATA_SIZE := 0x800000
 BLK_DISK_FILE = $(BUILD_DIR)/disk.img
+VM_INDICES = $(shell seq 0 $$(($(VMS) - 1)))
+BLK_DISK_FILES = $(if $(MULTI_VM),$(foreach n,$(VM_INDICES),$(BUILD_DIR)/disk-vm$(n).img),$(BLK_DISK_FILE))
 BLK_CACHE ?= writeback
 ifeq ($(BLK),device)
-ifneq ($(GUEST)-$(MICROKIT_BOARD)-$(BLK_COPIES)-$(MULTI_VM),linux-qemu_virt_aarch64-1-)
-$(error BLK=device needs GUEST=linux on qemu_virt_aarch64 with BLK_COPIES=1 and one VM)
+ifneq ($(GUEST)-$(MICROKIT_BOARD)-$(BLK_COPIES),linux-qemu_virt_aarch64-1)
+$(error BLK=device needs GUEST=linux on qemu_virt_aarch64 with BLK_COPIES=1)
 endif
 BLK_SED += -e '/BLKRAM: begin/,/BLKRAM: end/d' -e 's/@BLK_DATA_SIZE@/$(BLK_DATA_SIZE)/g'
 BLK_PDS := blk-driver
 BLK_FEATURES := --features blk/device
 BLK_REGION_BYTES = $$(($(BLK_DATA_SIZE)))
+ifeq ($(MULTI_VM),yes)
+QEMU_CMD += -global virtio-mmio.force-legacy=false \
+    $(foreach n,$(VM_INDICES),-drive file=$(BUILD_DIR)/disk-vm$(n).img,format=raw,if=none,id=blkdisk$(n),cache=$(BLK_CACHE) \
+        -device virtio-blk-device,drive=blkdisk$(n),bus=virtio-mmio-bus.$(shell echo $$((8 * $(n)))))
+else
 QEMU_CMD += -global virtio-mmio.force-legacy=false \
     -drive file=$(BLK_DISK_FILE),format=raw,if=none,id=blkdisk,cache=$(BLK_CACHE) \
     -device virtio-blk-device,drive=blkdisk,bus=virtio-mmio-bus.0
+endif
 else ifeq ($(BLK),ram)
 BLK_SED += -e '/BLKDEVICE: begin/,/BLKDEVICE: end/d'
 BLK_REGION_BYTES = $(if $(filter yes,$(VM)),$$(stat -c %s $(DISK_IMAGE)),0)
@@ -482,7 +492,7 @@ $(SYSTEM_FILE): guest-ram-sdf/guest_ram_sdf/linux.py $(DISK_IMAGE) $(LINUX_BUNDL
 	echo '$(NET_DENY)' > $(BUILD_DIR)/net-deny.txt
 	cd guest-ram-sdf && ../$(SDF_VENV)/bin/python -m guest_ram_sdf.linux --vms $(VMS) --cpus $(CPUS) \
 	    --net-acl $(abspath $(BUILD_DIR)/net-deny.txt) \
-	    --guest-ram-size $(GUEST_RAM_SIZE) --bundle $(abspath $(LINUX_BUNDLE)) $(LINUX_BUNDLE_SDF) \
+	    --guest-ram-size $(GUEST_RAM_SIZE) --bundle $(abspath $(LINUX_BUNDLE)) $(LINUX_BUNDLE_SDF) --blk $(BLK) \
 	    $(foreach d,$(LINUX_VM_DTBS),--dtb $(abspath $(d))) --disk $(abspath $(DISK_IMAGE)) > $(abspath $@)
 else
 $(SYSTEM_FILE): system.xml $(BOARD_FILE) $(if $(filter yes,$(VM)),$(DISK_IMAGE)) $(if $(filter linux,$(GUEST)),$(LINUX_BUNDLE)) FORCE | $(BUILD_DIR)
@@ -590,7 +600,10 @@ ifeq ($(MULTI_VM),yes)
 # the machine off once every VM is off. QEMU's input is a FIFO: when VM n
 # waits for a line, the test types Ctrl-\ n (the serial PD gives VM n the
 # keyboard) and `line-for-vm<n>`, which the VM echoes.
-qemu-test: $(IMAGE_FILE)
+# With BLK=device every VM's disk file is fresh, and after the run e2fsck
+# -fn must find each one clean, and guests/linux/check-disks.sh must find
+# on each what its guest wrote (and nothing another VM wrote).
+qemu-test: $(IMAGE_FILE) $(if $(filter device,$(BLK)),blk-disk-fresh)
 	@log=$(BUILD_DIR)/qemu.log; rm -f $$log; fifo=$(BUILD_DIR)/qemu.in; rm -f $$fifo; mkfifo $$fifo; \
 	exec 3<>$$fifo; $(QEMU_CMD) <&3 > $$log 2>&1 & qemu=$$!; \
 	result=1; for i in $$(seq $(QEMU_TIMEOUT)); do \
@@ -607,6 +620,10 @@ qemu-test: $(IMAGE_FILE)
 	    sleep 1; \
 	done; kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; exec 3>&-; rm -f $$fifo; cat $$log; \
 	[ -n "$$verdict" ] && echo "$$verdict"; [ $$i = $(QEMU_TIMEOUT) ] && [ $$result = 1 ] && echo "qemu-test: timed out"; \
+	$(if $(filter device,$(BLK)),if [ $$result = 0 ]; then for f in $(BLK_DISK_FILES); do \
+	    if e2fsck -fn $$f > $$f.e2fsck 2>&1; then echo "qemu-test: e2fsck -fn $$f: clean"; \
+	    else echo "qemu-test: e2fsck -fn $$f: NOT clean (see $$f.e2fsck)"; result=1; fi; done; \
+	    guests/linux/check-disks.sh $(BLK_DISK_FILES) || result=1; fi;) \
 	if [ $$result = 0 ]; then echo "qemu-test: PASSED"; else echo "qemu-test: FAILED (see $$log)"; fi; exit $$result
 else ifneq ($(BLK)-$(BROUGHT_INITRD),device-)
 qemu-test: $(IMAGE_FILE)
@@ -638,24 +655,25 @@ endif
 # replays the journal and lists what is there: every file it reported
 # fsynced must be there with its checksum; then e2fsck -fn.
 DISK_TEST = guests/linux/disk-test.sh
-ifeq ($(BLK)-$(BROUGHT_INITRD),device-)
+ifeq ($(BLK)-$(BROUGHT_INITRD)-$(MULTI_VM),device--)
 qemu-test: $(IMAGE_FILE)
 	@$(DISK_TEST) keep $(DISK_IMAGE) $(BLK_DISK_FILE) $(BUILD_DIR) $(QEMU_TIMEOUT) $(QEMU_CMD)
-else ifeq ($(BLK),device)
+else ifeq ($(BLK)-$(MULTI_VM),device-)
 # A brought initrd runs its own suite, on a fresh disk file.
 qemu-test: blk-disk-fresh
-blk-disk-fresh: | $(BUILD_DIR)
-	cp $(DISK_IMAGE) $(BLK_DISK_FILE)
 endif
 ifeq ($(BLK),device)
+# Fresh disk files (every VM's with VMS=N).
+blk-disk-fresh: | $(BUILD_DIR)
+	for f in $(BLK_DISK_FILES); do cp $(DISK_IMAGE) $$f; done
 
-$(BLK_DISK_FILE): | $(BUILD_DIR)
+$(BLK_DISK_FILES): | $(BUILD_DIR)
 	cp $(DISK_IMAGE) $@
-run bench-linux: | $(BLK_DISK_FILE)
+run bench-linux bench-net-run boot-time: | $(BLK_DISK_FILES)
 endif
 crash-test:
-ifneq ($(BLK),device)
-	$(error crash-test needs BLK=device (GUEST=linux on qemu_virt_aarch64))
+ifneq ($(BLK)-$(MULTI_VM),device-)
+	$(error crash-test needs BLK=device and one VM (GUEST=linux on qemu_virt_aarch64))
 endif
 	@$(MAKE) --no-print-directory GUEST=linux BLK=device BUILD_DIR=$(BUILD_DIR)-crash \
 	    LINUX_BOOTARGS="$(LINUX_BOOTARGS) guest_ram.crash=1" crash-test-run

@@ -28,7 +28,7 @@ sdfgen (0.35) has no ``page_size`` or ``prefill_path`` on memory regions;
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from sdfgen import SystemDescription as S
 
@@ -103,24 +103,43 @@ class GuestRam:
         return render(self.sdf)
 
 
-# Memory-region attributes that sdfgen cannot express, by system.
-_EXTRA: Dict[int, Dict[str, Dict[str, str]]] = {}
-# Attributes of maps (by PD and region) and of PDs that sdfgen cannot
-# express, by system.
-_MAP_EXTRA: Dict[int, Dict[Tuple[str, str], Dict[str, str]]] = {}
-_PD_EXTRA: Dict[int, Dict[str, Dict[str, str]]] = {}
+# What sdfgen cannot express, noted on the SystemDescription object itself
+# (so that nothing outlives it: an id-keyed table would hand a collected
+# system's notes to a new one that got its id): memory-region attributes
+# by region, attributes of maps by (PD, region) and of PDs by PD, and
+# `<setvar region_paddr>` as (PD, symbol, region) in order.
+class _Notes:
+    def __init__(self) -> None:
+        self.regions: Dict[str, Dict[str, str]] = {}
+        self.maps: Dict[Tuple[str, str], Dict[str, str]] = {}
+        self.pds: Dict[str, Dict[str, str]] = {}
+        self.paddr_setvars: List[Tuple[str, str, str]] = []
+
+
+def _notes(sdf: S) -> _Notes:
+    notes = getattr(sdf, "_guest_ram_notes", None)
+    if notes is None:
+        notes = _Notes()
+        sdf._guest_ram_notes = notes
+    return notes
 
 
 def map_extra(sdf: S, pd: str, mr: str, **attrs: str) -> None:
     """Notes attributes of ``pd``'s map of ``mr`` for ``render`` (sdfgen
     0.35 has no ``setvar_prefill_size``)."""
-    _MAP_EXTRA.setdefault(id(sdf), {}).setdefault((pd, mr), {}).update(attrs)
+    _notes(sdf).maps.setdefault((pd, mr), {}).update(attrs)
 
 
 def pd_extra(sdf: S, pd: str, **attrs: str) -> None:
     """Notes attributes of a PD for ``render`` (sdfgen 0.35 has no
     ``smc``)."""
-    _PD_EXTRA.setdefault(id(sdf), {}).setdefault(pd, {}).update(attrs)
+    _notes(sdf).pds.setdefault(pd, {}).update(attrs)
+
+
+def setvar_region_paddr(sdf: S, pd: str, symbol: str, mr: str) -> None:
+    """Hands ``mr``'s physical address to ``pd`` in ``symbol`` (a
+    ``<setvar region_paddr>``, for a driver's DMA), for ``render``."""
+    _notes(sdf).paddr_setvars.append((pd, symbol, mr))
 
 
 def region(owner, name: str, size: Optional[int], *, page_size: Optional[int] = None,
@@ -132,7 +151,7 @@ def region(owner, name: str, size: Optional[int], *, page_size: Optional[int] = 
     mr = S.MemoryRegion(sdf, name, size or 0x1000, paddr=phys_addr) if phys_addr is not None \
         else S.MemoryRegion(sdf, name, size or 0x1000)
     sdf.add_mr(mr)
-    extra = _EXTRA.setdefault(id(sdf), {}).setdefault(name, {})
+    extra = _notes(sdf).regions.setdefault(name, {})
     if page_size is not None:
         extra["page_size"] = hex(page_size)
     if prefill_path is not None:
@@ -145,7 +164,8 @@ def region(owner, name: str, size: Optional[int], *, page_size: Optional[int] = 
 def render(sdf: S) -> str:
     """Renders ``sdf`` and adds the attributes ``region`` noted."""
     root = ET.fromstring(sdf.render())
-    extras = _EXTRA.get(id(sdf), {})
+    notes = _notes(sdf)
+    extras = notes.regions
     for mr in root.iter("memory_region"):
         extra = extras.get(mr.get("name"), {})
         for key in ("page_size", "prefill_path"):
@@ -153,11 +173,14 @@ def render(sdf: S) -> str:
                 mr.set(key, extra[key])
         if extra.get("omit_size"):
             del mr.attrib["size"]
-    map_extras = _MAP_EXTRA.get(id(sdf), {})
-    pd_extras = _PD_EXTRA.get(id(sdf), {})
+    map_extras = notes.maps
+    pd_extras = notes.pds
     for pd in root.iter("protection_domain"):
         pd.attrib.update(pd_extras.get(pd.get("name"), {}))
         for m in pd.findall("map"):
             m.attrib.update(map_extras.get((pd.get("name"), m.get("mr")), {}))
+        for owner, symbol, mr in notes.paddr_setvars:
+            if owner == pd.get("name"):
+                ET.SubElement(pd, "setvar", {"symbol": symbol, "region_paddr": mr})
     ET.indent(root, space="    ")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

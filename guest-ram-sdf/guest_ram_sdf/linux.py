@@ -51,7 +51,7 @@ from typing import List, Optional
 
 from sdfgen import SystemDescription as S
 
-from . import GuestRam, map_extra, pd_extra, region, render
+from . import GuestRam, map_extra, pd_extra, region, render, setvar_region_paddr
 
 MAX_VMS = 4
 GUEST_RAM_GPA = 0x4000_0000
@@ -75,6 +75,9 @@ NET_PRIORITY = 50
 # at 175).
 NET_PRIORITY_SMP = 175
 DOORBELL_PRIORITY = 170
+# With --blk device: each VM's block driver PD, above its blk PD (which
+# rings it and never waits), as in system.xml.
+BLK_DRIVER_PRIORITY = 180
 BLK_PRIORITY = 160
 GUEST_PRIORITY = 50
 # blk PDs: at most half of each 10 ms period.
@@ -102,6 +105,13 @@ VMM_CONSOLE_BUFFER = 0x3003_0000
 VMM_CONSOLE_DEVICE = 0x3004_0000
 VMM_NET_DEVICE = 0x3005_0000
 VMM_NET_BUFFER = 0x3008_0000
+# With --blk device: VM n's disk is QEMU virt's virtio-mmio transport 8n
+# (the Makefile puts it on virtio-mmio-bus.<8n>): a page of its own, at
+# 0x0a000000 + n * 0x1000, its interrupt SPI 16 + 8n. The data region is
+# the blk PD's copy buffer and the driver's DMA target, as in system.xml.
+BLK_MMIO_BASE = 0x0a00_0000
+BLK_IRQ_BASE = 48
+BLK_DATA_SIZE = 0x80_0000
 # Each virtio device's register page in the VMM (blk, console, net), a
 # page apart; in the guest, at the device's window (pds/common).
 VMM_REGISTERS = 0x3006_0000
@@ -135,7 +145,7 @@ NET_PAIR_SIZE = 2 * NET_AREA_SIZE
 
 def system(vms: int, bundle: str, dtbs: List[str], disks: List[str], disk_size: int,
            cpus: int = 1, guest_ram_size: int = GUEST_RAM_SIZE, net_acl: Optional[str] = None,
-           bundle_paddr: Optional[int] = None) -> str:
+           bundle_paddr: Optional[int] = None, blk_kind: str = "ram") -> str:
     """The system description of ``vms`` Linux VMs (1 to 4). ``dtbs`` and
     ``disks`` have one path per VM (or one for all); ``disk_size`` is the
     disk image's length (its region is that rounded up to 2 MiB pages).
@@ -143,7 +153,12 @@ def system(vms: int, bundle: str, dtbs: List[str], disks: List[str], disk_size: 
     empty or blank: none), prefilled into a region the net PD reads; without
     it there is no network. ``bundle`` is the kernel and initrd's boot
     bundle: prefilled, or (``bundle_paddr``) at that physical address,
-    where a boot loader put it before seL4 started."""
+    where a boot loader put it before seL4 started. ``blk_kind`` is ``ram`` (each
+    VM's disk a RAM disk prefilled from its disk image) or ``device``
+    (QEMU's virtio-blk device per VM behind a driver PD of its own; the
+    disk images are then the Makefile's business, not the image's)."""
+    if blk_kind not in ("ram", "device"):
+        raise ValueError(f"blk_kind must be ram or device, not {blk_kind}")
     if not 1 <= vms <= MAX_VMS:
         raise ValueError(f"VMS must be 1 to {MAX_VMS}, not {vms}")
     if cpus < 1:
@@ -191,7 +206,7 @@ def system(vms: int, bundle: str, dtbs: List[str], disks: List[str], disk_size: 
         images_mr = region(sdf, "linux_images", (bundle_len + PAGE_2M - 1) // PAGE_2M * PAGE_2M,
                            page_size=PAGE_2M, phys_addr=bundle_paddr)
     gicv = region(sdf, "gicv", 0x2000, phys_addr=0x804_0000)
-    disk_region = (disk_size + PAGE_2M - 1) // PAGE_2M * PAGE_2M
+    disk_region = BLK_DATA_SIZE if blk_kind == "device" else (disk_size + PAGE_2M - 1) // PAGE_2M * PAGE_2M
 
     pds = [serial, timer]
     # The network: a switch with one port per VM. It calls every VMM (a
@@ -229,12 +244,21 @@ def system(vms: int, bundle: str, dtbs: List[str], disks: List[str], disk_size: 
 
         # The disk: the blk PD's copy buffer (one copy), a staging region
         # right after it in both PDs, and the virtio shared page.
+        # With a device, the blk PD's requests in flight live on its stack
+        # (256 KiB, as in system.xml).
         blk = S.ProtectionDomain(f"blk{n}", "blk.elf", priority=BLK_PRIORITY, budget=BLK_BUDGET,
-                                 period=BLK_PERIOD, stack_size=0x10000, cpu=core(n))
-        disk = region(sdf, f"blk_disk_vm{n}", None, page_size=PAGE_2M, prefill_path=disks[n])
+                                 period=BLK_PERIOD, stack_size=0x40000 if blk_kind == "device" else 0x10000,
+                                 cpu=core(n))
+        if blk_kind == "device":
+            disk = region(sdf, f"blk_disk_vm{n}", BLK_DATA_SIZE, page_size=PAGE_2M)
+        else:
+            disk = region(sdf, f"blk_disk_vm{n}", None, page_size=PAGE_2M, prefill_path=disks[n])
         ram.add_client(blk, BLK_PRIORITY, "blk", buffer=disk, vmm_vaddr=VMM_DISK, client_vaddr=VMM_DISK,
                        vmm_id=VMM_BLK_ID, client_id=0, buffer_symbol="disk")
-        map_extra(sdf, blk.name, f"blk_disk_vm{n}", setvar_prefill_size="disk_prefill_size")
+        if blk_kind == "device":
+            pds.append(add_blk_driver(sdf, n, blk, disk, core(n)))
+        else:
+            map_extra(sdf, blk.name, f"blk_disk_vm{n}", setvar_prefill_size="disk_prefill_size")
         staging = region(sdf, f"blk_staging_vm{n}", 0x1_0000)
         vmm.add_map(S.Map(staging, VMM_DISK + disk_region, "rw", setvar_vaddr="blk_staging_vaddr",
                           setvar_size="blk_staging_size"))
@@ -322,6 +346,34 @@ def net_window_offset(n: int, peer: int, vms: int) -> int:
     return NET_BUFFER_SIZE + rank * NET_PAIR_SIZE
 
 
+def add_blk_driver(sdf: S, n: int, blk: S.ProtectionDomain, data: S.MemoryRegion,
+                   cpu: Optional[int]) -> S.ProtectionDomain:
+    """VM n's block driver PD (pds/blk-driver, as system.xml's BLKDEVICE
+    parts): QEMU's virtio-blk transport 8n, its DMA region and the data
+    region (``data``, ``blk_disk_vm<n>``, also the blk PD's copy buffer)
+    by physical address,
+    sDDF's request/response rings and storage-info page shared with
+    ``blk``, and the channel between them. It maps no guest RAM."""
+    driver = S.ProtectionDomain(f"blk_driver{n}", "blk-driver.elf", priority=BLK_DRIVER_PRIORITY,
+                                stack_size=0x10000, cpu=cpu)
+    mmio = region(sdf, f"virtio_blk_mmio_vm{n}", 0x1000, phys_addr=BLK_MMIO_BASE + n * 0x1000)
+    dma = region(sdf, f"blk_dma_vm{n}", 0x1_0000)
+    queue = region(sdf, f"blk_queue_vm{n}", 0x2000)
+    info = region(sdf, f"blk_info_vm{n}", 0x1000)
+    driver.add_map(S.Map(mmio, 0x3000_0000, "rw", cached=False, setvar_vaddr="virtio_mmio_vaddr"))
+    driver.add_map(S.Map(dma, 0x3010_0000, "rw", setvar_vaddr="dma_vaddr", setvar_size="dma_size"))
+    setvar_region_paddr(sdf, driver.name, "dma_paddr", f"blk_dma_vm{n}")
+    driver.add_map(S.Map(data, VMM_DISK, "rw", setvar_vaddr="data_vaddr", setvar_size="data_size"))
+    setvar_region_paddr(sdf, driver.name, "data_paddr", f"blk_disk_vm{n}")
+    for pd in (driver, blk):
+        pd.add_map(S.Map(queue, 0x3020_0000, "rw", setvar_vaddr="queue_vaddr", setvar_size="queue_size"))
+        pd.add_map(S.Map(info, 0x3021_0000, "rw", setvar_vaddr="info_vaddr", setvar_size="info_size"))
+    driver.add_irq(S.IrqConventional(BLK_IRQ_BASE + 8 * n, id=1, setvar_id="irq_channel"))
+    sdf.add_channel(S.Channel(blk, driver, a_id=1, b_id=0, pd_a_setvar_id="driver_channel",
+                              pd_b_setvar_id="client_channel"))
+    return driver
+
+
 def add_net_pairs(sdf: S, net: S.ProtectionDomain, vmms: List[S.ProtectionDomain]) -> None:
     """A region per pair of VMs, mapped into the net PD (in both VMs'
     windows) and into those two VMMs only, each right after the staging
@@ -358,13 +410,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--cpus", type=int, default=1)
     p.add_argument("--guest-ram-size", type=lambda s: int(s, 0), default=GUEST_RAM_SIZE)
     p.add_argument("--net-acl", help="a file with the network's deny list (with it, the net PD)")
+    p.add_argument("--blk", choices=("ram", "device"), default="ram",
+                   help="each VM's disk: a RAM disk, or QEMU's virtio-blk device behind a driver PD")
     a = p.parse_args(argv)
     size = a.disk_size
     if size is None:
         with open(a.disk[0], "rb") as f:
             size = f.seek(0, 2)
     sys.stdout.write(system(a.vms, a.bundle, a.dtb, a.disk, size, a.cpus, a.guest_ram_size, a.net_acl,
-                            a.bundle_paddr))
+                            a.bundle_paddr, a.blk))
 
 
 if __name__ == "__main__":

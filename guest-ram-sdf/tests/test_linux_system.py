@@ -18,7 +18,7 @@ from guest_ram_sdf import linux
 SIZES = {"bundle": 49 << 20, "dtb": 4 << 10, "disk": 32 << 20, "acl": 4}
 
 
-def generate(tmp_path, vms, cpus=1, bundle_paddr=None):
+def generate(tmp_path, vms, cpus=1, bundle_paddr=None, blk_kind="ram"):
     paths = {}
     for name, size in SIZES.items():
         p = tmp_path / name
@@ -26,7 +26,8 @@ def generate(tmp_path, vms, cpus=1, bundle_paddr=None):
             f.truncate(size)
         paths[name] = str(p)
     xml = linux.system(vms, paths["bundle"], [paths["dtb"]], [paths["disk"]],
-                       SIZES["disk"], cpus=cpus, net_acl=paths["acl"], bundle_paddr=bundle_paddr)
+                       SIZES["disk"], cpus=cpus, net_acl=paths["acl"], bundle_paddr=bundle_paddr,
+                       blk_kind=blk_kind)
     return ET.fromstring(xml), paths
 
 
@@ -54,9 +55,10 @@ def domains(root):
 CASES = [(n, 1) for n in range(1, 5)] + [(n, 4) for n in range(1, 5)]
 
 
+@pytest.mark.parametrize("blk_kind", ["ram", "device"])
 @pytest.mark.parametrize("vms,cpus", CASES)
-def test_references_and_ids(tmp_path, vms, cpus):
-    root, paths = generate(tmp_path, vms, cpus)
+def test_references_and_ids(tmp_path, vms, cpus, blk_kind):
+    root, paths = generate(tmp_path, vms, cpus, blk_kind=blk_kind)
     sizes = region_sizes(root, paths)
     pds = domains(root)
     ids = {name: set() for name in pds}
@@ -88,9 +90,10 @@ def test_references_and_ids(tmp_path, vms, cpus):
             assert e0 <= s1, f"{name}: {m0} and {m1} overlap"
 
 
+@pytest.mark.parametrize("blk_kind", ["ram", "device"])
 @pytest.mark.parametrize("vms,cpus", CASES)
-def test_no_pd_sees_another_vms_memory(tmp_path, vms, cpus):
-    root, _ = generate(tmp_path, vms, cpus)
+def test_no_pd_sees_another_vms_memory(tmp_path, vms, cpus, blk_kind):
+    root, _ = generate(tmp_path, vms, cpus, blk_kind=blk_kind)
     for name, (node, _) in domains(root).items():
         for m in node.findall("map"):
             mr = m.get("mr")
@@ -114,7 +117,7 @@ def test_no_pd_sees_another_vms_memory(tmp_path, vms, cpus):
             n = owner.group(1)
             if mr.startswith("guest_ram"):
                 assert name in (f"vmm{n}", f"guest{n}"), f"{name} maps {mr}"
-            elif mr.startswith("virtio_"):
+            elif re.fullmatch(r"virtio_\w+_regs_vm\d", mr):
                 # A device's register page: its VMM writes it, its guest
                 # only reads it.
                 assert name in (f"vmm{n}", f"guest{n}"), f"{name} maps {mr}"
@@ -123,13 +126,22 @@ def test_no_pd_sees_another_vms_memory(tmp_path, vms, cpus):
                 assert name in (f"vmm{n}", "serial"), f"{name} maps {mr}"
             elif mr.startswith("net_"):
                 assert name in (f"vmm{n}", "net"), f"{name} maps {mr}"
+            elif mr.startswith(("virtio_blk_mmio", "blk_dma")):
+                # The device and its DMA memory: the driver PD's alone.
+                assert name == f"blk_driver{n}", f"{name} maps {mr}"
+            elif mr.startswith(("blk_queue", "blk_info")):
+                assert name in (f"blk{n}", f"blk_driver{n}"), f"{name} maps {mr}"
+            elif mr.startswith("blk_disk"):
+                # The disk (RAM disk, or the device's data region).
+                assert name in (f"vmm{n}", f"blk{n}", f"blk_driver{n}"), f"{name} maps {mr}"
             else:
                 assert name in (f"vmm{n}", f"blk{n}"), f"{name} maps {mr}"
 
 
+@pytest.mark.parametrize("blk_kind", ["ram", "device"])
 @pytest.mark.parametrize("vms,cpus", CASES)
-def test_each_vm_is_complete(tmp_path, vms, cpus):
-    root, _ = generate(tmp_path, vms, cpus)
+def test_each_vm_is_complete(tmp_path, vms, cpus, blk_kind):
+    root, _ = generate(tmp_path, vms, cpus, blk_kind=blk_kind)
     pds = domains(root)
     channels = [{(e.get("pd"), int(e.get("id")), e.get("setvar_id")) for e in ch.findall("end")}
                 for ch in root.findall("channel")]
@@ -192,13 +204,14 @@ def test_bad_counts_are_refused(tmp_path):
         linux.system(3, "k", "i", ["d0", "d1"], ["disk"], 0x100000)
 
 
+@pytest.mark.parametrize("blk_kind", ["ram", "device"])
 @pytest.mark.parametrize("vms,cpus", CASES)
-def test_net_windows_are_laid_out_as_the_pds_expect(tmp_path, vms, cpus):
+def test_net_windows_are_laid_out_as_the_pds_expect(tmp_path, vms, cpus, blk_kind):
     """Each VM's window for the net PD, in its VMM and in the net PD: the
     staging region, then the pair region with each other VM in increasing
     order, back to back (net_switch::Pairs's rule); the last one carries
     the setvars the PDs check the window's length with."""
-    root, paths = generate(tmp_path, vms, cpus)
+    root, paths = generate(tmp_path, vms, cpus, blk_kind=blk_kind)
     sizes = region_sizes(root, paths)
     pds = domains(root)
     for n in range(vms):
@@ -241,12 +254,13 @@ def test_bundle_where_the_boot_loader_put_it(tmp_path, vms):
     assert len(maps) == vms and all(m.get("perms") == "r" for m in maps)
 
 
+@pytest.mark.parametrize("blk_kind", ["ram", "device"])
 @pytest.mark.parametrize("vms,cpus", CASES)
-def test_register_pages_at_the_device_windows(tmp_path, vms, cpus):
+def test_register_pages_at_the_device_windows(tmp_path, vms, cpus, blk_kind):
     """Every VM reads each of its virtio devices' register pages at the
     window its device tree and pds/common give (read-only), and its VMM
     has each under the setvar names it looks for."""
-    root, _ = generate(tmp_path, vms, cpus)
+    root, _ = generate(tmp_path, vms, cpus, blk_kind=blk_kind)
     repo = Path(__file__).resolve().parents[2]
     common = (repo / "pds/common/src/lib.rs").read_text()
     dts = (repo / "guests/linux/linux.dts").read_text()
