@@ -374,10 +374,12 @@ impl<D: DeviceType> MmioDevice<D> {
         self.driver_features
     }
 
-    /// Whether the driver accepted `VIRTIO_RING_F_EVENT_IDX` (it can only
-    /// have if the device offered it: `FEATURES_OK` is refused otherwise).
+    /// Whether the driver accepted `VIRTIO_RING_F_EVENT_IDX` and the
+    /// device offered it (a driver that writes the bit to a device that
+    /// does not offer it gets no `FEATURES_OK`, and its queues are worked
+    /// without event indices all the same).
     pub fn event_idx(&self) -> bool {
-        self.driver_features & feature::RING_EVENT_IDX != 0
+        self.driver_features & self.device_features() & feature::RING_EVENT_IDX != 0
     }
 
     /// All features offered.
