@@ -20,17 +20,24 @@
 //! 3. The disk is rung once ([`AsyncDisk::kick`]) and every completed
 //!    request's status byte, used element and the used index are
 //!    published in one call.
-//! 4. With `VIRTIO_RING_F_EVENT_IDX` ([`Layout::event_idx`]): the used
-//!    ring's `avail_event` is the device's position (it goes with the
-//!    publication, or in a write of its own when requests were taken and
-//!    none completed), so the driver notifies only when it adds a request
-//!    past those the device has taken; then one call reads the available
-//!    index and the driver's `used_event` back
+//! 4. With `VIRTIO_RING_F_EVENT_IDX` ([`Layout::event_idx`]), after a
+//!    publication: the used ring's `avail_event` went with it (the
+//!    device's position), so the driver notifies only when it adds a
+//!    request past those the device has taken; then one call reads the
+//!    available index and the driver's `used_event` back
 //!    ([`DeviceQueue::events`]). The guest is interrupted only if the used
 //!    index passed `used_event` ([`AsyncBlkBackend::interrupt`]); requests
 //!    that arrived meanwhile (which the driver need not have notified) are
 //!    started at once, from step 2 again, as long as a round starts one
-//!    (at most [`MAX_ROUNDS`](crate::virtq::MAX_ROUNDS) rounds).
+//!    (at most [`MAX_ROUNDS`](crate::virtq::MAX_ROUNDS) rounds). A call
+//!    that only sent requests to the disk (none completed) publishes
+//!    nothing and leaves `avail_event` behind: the driver does not notify
+//!    the requests it queues while those are at the disk, and their
+//!    completion, which runs this again, finds them (at step 2, or as
+//!    `more`). That saves a notification per request queued behind
+//!    others, and the device the two calls an `avail_event` of its own
+//!    and its check would cost, at the price of those requests waiting
+//!    for the next completion.
 //!
 //! **Flush and order.** virtio-blk (§5.2.6) promises only that a flush
 //! completes after every write *completed* before the flush was
@@ -339,8 +346,13 @@ impl<const N: usize> AsyncBlkBackend<N> {
                 self.interrupt = completed > 0;
                 return Ok(completed);
             }
-            // 4. The event indices, if anything moved.
-            if completed == before && started == 0 {
+            // 4. The event indices, after a publication. A round that
+            //    only sent requests to the disk leaves `avail_event` where
+            //    the last publication put it: their completion runs this
+            //    again, and looks then (so requests the driver queues
+            //    meanwhile cost it no notification, and the device two
+            //    calls fewer per request).
+            if completed == before {
                 return Ok(completed);
             }
             let events = self.queue.events(layout, dma);

@@ -58,7 +58,10 @@
 //!   `avail_event`).
 //!
 //! A device therefore pays, with event indices, 2 calls per notification
-//! plus 1 per round (and 1 more when it took chains and used none).
+//! plus 1 per round that published (and 1 more if it calls
+//! [`DeviceQueue::events`] having taken chains and used none, which the
+//! asynchronous virtio-blk backend avoids: see
+//! [`blk_async`](crate::blk_async)).
 //!
 //! What breaks the ring itself (a descriptor loop, an index out of range,
 //! an available index that jumps, a ring the device may not touch) is a
