@@ -485,6 +485,27 @@ extern "C" fn _start() -> ! {
             black_box(device_path.notified(&mut staged));
         }
     }
+    // The ring mechanics with event indices on or off, any published
+    // chains and any guest-written indices (the services above reach
+    // them too, through pages whose contents are opaque).
+    if let Ok(layout) = virtio::queue::Layout::new(word() as u16, word(), word(), word()) {
+        let layout = layout.with_event_idx(word() & 1 != 0);
+        let mut queue = virtio::virtq::DeviceQueue::new();
+        queue.set_no_notify(word() & 1 != 0);
+        queue.take(word() as u16);
+        let used = [virtio::queue::UsedElem {
+            id: (word() as u32).into(),
+            len: (word() as u32).into(),
+        }; 4];
+        let n = (word() as usize).min(used.len());
+        let _ = black_box(queue.publish(&layout, &[], used.get(..n).unwrap_or(&[]), &mut client));
+        black_box(queue.events(&layout, &mut client));
+        black_box(virtio::virtq::need_event(
+            word() as u16,
+            word() as u16,
+            word() as u16,
+        ));
+    }
     #[cfg(feature = "canary")]
     if word() == 1 {
         panic!("canary");

@@ -28,6 +28,15 @@
 //! byte, the used elements and the used index (1, in that order:
 //! [`DeviceQueue::publish`]). A 1 MiB read in one guest buffer is 4 calls.
 //!
+//! With `VIRTIO_RING_F_EVENT_IDX` ([`Layout::event_idx`]) the publication
+//! also carries the used ring's `avail_event` (the driver notifies again
+//! only for chains past those the device has taken), and one more call
+//! reads the available index and the driver's `used_event` back
+//! ([`DeviceQueue::events`]): the device interrupts only if the used
+//! index passed `used_event` ([`BlkBackend::interrupt`]), and serves
+//! again at once if chains arrived that the driver need not have
+//! notified.
+//!
 //! What a request does wrong fails that request with
 //! [`status::IOERR`] (or [`status::UNSUPP`]), and the queue goes on: a
 //! buffer the driver PD may not touch, a sector past the end, a length that
@@ -224,6 +233,7 @@ impl core::ops::Add for Stats {
 pub struct BlkBackend {
     queue: DeviceQueue,
     broken: bool,
+    interrupt: bool,
     stats: Stats,
 }
 
@@ -246,24 +256,60 @@ impl BlkBackend {
         self.broken
     }
 
+    /// Whether the last [`process`](Self::process) owes the driver an
+    /// interrupt: it completed requests and, with
+    /// `VIRTIO_RING_F_EVENT_IDX`, the used index passed the driver's
+    /// `used_event` ([`DeviceQueue::events`]). (A broken ring interrupts
+    /// whatever this says: the device needs a reset.)
+    pub fn interrupt(&self) -> bool {
+        self.interrupt
+    }
+
     /// Serves every request the driver has made available since the last
     /// call and returns how many it completed. An `Err` means the ring is
     /// broken: the device must report `DEVICE_NEEDS_RESET`, and later calls
     /// do nothing until the backend is replaced by a new one.
+    ///
+    /// With `VIRTIO_RING_F_EVENT_IDX`, requests the driver made available
+    /// while the device served (which it need not notify) are served in
+    /// the same call, round after round until none came (each round
+    /// serves at least one request), at most
+    /// [`MAX_ROUNDS`](crate::virtq::MAX_ROUNDS) rounds.
     pub fn process<M: GuestDma, D: Disk>(
         &mut self,
         layout: &Layout,
         dma: &mut M,
         disk: &mut D,
     ) -> Result<u16, QueueError> {
+        self.interrupt = false;
         if self.broken {
             return Ok(0);
         }
-        let result = self.process_inner(layout, dma, disk);
-        if result.is_err() {
-            self.broken = true;
+        let mut served = 0u16;
+        for _ in 0..crate::virtq::MAX_ROUNDS {
+            let result = self.process_inner(layout, dma, disk);
+            let n = match result {
+                Ok(n) => n,
+                Err(e) => {
+                    self.broken = true;
+                    return Err(e);
+                }
+            };
+            served = served.saturating_add(n);
+            if !layout.event_idx() {
+                self.interrupt = served > 0;
+                return Ok(served);
+            }
+            if n == 0 {
+                return Ok(served);
+            }
+            let events = self.queue.events(layout, dma);
+            self.interrupt |= events.interrupt;
+            if !events.more {
+                break;
+            }
         }
-        result
+        Ok(served)
     }
 
     fn process_inner<M: GuestDma, D: Disk>(

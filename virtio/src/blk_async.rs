@@ -20,6 +20,24 @@
 //! 3. The disk is rung once ([`AsyncDisk::kick`]) and every completed
 //!    request's status byte, used element and the used index are
 //!    published in one call.
+//! 4. With `VIRTIO_RING_F_EVENT_IDX` ([`Layout::event_idx`]), after a
+//!    publication: the used ring's `avail_event` went with it (the
+//!    device's position), so the driver notifies only when it adds a
+//!    request past those the device has taken; then one call reads the
+//!    available index and the driver's `used_event` back
+//!    ([`DeviceQueue::events`]). The guest is interrupted only if the used
+//!    index passed `used_event` ([`AsyncBlkBackend::interrupt`]); requests
+//!    that arrived meanwhile (which the driver need not have notified) are
+//!    started at once, from step 2 again, as long as a round starts one
+//!    (at most [`MAX_ROUNDS`](crate::virtq::MAX_ROUNDS) rounds). A call
+//!    that only sent requests to the disk (none completed) publishes
+//!    nothing and leaves `avail_event` behind: the driver does not notify
+//!    the requests it queues while those are at the disk, and their
+//!    completion, which runs this again, finds them (at step 2, or as
+//!    `more`). That saves a notification per request queued behind
+//!    others, and the device the two calls an `avail_event` of its own
+//!    and its check would cost, at the price of those requests waiting
+//!    for the next completion.
 //!
 //! **Flush and order.** virtio-blk (§5.2.6) promises only that a flush
 //! completes after every write *completed* before the flush was
@@ -160,6 +178,7 @@ pub struct AsyncBlkBackend<const N: usize> {
     /// The slot of the flush in flight: nothing new goes until it is done.
     flushing: Option<u16>,
     broken: bool,
+    interrupt: bool,
     stats: Stats,
 }
 
@@ -177,6 +196,7 @@ impl<const N: usize> AsyncBlkBackend<N> {
             pending: [const { None }; N],
             flushing: None,
             broken: false,
+            interrupt: false,
             stats: Stats::default(),
         }
     }
@@ -196,6 +216,14 @@ impl<const N: usize> AsyncBlkBackend<N> {
         self.pending.iter().filter(|p| p.is_some()).count()
     }
 
+    /// Whether the last [`process`](Self::process) owes the driver an
+    /// interrupt: it completed requests and, with
+    /// `VIRTIO_RING_F_EVENT_IDX`, the used index passed the driver's
+    /// `used_event` ([`DeviceQueue::events`]).
+    pub fn interrupt(&self) -> bool {
+        self.interrupt
+    }
+
     /// Completes what the disk finished, starts what the guest queued, and
     /// publishes every completion. Returns how many requests completed (the
     /// guest is to be interrupted if any). An `Err` means the ring is
@@ -207,6 +235,7 @@ impl<const N: usize> AsyncBlkBackend<N> {
         dma: &mut M,
         disk: &mut D,
     ) -> Result<u16, QueueError> {
+        self.interrupt = false;
         if self.broken {
             self.drop_completions(disk);
             return Ok(0);
@@ -282,31 +311,57 @@ impl<const N: usize> AsyncBlkBackend<N> {
                 },
             )?);
         }
-        // 2. What the guest queued, in order, until one must wait.
-        if self.flushing.is_none() {
-            let snapshot = Snapshot::take(layout, &self.queue, dma)?;
-            for k in 0..snapshot.pending() {
-                if self.queue.outstanding() >= layout.size() {
-                    break;
-                }
-                let (head, chain) = snapshot.chain(k)?;
-                match self.start(head, &chain, dma, disk) {
-                    Start::Wait => break,
-                    Start::Sent => self.queue.take(1),
-                    Start::Done(served) => {
-                        self.queue.take(1);
-                        completed =
-                            completed.saturating_add(self.push(layout, dma, &mut done, served)?);
+        // Chains used before this round (none before the first: step 1's
+        // count in it).
+        let mut before = 0;
+        for _ in 0..crate::virtq::MAX_ROUNDS {
+            // 2. What the guest queued, in order, until one must wait.
+            let mut started = 0u16;
+            if self.flushing.is_none() {
+                let snapshot = Snapshot::take(layout, &self.queue, dma)?;
+                for k in 0..snapshot.pending() {
+                    if self.queue.outstanding() >= layout.size() {
+                        break;
+                    }
+                    let (head, chain) = snapshot.chain(k)?;
+                    match self.start(head, &chain, dma, disk) {
+                        Start::Wait => break,
+                        Start::Sent => self.queue.take(1),
+                        Start::Done(served) => {
+                            self.queue.take(1);
+                            completed = completed
+                                .saturating_add(self.push(layout, dma, &mut done, served)?);
+                        }
+                    }
+                    started = started.saturating_add(1);
+                    if self.flushing.is_some() {
+                        break;
                     }
                 }
-                if self.flushing.is_some() {
-                    break;
-                }
             }
+            // 3. Ring the driver, publish the completions.
+            disk.kick();
+            completed = completed.saturating_add(self.publish(layout, dma, &mut done)?);
+            if !layout.event_idx() {
+                self.interrupt = completed > 0;
+                return Ok(completed);
+            }
+            // 4. The event indices, after a publication. A round that
+            //    only sent requests to the disk leaves `avail_event` where
+            //    the last publication put it: their completion runs this
+            //    again, and looks then (so requests the driver queues
+            //    meanwhile cost it no notification, and the device two
+            //    calls fewer per request).
+            if completed == before {
+                return Ok(completed);
+            }
+            let events = self.queue.events(layout, dma);
+            self.interrupt |= events.interrupt;
+            if !events.more || started == 0 {
+                break;
+            }
+            before = completed;
         }
-        // 3. Ring the driver, publish the completions.
-        disk.kick();
-        completed = completed.saturating_add(self.publish(layout, dma, &mut done)?);
         Ok(completed)
     }
 

@@ -609,6 +609,21 @@ mod tests {
     }
 
     #[test]
+    fn event_idx_is_not_offered_and_a_driver_that_asks_does_not_get_it() {
+        use crate::mmio::{feature, reg, status, MmioDevice};
+        let mut dev = MmioDevice::new(ConsoleConfig::new());
+        assert_eq!(dev.device_features() & feature::RING_EVENT_IDX, 0);
+        dev.write(reg::DRIVER_FEATURES_SEL, 4, 0);
+        dev.write(reg::DRIVER_FEATURES, 4, feature::RING_EVENT_IDX);
+        dev.write(reg::DRIVER_FEATURES_SEL, 4, 1);
+        dev.write(reg::DRIVER_FEATURES, 4, 1);
+        let s = status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK;
+        dev.write(reg::STATUS, 4, u64::from(s));
+        assert_eq!(dev.status() & status::FEATURES_OK, 0);
+        assert!(!dev.event_idx());
+    }
+
+    #[test]
     fn transmit_batches_chains_in_three_calls_and_in_order() {
         let mut mem = Flat::new();
         let mut tx = Driver::new();

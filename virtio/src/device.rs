@@ -57,6 +57,9 @@ pub struct Frontend<D> {
     /// which they last changed (`QueueState::configured`).
     published: [QueueRegs; MAX_QUEUES],
     configured: [u32; MAX_QUEUES],
+    /// Whether the last publication said `VIRTIO_RING_F_EVENT_IDX` was
+    /// negotiated.
+    event_idx: bool,
     ignored: u32,
     /// The register page, if the guest has one ([`Self::with_register_page`]).
     registers: Option<SharedBuffer>,
@@ -84,6 +87,7 @@ impl<D: DeviceType> Frontend<D> {
             generation: 0,
             published: [QueueRegs::default(); MAX_QUEUES],
             configured: [0; MAX_QUEUES],
+            event_idx: false,
             ignored: 0,
             registers: None,
         };
@@ -143,8 +147,12 @@ impl<D: DeviceType> Frontend<D> {
     /// Publishes every queue's state under a new generation; a queue
     /// whose registers changed since the last publication is marked as
     /// configured in it, so the backend restarts that queue and no other.
+    ///
+    /// Every queue's record carries whether the driver accepted
+    /// `VIRTIO_RING_F_EVENT_IDX` ([`QueueState::with_event_idx`]).
     fn publish(&mut self) {
         self.generation = self.generation.wrapping_add(1);
+        self.event_idx = self.device.event_idx();
         for n in 0..MAX_QUEUES {
             let q = self.device.queue(n).copied().unwrap_or_default();
             let (Some(published), Some(configured)) =
@@ -157,7 +165,8 @@ impl<D: DeviceType> Frontend<D> {
                 *configured = self.generation;
             }
             let state = QueueState::new(self.generation, q.ready, q.size, q.desc, q.avail, q.used)
-                .with_configured(*configured);
+                .with_configured(*configured)
+                .with_event_idx(self.event_idx);
             if shared::publish_queue_n(&self.page, n, &state).is_err() {
                 log::error!(
                     "{}: shared page too small for the queue state",
@@ -181,6 +190,13 @@ impl<D: DeviceType> Frontend<D> {
             self.sync_registers();
         }
         match access {
+            // A driver that accepts its features after readying a queue
+            // (the spec says before) still gets a backend that works the
+            // rings as it does (publishing signals the backend, which
+            // covers a notification too).
+            Access::Done(value, _) if self.device.event_idx() != self.event_idx => {
+                (value, self.act(Effect::QueuesChanged))
+            }
             Access::Done(value, effect) => (value, self.act(effect)),
             Access::Ignored(why) => {
                 self.ignored = self.ignored.saturating_add(1);
@@ -466,7 +482,14 @@ impl<D: Disk> BlkService<D> {
             }
         };
         match self.backend.process(&layout, dma, &mut self.disk) {
-            Ok(0) => false,
+            // Used buffers the driver asked not to be interrupted for
+            // still count: the report goes in the page, unsignalled.
+            Ok(n) if !self.backend.interrupt() => {
+                if n > 0 {
+                    self.report(false);
+                }
+                false
+            }
             Ok(_) => self.report(false),
             Err(e) => {
                 log::warn!("virtio-blk: queue error, device needs reset: {e}");
@@ -554,7 +577,14 @@ impl<D: crate::blk_async::AsyncDisk, const N: usize> AsyncBlkService<D, N> {
             }
         };
         match self.backend.process(&layout, dma, &mut self.disk) {
-            Ok(0) => false,
+            // Used buffers the driver asked not to be interrupted for
+            // still count: the report goes in the page, unsignalled.
+            Ok(n) if !self.backend.interrupt() => {
+                if n > 0 {
+                    self.report(false);
+                }
+                false
+            }
             Ok(_) => self.report(false),
             Err(e) => {
                 log::warn!("virtio-blk: queue error, device needs reset: {e}");

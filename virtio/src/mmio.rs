@@ -119,6 +119,12 @@ pub const INT_CONFIG_CHANGE: u32 = 2;
 pub mod feature {
     /// `VIRTIO_F_VERSION_1`: the non-legacy interface. Required here.
     pub const VERSION_1: u64 = 1 << 32;
+    /// `VIRTIO_RING_F_EVENT_IDX` (§2.7.7, §2.7.10): the driver says in the
+    /// available ring's `used_event` after which used index it wants an
+    /// interrupt, the device in the used ring's `avail_event` after which
+    /// available index it wants a notification. Offered by the device
+    /// types whose backends honour it (virtio-blk, virtio-net).
+    pub const RING_EVENT_IDX: u64 = 1 << 29;
 }
 
 /// virtio-blk's feature bits and configuration (virtio 1.2, §5.2).
@@ -206,7 +212,7 @@ impl DeviceType for BlkConfig {
         2
     }
     fn features(&self) -> u64 {
-        blk_feature::SEG_MAX | blk_feature::BLK_SIZE | blk_feature::FLUSH
+        blk_feature::SEG_MAX | blk_feature::BLK_SIZE | blk_feature::FLUSH | feature::RING_EVENT_IDX
     }
     fn queues(&self) -> usize {
         1
@@ -368,6 +374,14 @@ impl<D: DeviceType> MmioDevice<D> {
     /// The features the driver accepted (valid once `FEATURES_OK` is set).
     pub fn driver_features(&self) -> u64 {
         self.driver_features
+    }
+
+    /// Whether the driver accepted `VIRTIO_RING_F_EVENT_IDX` and the
+    /// device offered it (a driver that writes the bit to a device that
+    /// does not offer it gets no `FEATURES_OK`, and its queues are worked
+    /// without event indices all the same).
+    pub fn event_idx(&self) -> bool {
+        self.driver_features & self.device_features() & feature::RING_EVENT_IDX != 0
     }
 
     /// All features offered.

@@ -14,7 +14,8 @@
 //!   buffers the guest posted. [`Net`] is the same without the shared page
 //!   (the queues given as [`Layout`]s).
 //!
-//! **Features offered: `VIRTIO_F_VERSION_1` and `VIRTIO_NET_F_MAC` only.**
+//! **Features offered: `VIRTIO_F_VERSION_1`, `VIRTIO_NET_F_MAC` and
+//! `VIRTIO_RING_F_EVENT_IDX` only.**
 //! - `VIRTIO_NET_F_MAC` (5): the guest takes the MAC the system
 //!   description gave its port, the one the switch checks every frame's
 //!   source address against.
@@ -101,7 +102,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 use crate::device::{should_log, BackendPage, Frontend};
 use crate::mmio::DeviceType;
 use crate::queue::{self, Layout, QueueError, MAX_CHAIN};
-use crate::virtq::{used_elem, Batch, DeviceQueue, GuestDma, Snapshot, Used};
+use crate::virtq::{used_elem, Batch, DeviceQueue, Events, GuestDma, Snapshot, Used};
 
 /// The receive queue's index (`receiveq1`).
 pub const RECEIVEQ: usize = 0;
@@ -290,7 +291,7 @@ impl DeviceType for NetConfig {
         1
     }
     fn features(&self) -> u64 {
-        feature::MAC
+        feature::MAC | crate::mmio::feature::RING_EVENT_IDX
     }
     fn queues(&self) -> usize {
         2
@@ -738,29 +739,44 @@ impl Queues {
             self.tx.publish(layout, &[], &used, dma)?;
             self.stats.tx_chains += used.len() as u64;
         }
+        let events = if used.is_empty() {
+            Events::default()
+        } else {
+            Self::interrupt(&mut self.tx, &snapshot, layout, dma, &mut self.stats)
+        };
         Ok(Transmitted {
-            signal: !used.is_empty()
-                && Self::interrupt(&self.tx, &snapshot, layout, dma, &mut self.stats),
-            more,
+            signal: events.interrupt,
+            more: more || events.more,
         })
     }
 
-    /// Whether to interrupt the driver after publishing used chains: if
-    /// the snapshot found `VIRTQ_AVAIL_F_NO_INTERRUPT` set, the flag read
-    /// again now (one call; see [`DeviceQueue::wants_interrupt_now`]: the
-    /// guest may have cleared it since, and wait for this interrupt).
+    /// Whether to interrupt the driver after publishing used chains, and
+    /// whether chains arrived since the snapshot that the driver need not
+    /// have notified. With `VIRTIO_RING_F_EVENT_IDX`: the event indices
+    /// (one call, [`DeviceQueue::events`]). Without: if the snapshot found
+    /// `VIRTQ_AVAIL_F_NO_INTERRUPT` set, the flag read again now (one
+    /// call; see [`DeviceQueue::wants_interrupt_now`]: the guest may have
+    /// cleared it since, and wait for this interrupt); nothing more (the
+    /// driver notifies every chain it adds).
     fn interrupt<M: GuestDma>(
-        queue: &DeviceQueue,
+        queue: &mut DeviceQueue,
         snapshot: &Snapshot,
         layout: &Layout,
         dma: &mut M,
         stats: &mut Stats,
-    ) -> bool {
-        if snapshot.wants_interrupt() {
-            return true;
+    ) -> Events {
+        if layout.event_idx() {
+            stats.calls += 1;
+            return queue.events(layout, dma);
         }
-        stats.calls += 1;
-        queue.wants_interrupt_now(layout, dma)
+        let interrupt = snapshot.wants_interrupt() || {
+            stats.calls += 1;
+            queue.wants_interrupt_now(layout, dma)
+        };
+        Events {
+            interrupt,
+            more: false,
+        }
     }
 
     /// Reads the first [`PEEK_LEN`] bytes of every chain taken in one
@@ -1026,9 +1042,12 @@ impl Queues {
             self.rx.publish(layout, &[], &used, dma)?;
             self.stats.rx_chains += used.len() as u64;
         }
+        // The receive queue's `more` means nothing: the device never
+        // waits for receive buffers.
+        let signal = !used.is_empty()
+            && Self::interrupt(&mut self.rx, &snapshot, layout, dma, &mut self.stats).interrupt;
         Ok(Received {
-            signal: !used.is_empty()
-                && Self::interrupt(&self.rx, &snapshot, layout, dma, &mut self.stats),
+            signal,
             delivered,
             consumed,
         })
@@ -1279,7 +1298,10 @@ mod tests {
     #[test]
     fn config_space_is_the_mac_and_a_zero_status() {
         let c = NetConfig::new([2, 0, 0, 0, 0, 7]);
-        assert_eq!((c.device_id(), c.features(), c.queues()), (1, 1 << 5, 2));
+        assert_eq!(
+            (c.device_id(), c.features(), c.queues()),
+            (1, 1 << 5 | 1 << 29, 2)
+        );
         assert_eq!(c.config_read(0, 1), Some(2));
         assert_eq!(c.config_read(5, 1), Some(7));
         assert_eq!(c.config_read(4, 2), Some(0x0700));

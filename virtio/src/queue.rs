@@ -154,12 +154,20 @@ impl fmt::Display for QueueError {
 }
 
 /// Where a split virtqueue of `size` entries lives in guest RAM, checked.
+///
+/// It also says whether the driver negotiated `VIRTIO_RING_F_EVENT_IDX`
+/// ([`with_event_idx`](Self::with_event_idx)): that changes what the
+/// device reads and writes in the rings (the available ring's
+/// `used_event` and the used ring's `avail_event`, each just past its
+/// ring's entries), not where they lie: the checked lengths always
+/// include those two bytes (§2.7: `6 + 2 × size` and `6 + 8 × size`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
     size: u16,
     desc: u64,
     avail: u64,
     used: u64,
+    event_idx: bool,
 }
 
 impl Layout {
@@ -186,7 +194,36 @@ impl Layout {
             desc,
             avail,
             used,
+            event_idx: false,
         })
+    }
+
+    /// The same queue, with `VIRTIO_RING_F_EVENT_IDX` negotiated (`on`)
+    /// or not.
+    pub fn with_event_idx(mut self, on: bool) -> Self {
+        self.event_idx = on;
+        self
+    }
+
+    /// Whether `VIRTIO_RING_F_EVENT_IDX` was negotiated: the rings'
+    /// `flags` words mean nothing, `used_event` and `avail_event` do
+    /// (§2.7.7, §2.7.10).
+    pub fn event_idx(&self) -> bool {
+        self.event_idx
+    }
+
+    /// The available ring's `used_event` field (after `ring[size]`):
+    /// with `VIRTIO_RING_F_EVENT_IDX`, the used index past which the
+    /// driver wants an interrupt.
+    pub fn used_event_gpa(&self) -> u64 {
+        self.avail + 4 + 2 * u64::from(self.size)
+    }
+
+    /// The used ring's `avail_event` field (after `ring[size]`): with
+    /// `VIRTIO_RING_F_EVENT_IDX`, the available index past which the
+    /// device wants a notification.
+    pub fn avail_event_gpa(&self) -> u64 {
+        self.used + 4 + 8 * u64::from(self.size)
     }
 
     /// Queue size (entries).

@@ -65,9 +65,15 @@ pub struct QueueState {
     pub avail: U64,
     /// Used ring gpa.
     pub used: U64,
-    /// Zero: pads the record to a multiple of 8 bytes.
-    pub reserved: U32,
+    /// Ring features the driver negotiated that change how the backend
+    /// works the rings: [`RING_EVENT_IDX`] or 0. Pads the record to a
+    /// multiple of 8 bytes.
+    pub ring_features: U32,
 }
+
+/// [`QueueState::ring_features`] bit: `VIRTIO_RING_F_EVENT_IDX` was
+/// negotiated (the backend reads `used_event`, writes `avail_event`).
+pub const RING_EVENT_IDX: u32 = 1;
 
 impl QueueState {
     /// A state record, configured in `generation` (see
@@ -81,8 +87,21 @@ impl QueueState {
             desc: desc.into(),
             avail: avail.into(),
             used: used.into(),
-            reserved: 0.into(),
+            ring_features: 0.into(),
         }
+    }
+
+    /// The same record, with `VIRTIO_RING_F_EVENT_IDX` negotiated (`on`)
+    /// or not.
+    pub fn with_event_idx(mut self, on: bool) -> Self {
+        let rest = self.ring_features.get() & !RING_EVENT_IDX;
+        self.ring_features = (rest | if on { RING_EVENT_IDX } else { 0 }).into();
+        self
+    }
+
+    /// Whether the record says `VIRTIO_RING_F_EVENT_IDX` was negotiated.
+    pub fn event_idx(&self) -> bool {
+        self.ring_features.get() & RING_EVENT_IDX != 0
     }
 
     /// The same record, saying the queue was last configured in
@@ -92,7 +111,9 @@ impl QueueState {
         self
     }
 
-    /// The checked layout, if the queue is ready.
+    /// The checked layout, if the queue is ready, with
+    /// [`event_idx`](Self::event_idx) carried over
+    /// ([`Layout::with_event_idx`]).
     pub fn layout(&self) -> Option<Result<Layout, QueueError>> {
         (self.ready.get() != 0).then(|| {
             Layout::new(
@@ -101,6 +122,7 @@ impl QueueState {
                 self.avail.get(),
                 self.used.get(),
             )
+            .map(|layout| layout.with_event_idx(self.event_idx()))
         })
     }
 }

@@ -14,7 +14,8 @@
 //!   between its check and its use.
 //! - [`DeviceQueue::publish`]: **one call** that writes whatever the
 //!   device writes before completing (virtio-blk's status bytes), the used
-//!   elements (at most two runs: the ring may wrap) and then the used
+//!   elements (at most two runs: the ring may wrap), `avail_event` with
+//!   event indices, and then the used
 //!   ring's flags and index (adjacent: one segment), in that order, so the
 //!   driver sees the index only after the elements it covers. The flags
 //!   carry the device's [`USED_F_NO_NOTIFY`] at no extra cost
@@ -34,6 +35,33 @@
 //! found the flag set therefore reads it again after publishing, before
 //! it decides against the interrupt: [`DeviceQueue::wants_interrupt_now`],
 //! one more call, only when the snapshot said no.
+//!
+//! **`VIRTIO_RING_F_EVENT_IDX`** (§2.7.7, §2.7.10; [`Layout::event_idx`]),
+//! offered by virtio-blk and virtio-net: under TCG every notification is
+//! a trapped MMIO write and every interrupt an injection plus a VGIC
+//! maintenance exit at the guest's EOI, so the fewer of each the better,
+//! and the event indices let both sides say precisely when they need the
+//! other. The rings' `flags` words then mean nothing.
+//! - The device writes the used ring's `avail_event` = its position (the
+//!   available index it has taken chains up to) with every publication
+//!   (the same call: one more segment), or in a write of its own when it
+//!   took chains and used none ([`DeviceQueue::events`]); the driver
+//!   notifies only when its available index passes it, so chains added
+//!   while the device has not caught up cost no trap. A queue that never
+//!   wants notifications ([`DeviceQueue::set_no_notify`]) writes one
+//!   behind its position, which the driver never passes.
+//! - After publishing, one call reads the available index and the
+//!   driver's `used_event` back ([`DeviceQueue::events`]): the device
+//!   interrupts only if the used index passed `used_event` since its last
+//!   decision ([`need_event`]), and looks again if the driver added chains
+//!   meanwhile (it may not have notified them: it read the old
+//!   `avail_event`).
+//!
+//! A device therefore pays, with event indices, 2 calls per notification
+//! plus 1 per round that published (and 1 more if it calls
+//! [`DeviceQueue::events`] having taken chains and used none, which the
+//! asynchronous virtio-blk backend avoids: see
+//! [`blk_async`](crate::blk_async)).
 //!
 //! What breaks the ring itself (a descriptor loop, an index out of range,
 //! an available index that jumps, a ring the device may not touch) is a
@@ -317,11 +345,62 @@ impl Snapshot {
 /// take and the next used entry it will fill. Both start at 0 when the
 /// driver configures the queue. Also the used ring's `flags` the device
 /// keeps there ([`set_no_notify`](Self::set_no_notify)).
+///
+/// With `VIRTIO_RING_F_EVENT_IDX` ([`Layout::event_idx`]) it also keeps
+/// the used index at its last interrupt decision and the `avail_event` it
+/// last wrote ([`events`](Self::events)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeviceQueue {
     last_avail: u16,
     used_idx: u16,
     used_flags: u16,
+    /// EVENT_IDX: the used index when the device last decided whether to
+    /// interrupt (QEMU's `signalled_used`): the driver has been told, or
+    /// asked not to be, about every entry below it. 0 at the start, when
+    /// there is nothing to tell.
+    signalled_used: u16,
+    /// EVENT_IDX: the `avail_event` the device last wrote, if it wrote
+    /// one.
+    avail_event: Option<u16>,
+}
+
+/// `vring_need_event` (§2.7.7.2, §2.7.10.1): whether an index that moved
+/// from `old` to `new` passed `event`, that is whether `event` lies in
+/// `[old, new)`, all modulo 2^16. The device interrupts when the used
+/// index passes the driver's `used_event`; the driver notifies when the
+/// available index passes the device's `avail_event`.
+///
+/// ```
+/// use virtio::virtq::need_event;
+/// assert!(need_event(5, 6, 5)); // 5 -> 6 passes 5
+/// assert!(!need_event(6, 6, 5)); // ... not 6
+/// assert!(need_event(0xffff, 2, 0xfffe)); // across the wrap
+/// assert!(!need_event(3, 3, 3)); // nothing moved
+/// ```
+pub fn need_event(event: u16, new: u16, old: u16) -> bool {
+    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
+}
+
+/// The most rounds a device serves in one call when, with
+/// `VIRTIO_RING_F_EVENT_IDX`, [`Events::more`] keeps finding chains the
+/// driver added meanwhile (each round serves at least one). A driver
+/// that adds one chain at a time as fast as the device serves them (or
+/// rewrites its ring under the device) gets no more of the device's time
+/// than that per notification; it may always notify again, which the
+/// device never ignores. Linux's needs one or two.
+pub const MAX_ROUNDS: usize = 16;
+
+/// What the device learnt after working a queue with
+/// `VIRTIO_RING_F_EVENT_IDX` ([`DeviceQueue::events`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Events {
+    /// Interrupt the driver: the used index passed its `used_event` since
+    /// the last decision.
+    pub interrupt: bool,
+    /// The driver made chains available past the device's position: the
+    /// device looks again, since the driver need not notify it about
+    /// them (it may have read an older `avail_event`).
+    pub more: bool,
 }
 
 /// Most bytes a device writes before the used ring in one publication:
@@ -351,6 +430,12 @@ impl DeviceQueue {
     /// that never acts on this queue's notifications (a virtio-net
     /// receive queue: frames for a guest without buffers are dropped, not
     /// held until it posts some) sets it for good.
+    ///
+    /// With `VIRTIO_RING_F_EVENT_IDX` the flags mean nothing; the same
+    /// request is an `avail_event` one behind the device's position, an
+    /// index the driver's available index has already passed and does not
+    /// pass again before the device writes a new one (the driver is never
+    /// more than a queue ahead): it never notifies.
     pub fn set_no_notify(&mut self, on: bool) {
         self.used_flags = if on { USED_F_NO_NOTIFY } else { 0 };
     }
@@ -367,12 +452,90 @@ impl DeviceQueue {
     /// skips the interrupt (see the module docs). A flag that cannot be
     /// read asks for the interrupt: a spurious one is harmless, a lost one
     /// is not.
+    ///
+    /// Without `VIRTIO_RING_F_EVENT_IDX` only; with it, see
+    /// [`events`](Self::events).
     pub fn wants_interrupt_now<M: GuestDma>(&self, layout: &Layout, dma: &mut M) -> bool {
         let mut flags = [0u8; 2];
         dma.read(layout.avail_flags_gpa(), &mut flags)
             .map_or(true, |()| {
                 u16::from_le_bytes(flags) & AVAIL_F_NO_INTERRUPT == 0
             })
+    }
+
+    /// The `avail_event` the device asks for once its position is
+    /// `last_avail`: that index (notify me when you make the next chain
+    /// available), or one behind it when the device wants no
+    /// notifications ([`set_no_notify`](Self::set_no_notify)).
+    fn avail_event_at(&self, last_avail: u16) -> u16 {
+        if self.used_flags & USED_F_NO_NOTIFY != 0 {
+            last_avail.wrapping_sub(1)
+        } else {
+            last_avail
+        }
+    }
+
+    /// With `VIRTIO_RING_F_EVENT_IDX`, after the device published used
+    /// chains or took available ones: the decisions the driver's and the
+    /// device's event indices ask for, in one [`GuestDma::readv`] (and
+    /// one [`GuestDma::write`] first if the last publication did not
+    /// carry the current `avail_event`, a device that took chains and
+    /// used none).
+    ///
+    /// - `avail_event` is made current (the device's position, or one
+    ///   behind it: [`set_no_notify`](Self::set_no_notify)) **before** the
+    ///   available index is read again: a driver that added chains after
+    ///   the snapshot and read the old `avail_event` did not notify, and
+    ///   the device finds them here ([`Events::more`]) instead.
+    /// - The driver's `used_event` is read **after** the used index was
+    ///   published, for the race [`wants_interrupt_now`](Self::wants_interrupt_now)
+    ///   guards against: a driver that asked for an interrupt at an index
+    ///   the device has just passed either saw the new used index or is
+    ///   seen here. [`Events::interrupt`] is
+    ///   [`need_event`]`(used_event, used index, used index at the last
+    ///   decision)`; the decision moves the last-decision index on whether
+    ///   or not it interrupts (QEMU's `signalled_used`), so the driver is
+    ///   interrupted once per `used_event` it sets, never for entries it
+    ///   has already been told about or asked not to be.
+    ///
+    /// Everything read is the guest's and only compared: no index is
+    /// trusted to be in range. If the read is refused, the device
+    /// interrupts if it published anything since the last decision (a
+    /// spurious interrupt is harmless, a lost one is not) and finds
+    /// nothing more.
+    pub fn events<M: GuestDma>(&mut self, layout: &Layout, dma: &mut M) -> Events {
+        let event = self.avail_event_at(self.last_avail);
+        if self.avail_event != Some(event)
+            && dma
+                .write(layout.avail_event_gpa(), &event.to_le_bytes())
+                .is_ok()
+        {
+            self.avail_event = Some(event);
+        }
+        let segments = [
+            GpaRange {
+                gpa: layout.avail_idx_gpa(),
+                len: 2,
+            },
+            GpaRange {
+                gpa: layout.used_event_gpa(),
+                len: 2,
+            },
+        ];
+        let mut bytes = [0u8; 4];
+        let read = dma.readv(&segments, &mut bytes);
+        let (new, old) = (self.used_idx, self.signalled_used);
+        self.signalled_used = new;
+        match (read, bytes) {
+            (Ok(()), [a0, a1, e0, e1]) => Events {
+                interrupt: need_event(u16::from_le_bytes([e0, e1]), new, old),
+                more: u16::from_le_bytes([a0, a1]) != self.last_avail,
+            },
+            (Err(_), _) => Events {
+                interrupt: new != old,
+                more: false,
+            },
+        }
     }
 
     /// Publishes, in one [`GuestDma::writev`] whose segments the copy
@@ -392,7 +555,7 @@ impl DeviceQueue {
         used: &[UsedElem],
         dma: &mut M,
     ) -> Result<(), QueueError> {
-        let count = self.publish_used(layout, prefix, used, dma)?;
+        let count = self.publish_inner(layout, prefix, used, true, dma)?;
         self.last_avail = self.last_avail.wrapping_add(count);
         Ok(())
     }
@@ -421,6 +584,21 @@ impl DeviceQueue {
         used: &[UsedElem],
         dma: &mut M,
     ) -> Result<u16, QueueError> {
+        self.publish_inner(layout, prefix, used, false, dma)
+    }
+
+    /// [`publish_used`](Self::publish_used); with
+    /// `VIRTIO_RING_F_EVENT_IDX`, the used ring's `avail_event` goes in
+    /// the same call, for the position the device has once it is done
+    /// (`last_avail`, moved on by the chains used if `advance`).
+    fn publish_inner<M: GuestDma>(
+        &mut self,
+        layout: &Layout,
+        prefix: &[(u64, u8)],
+        used: &[UsedElem],
+        advance: bool,
+        dma: &mut M,
+    ) -> Result<u16, QueueError> {
         if used.is_empty() {
             return Ok(0);
         }
@@ -429,8 +607,8 @@ impl DeviceQueue {
             .ok()
             .filter(|n| *n <= size)
             .ok_or(QueueError::AvailIndexJump)?;
-        let mut segments: heapless::Vec<GpaRange, { MAX_PREFIX + 3 }> = heapless::Vec::new();
-        let mut bytes = [0u8; MAX_PREFIX + 8 * MAX_CHAIN + 4];
+        let mut segments: heapless::Vec<GpaRange, { MAX_PREFIX + 4 }> = heapless::Vec::new();
+        let mut bytes = [0u8; MAX_PREFIX + 8 * MAX_CHAIN + 6];
         let mut at = 0;
         for &(gpa, byte) in prefix {
             segments
@@ -445,9 +623,22 @@ impl DeviceQueue {
         let [i0, i1] = self.used_idx.wrapping_add(count).to_le_bytes();
         let [f0, f1] = self.used_flags.to_le_bytes();
         let flags_and_idx = [f0, f1, i0, i1];
+        let last_avail = if advance {
+            self.last_avail.wrapping_add(count)
+        } else {
+            self.last_avail
+        };
+        let event = self.avail_event_at(last_avail);
+        let event_bytes = event.to_le_bytes();
+        let avail_event: &[u8] = if layout.event_idx() {
+            &event_bytes
+        } else {
+            &[]
+        };
         let pieces = [
             (layout.used_elem_gpa(self.used_idx), a.as_bytes()),
             (layout.used_elem_gpa(0), b.as_bytes()),
+            (layout.avail_event_gpa(), avail_event),
             (layout.used_flags_gpa(), &flags_and_idx[..]),
         ];
         for (gpa, piece) in pieces {
@@ -470,6 +661,9 @@ impl DeviceQueue {
         dma.writev(&segments, bytes.get(..at).unwrap_or(&[]))
             .map_err(|_| QueueError::RingAccess)?;
         self.used_idx = self.used_idx.wrapping_add(count);
+        if layout.event_idx() {
+            self.avail_event = Some(event);
+        }
         Ok(count)
     }
 }
@@ -824,6 +1018,159 @@ mod tests {
             Snapshot::take(&layout, &DeviceQueue::new(), &mut mem).err(),
             Some(QueueError::AvailIndexJump)
         );
+    }
+
+    fn word(mem: &Flat, at: u64) -> u16 {
+        u16::from_le_bytes([mem.mem[at as usize], mem.mem[at as usize + 1]])
+    }
+
+    fn one_used() -> [UsedElem; 1] {
+        [UsedElem {
+            id: 0.into(),
+            len: 0.into(),
+        }]
+    }
+
+    #[test]
+    fn need_event_is_linux_vring_need_event() {
+        // (u16)(new - event - 1) < (u16)(new - old), exhaustively near the
+        // wrap against the plain-integer reading: event in [old, new).
+        for old in [0xfff0u16, 0xfffe, 0xffff, 0, 1, 0x7fff, 0x8000] {
+            for step in 0..20u16 {
+                let new = old.wrapping_add(step);
+                for d in 0..24u16 {
+                    let event = old.wrapping_add(d).wrapping_sub(2);
+                    let passed = (0..step).any(|k| old.wrapping_add(k) == event);
+                    assert_eq!(need_event(event, new, old), passed, "{event} {new} {old}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn event_idx_publication_carries_avail_event_in_the_same_call() {
+        let mut mem = Flat::new();
+        let layout = Layout::new(4, DESC, AVAIL, USED)
+            .unwrap()
+            .with_event_idx(true);
+        mem.put(DESC, Desc::new(0x100, 8, 0, 0).as_bytes());
+        let mut queue = DeviceQueue::new();
+        post(&mut mem, 4, 1, &[(0, 0)]);
+        mem.calls = 0;
+        queue.publish(&layout, &[], &one_used(), &mut mem).unwrap();
+        assert_eq!(mem.calls, 1);
+        assert_eq!(word(&mem, layout.avail_event_gpa()), 1);
+        assert_eq!(word(&mem, USED + 2), 1);
+        // The receive queue's "no notifications": one behind.
+        queue.set_no_notify(true);
+        post(&mut mem, 4, 2, &[(1, 0)]);
+        queue.publish(&layout, &[], &one_used(), &mut mem).unwrap();
+        assert_eq!(word(&mem, layout.avail_event_gpa()), 1);
+        // Without the feature nothing is written past the used ring.
+        let mut mem = Flat::new();
+        let plain = Layout::new(4, DESC, AVAIL, USED).unwrap();
+        post(&mut mem, 4, 1, &[(0, 0)]);
+        DeviceQueue::new()
+            .publish(&plain, &[], &one_used(), &mut mem)
+            .unwrap();
+        assert_eq!(word(&mem, plain.avail_event_gpa()), 0);
+    }
+
+    #[test]
+    fn events_interrupt_once_per_used_event_and_find_what_came_since() {
+        let mut mem = Flat::new();
+        let layout = Layout::new(4, DESC, AVAIL, USED)
+            .unwrap()
+            .with_event_idx(true);
+        let mut queue = DeviceQueue::new();
+        // The driver wants an interrupt at the first used entry.
+        mem.put(layout.used_event_gpa(), &0u16.to_le_bytes());
+        post(&mut mem, 4, 2, &[(0, 0), (1, 0)]);
+        queue.take(2);
+        mem.calls = 0;
+        // Taken, none used: avail_event written (1 call), then one read.
+        let e = queue.events(&layout, &mut mem);
+        assert_eq!(e, Events::default());
+        assert_eq!(mem.calls, 2);
+        assert_eq!(word(&mem, layout.avail_event_gpa()), 2);
+        queue
+            .publish_used(&layout, &[], &one_used(), &mut mem)
+            .unwrap();
+        mem.calls = 0;
+        // avail_event went with the publication: one call.
+        assert!(queue.events(&layout, &mut mem).interrupt);
+        assert_eq!(mem.calls, 1);
+        // The driver has not moved used_event: no second interrupt.
+        queue
+            .publish_used(&layout, &[], &one_used(), &mut mem)
+            .unwrap();
+        assert!(!queue.events(&layout, &mut mem).interrupt);
+        // It asks for the 4th used entry (index 3); the 3rd is not it.
+        mem.put(layout.used_event_gpa(), &3u16.to_le_bytes());
+        post(&mut mem, 4, 4, &[(2, 0), (3, 0)]);
+        let e = queue.events(&layout, &mut mem);
+        assert_eq!(
+            e,
+            Events {
+                interrupt: false,
+                more: true
+            }
+        );
+        queue.take(2);
+        queue
+            .publish_used(&layout, &[], &one_used(), &mut mem)
+            .unwrap();
+        assert!(!queue.events(&layout, &mut mem).interrupt);
+        queue
+            .publish_used(&layout, &[], &one_used(), &mut mem)
+            .unwrap();
+        assert!(queue.events(&layout, &mut mem).interrupt);
+        // A used_event set after the device passed it (the driver's race)
+        // is seen on the next publication only if it lies in that one's
+        // range: the driver re-checks the used index itself.
+        // Unreadable rings: interrupt if anything was published.
+        mem.refuse_above = AVAIL;
+        assert!(!queue.events(&layout, &mut mem).interrupt);
+    }
+
+    #[test]
+    fn the_used_event_is_read_after_the_publication() {
+        // The driver re-enables interrupts (used_event = its last used
+        // index) after the device's snapshot: the device must see it.
+        let mut mem = Flat::new();
+        let layout = Layout::new(4, DESC, AVAIL, USED)
+            .unwrap()
+            .with_event_idx(true);
+        let mut queue = DeviceQueue::new();
+        mem.put(layout.used_event_gpa(), &0x8000u16.to_le_bytes());
+        post(&mut mem, 4, 1, &[(0, 0)]);
+        let _snapshot = Snapshot::take(&layout, &queue, &mut mem).unwrap();
+        mem.put(layout.used_event_gpa(), &0u16.to_le_bytes());
+        queue.publish(&layout, &[], &one_used(), &mut mem).unwrap();
+        assert!(queue.events(&layout, &mut mem).interrupt);
+    }
+
+    #[test]
+    fn event_indices_from_the_guest_are_only_compared() {
+        // Any used_event and available index: no panic, and an index
+        // beyond the queue shows as more (the snapshot then refuses it).
+        let layout = Layout::new(4, DESC, AVAIL, USED)
+            .unwrap()
+            .with_event_idx(true);
+        for value in [0u16, 1, 3, 4, 0x7fff, 0x8000, 0xfffe, 0xffff] {
+            let mut mem = Flat::new();
+            mem.put(layout.used_event_gpa(), &value.to_le_bytes());
+            mem.put(AVAIL + 2, &value.to_le_bytes());
+            let mut queue = DeviceQueue::new();
+            let e = queue.events(&layout, &mut mem);
+            assert_eq!(e.more, value != 0);
+            assert!(!e.interrupt);
+        }
+        // The layout check counts the event fields: an available ring
+        // whose entries end at the top of the address space but whose
+        // used_event would not is refused.
+        let avail_top = Layout::new(4, DESC, u64::MAX - 13, USED);
+        assert_eq!(avail_top.err(), Some(QueueError::Overflow));
     }
 
     #[test]

@@ -258,3 +258,53 @@ fn a_queue_refused_before_driver_ok_raises_device_needs_reset() {
     write(&mut frontend, reg::STATUS, 0);
     assert_eq!(frontend.access(reg::STATUS, 4, None).0, 0);
 }
+
+#[test]
+fn event_idx_is_offered_and_reaches_the_backend_only_if_accepted() {
+    use virtio::mmio::{feature, status as st};
+    use virtio::shared;
+    for accept in [false, true] {
+        let mut page_memory = vec![0u8; 4096];
+        let page = buffer(&mut page_memory);
+        let mut frontend = BlkFrontend::new(page);
+        let w = |frontend: &mut BlkFrontend, offset: u64, value: u64| {
+            frontend.access(offset, 4, Some(value)).1
+        };
+        w(
+            &mut frontend,
+            reg::STATUS,
+            u64::from(st::ACKNOWLEDGE | st::DRIVER),
+        );
+        w(&mut frontend, reg::DEVICE_FEATURES_SEL, 0);
+        let low = frontend.access(reg::DEVICE_FEATURES, 4, None).0;
+        assert_ne!(low & feature::RING_EVENT_IDX, 0);
+        let low = if accept {
+            low
+        } else {
+            low & !feature::RING_EVENT_IDX
+        };
+        w(&mut frontend, reg::DRIVER_FEATURES_SEL, 0);
+        w(&mut frontend, reg::DRIVER_FEATURES, low);
+        w(&mut frontend, reg::DRIVER_FEATURES_SEL, 1);
+        w(&mut frontend, reg::DRIVER_FEATURES, 1);
+        let s = st::ACKNOWLEDGE | st::DRIVER | st::FEATURES_OK;
+        w(&mut frontend, reg::STATUS, u64::from(s));
+        assert_ne!(
+            frontend.access(reg::STATUS, 4, None).0 as u32 & st::FEATURES_OK,
+            0
+        );
+        w(&mut frontend, reg::QUEUE_SEL, 0);
+        w(&mut frontend, reg::QUEUE_NUM, 16);
+        w(&mut frontend, reg::QUEUE_DESC_LOW, GPA);
+        w(&mut frontend, reg::QUEUE_DRIVER_LOW, GPA + 0x1000);
+        w(&mut frontend, reg::QUEUE_DEVICE_LOW, GPA + 0x2000);
+        assert_eq!(w(&mut frontend, reg::QUEUE_READY, 1), Action::SignalBackend);
+        let state = shared::read_queue(&page).unwrap();
+        assert_eq!(state.event_idx(), accept);
+        let layout = state.layout().unwrap().unwrap();
+        assert_eq!(layout.event_idx(), accept);
+        // A reset forgets it.
+        w(&mut frontend, reg::STATUS, 0);
+        assert!(!shared::read_queue(&page).unwrap().event_idx());
+    }
+}

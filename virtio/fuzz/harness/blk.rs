@@ -4,7 +4,9 @@
 //!
 //! Input: `[size selector, avail idx (2 LE), queue-area bytes...]`; the
 //! size selector's bit 7 picks the data path (set: the disk lives in the
-//! blk PD's shared buffer, one copy; clear: a staging buffer, two). The
+//! blk PD's shared buffer, one copy; clear: a staging buffer, two), its
+//! bit 6 `VIRTIO_RING_F_EVENT_IDX` (the driver's `used_event` is the
+//! input's, like the rest of the rings). The
 //! queue area (descriptor table, rings, request headers and data, 16 KiB)
 //! is the guest's to scribble: the harness copies the input there, with
 //! each descriptor's address folded into a 64 KiB range around guest RAM
@@ -14,7 +16,10 @@
 //! queue area) and checks that:
 //! - nothing panics, and a served batch is at most the queue size;
 //! - no byte of guest RAM outside the window changed;
-//! - the used index the backend published equals what it served.
+//! - the used index the backend published equals what it served;
+//! - with event indices, a call serves at most `MAX_ROUNDS` rounds (the
+//!   guest's requests may rewrite its own available index under the
+//!   device: a read into the ring).
 #![allow(
     unsafe_code,
     reason = "test memory stands in for the mappings system.xml makes: the constructors' obligations are met by keeping it alive"
@@ -47,6 +52,7 @@ pub fn run(data: &[u8]) {
     }
     let size = 1u16 << (data[0] % 5);
     let one_copy = data[0] & 0x80 != 0;
+    let event_idx = data[0] & 0x40 != 0;
     let avail_idx = u16::from_le_bytes([data[1], data[2]]);
     let mut guest = vec![0u8; RAM];
     let area = &mut guest[(WINDOW - GPA) as usize..][..WINDOW_LEN as usize];
@@ -61,7 +67,9 @@ pub fn run(data: &[u8]) {
             d[..8].copy_from_slice(&folded.to_le_bytes());
         }
     }
-    let layout = Layout::new(size, WINDOW, WINDOW + 0x1000, WINDOW + 0x2000).unwrap();
+    let layout = Layout::new(size, WINDOW, WINDOW + 0x1000, WINDOW + 0x2000)
+        .unwrap()
+        .with_event_idx(event_idx);
     let avail = (WINDOW + 0x1000 + 2 - GPA) as usize;
     guest[avail..avail + 2].copy_from_slice(&avail_idx.to_le_bytes());
     let outside_before: Vec<u8> = outside(&guest);
@@ -104,7 +112,12 @@ pub fn run(data: &[u8]) {
     for _ in 0..2 {
         match backend.process(&layout, &mut client, &mut disk) {
             Ok(n) => {
-                assert!(n <= size);
+                let rounds = if event_idx {
+                    virtio::virtq::MAX_ROUNDS
+                } else {
+                    1
+                };
+                assert!(usize::from(n) <= usize::from(size) * rounds);
                 served = served.wrapping_add(n);
             }
             Err(_) => break,
@@ -115,6 +128,7 @@ pub fn run(data: &[u8]) {
     if served > 0 {
         assert_eq!(u16::from_le_bytes(used_idx), served);
     }
+
     // `ram` is not used again: reading `guest` directly is sound now.
     assert!(
         outside(&guest) == outside_before,

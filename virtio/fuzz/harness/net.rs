@@ -15,7 +15,9 @@
 //! ("routed") makes the transmit a `transmit_routed` into two areas by a
 //! router whose answers come from the input (bit 6: it peeks first), and
 //! the receive a `receive_placed` of the first area's frames and a span
-//! from the input. The harness publishes both
+//! from the input. The burst length's top bit (input byte 6, bit 7)
+//! negotiates `VIRTIO_RING_F_EVENT_IDX` for both queues (the driver's
+//! `used_event` words are the input's). The harness publishes both
 //! queues in a shared page and runs the `net` PD's `NetService` (transmit
 //! into a `Burst`, receive a batch of frames of lengths from the input,
 //! twice) through guest-ram's copy service (a `Client` over
@@ -30,7 +32,11 @@
 //! - used indices = chains used (tidy inputs: otherwise the guest may
 //!   point a receive buffer at a used ring);
 //! - no signal is asked for while the driver said no interrupt, unless
-//!   the device needs a reset;
+//!   the device needs a reset (without event indices: with them the flag
+//!   means nothing);
+//! - with event indices and tidy inputs, each queue's `avail_event` is
+//!   the device's position once it used a chain there (transmit: the
+//!   chains used; receive: one behind, no notifications);
 //! - no byte of guest RAM outside the window changed.
 #![allow(
     unsafe_code,
@@ -91,7 +97,9 @@ pub fn run(data: &[u8]) {
     }
     let routed = data[7] & 0x80 != 0;
     let size = 1u16 << (data[0] % 5);
-    let no_interrupt = data[0] & 0x80 != 0;
+    let event_idx = data[6] & 0x80 != 0;
+    // The flag means nothing with event indices.
+    let no_interrupt = data[0] & 0x80 != 0 && !event_idx;
     let tidy = data[0] & 0x40 != 0;
     let burst_len = usize::from(u16::from_le_bytes([data[5], data[6]])) % (8 * 1024);
     // Frames to receive: lengths around the valid range, contents from
@@ -112,7 +120,7 @@ pub fn run(data: &[u8]) {
     let (mut guest, tx, rx, outside_before, _) = setup(data);
     let mut page_memory = vec![0u8; shared::PAGE_LEN];
     let page = buffer(&mut page_memory);
-    publish(&page, size, &tx, &rx);
+    publish(&page, size, &tx, &rx, event_idx);
     let mut shared_memory = vec![0u8; 0x2000];
     let shared = buffer(&mut shared_memory);
     // SAFETY: `guest` outlives `ram`, and is accessed only through it
@@ -174,6 +182,19 @@ pub fn run(data: &[u8]) {
         assert_eq!(used(&tx), stats.tx_chains);
         assert_eq!(used(&rx), stats.rx_chains);
     }
+    let avail_event = |layout: &Layout| {
+        let mut idx = [0u8; 2];
+        ram.read(layout.avail_event_gpa(), &mut idx).unwrap();
+        u16::from_le_bytes(idx)
+    };
+    if tidy && event_idx && stats.broken == 0 {
+        if stats.tx_chains > 0 {
+            assert_eq!(avail_event(&tx), stats.tx_chains as u16);
+        }
+        if stats.rx_chains > 0 {
+            assert_eq!(avail_event(&rx), (stats.rx_chains as u16).wrapping_sub(1));
+        }
+    }
     // `ram` is not used again: reading `guest` directly is sound now.
     assert!(
         outside(&guest) == outside_before,
@@ -230,8 +251,9 @@ fn setup(data: &[u8]) -> (Vec<u8>, Layout, Layout, Vec<u8>, u16) {
     (guest, tx, rx, outside_before, size)
 }
 
-/// Publishes both queues in the shared page.
-fn publish(page: &SharedBuffer, size: u16, tx: &Layout, rx: &Layout) {
+/// Publishes both queues in the shared page, with event indices if
+/// `event_idx`.
+fn publish(page: &SharedBuffer, size: u16, tx: &Layout, rx: &Layout, event_idx: bool) {
     for (n, layout) in [(RECEIVEQ, rx), (TRANSMITQ, tx)] {
         let state = QueueState::new(
             1,
@@ -240,7 +262,8 @@ fn publish(page: &SharedBuffer, size: u16, tx: &Layout, rx: &Layout) {
             layout.desc_table().gpa,
             layout.avail_flags_gpa(),
             layout.used_idx_gpa() - 2,
-        );
+        )
+        .with_event_idx(event_idx);
         shared::publish_queue_n(page, n, &state).unwrap();
     }
 }
