@@ -288,15 +288,10 @@ extern "C" fn _start() -> ! {
     let frame = [0u8; 64].map(|_| word() as u8);
     let frame_len = (word() as usize).min(frame.len());
     let frames: [&[u8]; 2] = [frame.get(..frame_len).unwrap_or(&[]), &frame];
-    black_box(port.receive(
-        &mut client,
-        frames.get(..word() as usize).unwrap_or(&frames),
-    ));
-    // Staged in the caller's area, of any size (the net PD's in-place
-    // receive).
+    // Staged in the caller's area, of any size.
     let mut staging = [0u8; 4096];
     let staging_len = (word() as usize).min(staging.len());
-    black_box(port.receive_staged(
+    black_box(port.receive(
         &mut client,
         frames.get(..word() as usize).unwrap_or(&frames),
         staging.get_mut(..staging_len).unwrap_or(&mut []),

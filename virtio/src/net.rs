@@ -86,9 +86,13 @@
 //! waits for receive buffers, it drops a frame that finds none. A batch the copy service refuses (one buffer outside the
 //! device's window) is retried chain by chain, the refused ones dropped.
 //!
-//! Memory: a [`Net`] holds a receive staging area of [`RX_STAGING`]
-//! (97,664) bytes, where each batch's headers and frames are laid out for
-//! the scatter; a transmit or receive call keeps a ring snapshot
+//! Memory: a [`Net`] holds its two queues' indices and counters only. A
+//! receive of frames that are not yet in a copy client's shared buffer
+//! ([`Net::receive`]) lays each batch's headers and frames out in a
+//! staging area the caller gives (up to [`RX_STAGING`], 97,664, bytes
+//! for a whole burst in one scatter); the `net` PD's frames are already
+//! in place ([`Net::receive_placed`]) and need none. A transmit or
+//! receive call keeps a ring snapshot
 //! (4.6 KiB), a walked chain (4 KiB), a batch of guest buffers (8 KiB with
 //! its bookkeeping) and the used elements (2 KiB) on the stack, and
 //! [`DeviceQueue::publish`] 6.5 KiB more: about 26 KiB at the deepest.
@@ -124,9 +128,9 @@ pub const MAX_BURST: usize = 64;
 /// Bytes a [`Burst`] needs to hold [`MAX_BURST`] frames of any length,
 /// headers included.
 pub const BURST_BYTES: usize = MAX_BURST * RX_BUFFER_LEN;
-/// Bytes of a [`Net`]'s receive staging area: a batch of up to
-/// [`MAX_BURST`] full-length frames with their headers goes out in one
-/// scatter.
+/// Bytes of a receive staging area ([`Net::receive`]) that takes a
+/// batch of up to [`MAX_BURST`] full-length frames with their headers in
+/// one scatter.
 pub const RX_STAGING: usize = BURST_BYTES;
 /// Bytes of a transmitted chain a [`Router`] decides on when it peeks:
 /// the header and the Ethernet destination, source and type.
@@ -472,7 +476,6 @@ fn frame_ok(len: usize) -> bool {
 /// [`Layout`]s: [`NetService`] without the shared page.
 pub struct Net {
     queues: Queues,
-    rx_staging: [u8; RX_STAGING],
 }
 
 impl Default for Net {
@@ -486,7 +489,6 @@ impl Net {
     pub fn new() -> Self {
         Net {
             queues: Queues::new(),
-            rx_staging: [0; RX_STAGING],
         }
     }
 
@@ -536,26 +538,15 @@ impl Net {
     }
 
     /// Writes `frames`, in order, one per available receive chain, each
-    /// behind a [`NetHdr::received`] header, in one scatter and one
-    /// publication for the batch (more only past [`RX_STAGING`] bytes).
-    /// Frames beyond the posted chains are left: see [`Received`]. An
-    /// `Err` stopped the queue.
+    /// behind a [`NetHdr::received`] header, laid out in `staging` (the
+    /// caller's: part of its copy client's shared buffer, so that the
+    /// copy service scatters it in place) and scattered in one call and
+    /// one publication per batch: a batch is at most `staging.len()`
+    /// bytes ([`RX_STAGING`] takes a whole burst). A `staging` shorter
+    /// than one full frame ([`RX_BUFFER_LEN`]) cannot take any: nothing
+    /// is written and nothing consumed. Frames beyond the posted chains
+    /// are left: see [`Received`]. An `Err` stopped the queue.
     pub fn receive<M: GuestDma>(
-        &mut self,
-        layout: &Layout,
-        dma: &mut M,
-        frames: &[&[u8]],
-    ) -> Result<Received, QueueError> {
-        self.queues
-            .receive(layout, dma, frames, &mut self.rx_staging)
-    }
-
-    /// [`receive`](Self::receive), staging the batch in `staging` instead
-    /// of the device's own area: a `net` PD whose copy client can scatter
-    /// `staging` in place (it is part of the client's shared buffer, say)
-    /// saves a copy. A batch is at most `staging.len()` bytes (frames and
-    /// headers); `staging` must hold one full frame ([`RX_BUFFER_LEN`]).
-    pub fn receive_staged<M: GuestDma>(
         &mut self,
         layout: &Layout,
         dma: &mut M,
@@ -563,7 +554,7 @@ impl Net {
         staging: &mut [u8],
     ) -> Result<Received, QueueError> {
         if staging.len() < RX_BUFFER_LEN {
-            return self.receive(layout, dma, frames);
+            return Ok(Received::default());
         }
         self.queues.receive(layout, dma, frames, staging)
     }
@@ -1099,9 +1090,7 @@ impl Queues {
 
 /// Where a [`NetService`] receive takes its frames from.
 enum Source<'a, 'f> {
-    /// Staged in the device's own area.
-    Own(&'a [&'f [u8]]),
-    /// Staged in the caller's area.
+    /// To be staged in the caller's area.
     Staged(&'a [&'f [u8]], &'a mut [u8]),
     /// Already in the caller's area, at these spans.
     Placed(&'a mut [u8], &'a [(usize, usize)]),
@@ -1110,7 +1099,7 @@ enum Source<'a, 'f> {
 impl Source<'_, '_> {
     fn is_empty(&self) -> bool {
         match self {
-            Source::Own(frames) | Source::Staged(frames, _) => frames.is_empty(),
+            Source::Staged(frames, _) => frames.is_empty(),
             Source::Placed(_, spans) => spans.is_empty(),
         }
     }
@@ -1187,11 +1176,16 @@ impl NetService {
         }
     }
 
-    /// Writes `frames` into the receive queue's posted chains (see
-    /// [`Net::receive`]); frames past [`Received::consumed`] found no
-    /// buffer.
-    pub fn receive<M: GuestDma>(&mut self, dma: &mut M, frames: &[&[u8]]) -> Received {
-        self.receive_from(dma, Source::Own(frames))
+    /// Writes `frames` into the receive queue's posted chains, staged in
+    /// `staging` (see [`Net::receive`]); frames past
+    /// [`Received::consumed`] found no buffer.
+    pub fn receive<M: GuestDma>(
+        &mut self,
+        dma: &mut M,
+        frames: &[&[u8]],
+        staging: &mut [u8],
+    ) -> Received {
+        self.receive_from(dma, Source::Staged(frames, staging))
     }
 
     /// Receives the frames at `spans` of `area` (see
@@ -1205,17 +1199,6 @@ impl NetService {
         self.receive_from(dma, Source::Placed(area, spans))
     }
 
-    /// [`receive`](Self::receive), staging in `staging` (see
-    /// [`Net::receive_staged`]).
-    pub fn receive_staged<M: GuestDma>(
-        &mut self,
-        dma: &mut M,
-        frames: &[&[u8]],
-        staging: &mut [u8],
-    ) -> Received {
-        self.receive_from(dma, Source::Staged(frames, staging))
-    }
-
     fn receive_from<M: GuestDma>(&mut self, dma: &mut M, source: Source<'_, '_>) -> Received {
         if source.is_empty() {
             return Received::default();
@@ -1224,9 +1207,8 @@ impl NetService {
             Ok(None) => Received::default(),
             Ok(Some(layout)) => {
                 let result = match source {
-                    Source::Own(frames) => self.net.receive(&layout, dma, frames),
                     Source::Staged(frames, staging) => {
-                        self.net.receive_staged(&layout, dma, frames, staging)
+                        self.net.receive(&layout, dma, frames, staging)
                     }
                     Source::Placed(area, spans) => {
                         self.net.receive_placed(&layout, dma, area, spans)
@@ -1426,7 +1408,7 @@ mod tests {
     }
 
     #[test]
-    fn receive_staged_stages_in_the_callers_area_in_batches_it_holds() {
+    fn receive_stages_in_the_callers_area_in_batches_it_holds() {
         let mut mem = Flat::new();
         let mut rx = Driver::new();
         for k in 0..3 {
@@ -1439,7 +1421,7 @@ mod tests {
         let mut staging = vec![0u8; 2 * 1012 + 100];
         let mut net = Net::new();
         let done = net
-            .receive_staged(&rx.layout, &mut mem, &slices, &mut staging)
+            .receive(&rx.layout, &mut mem, &slices, &mut staging)
             .unwrap();
         assert_eq!((done.delivered, done.consumed), (3, 3));
         assert_eq!(mem.calls, 6);
@@ -1450,16 +1432,15 @@ mod tests {
         }
         // The last batch is still in the caller's area.
         assert_eq!(&staging[12..1012], &frames[2][..]);
-        // Too small for one frame: the device's own area.
+        // Too small for one frame: nothing written, nothing consumed, no
+        // call made.
         rx.post(&mut mem, &[(DATA + 0x2000, 1526, true)]);
+        let calls = mem.calls;
         let done = net
-            .receive_staged(&rx.layout, &mut mem, &slices[..1], &mut [0u8; 100])
+            .receive(&rx.layout, &mut mem, &slices[..1], &mut [0u8; 100])
             .unwrap();
-        assert_eq!(done.delivered, 1);
-        assert_eq!(
-            &mem.mem[DATA as usize + 0x2000 + 12..][..1000],
-            &frames[0][..]
-        );
+        assert_eq!((done.delivered, done.consumed), (0, 0));
+        assert_eq!(mem.calls, calls);
     }
 
     #[test]
@@ -1474,7 +1455,12 @@ mod tests {
         let (a, b, c) = (frame(1514, 4), frame(60, 5), frame(60, 6));
         let mut net = Net::new();
         let done = net
-            .receive(&rx.layout, &mut mem, &[&a[..], &b[..], &c[..]])
+            .receive(
+                &rx.layout,
+                &mut mem,
+                &[&a[..], &b[..], &c[..]],
+                &mut vec![0u8; RX_STAGING],
+            )
             .unwrap();
         assert_eq!(
             done,
@@ -1502,11 +1488,13 @@ mod tests {
         assert_eq!(rx.used(&mem, 0), [(0, 1526), (1, 72)]);
         // No buffer left: nothing consumed, one call, no signal.
         mem.calls = 0;
-        let done = net.receive(&rx.layout, &mut mem, &[&c[..]]).unwrap();
+        let done = net
+            .receive(&rx.layout, &mut mem, &[&c[..]], &mut vec![0u8; RX_STAGING])
+            .unwrap();
         assert_eq!((done, mem.calls), (Received::default(), 1));
         // No frames: no call at all.
         assert_eq!(
-            net.receive(&rx.layout, &mut mem, &[]),
+            net.receive(&rx.layout, &mut mem, &[], &mut vec![0u8; RX_STAGING]),
             Ok(Received::default())
         );
         assert_eq!(mem.calls, 1);
@@ -1526,7 +1514,9 @@ mod tests {
         let runt = frame(13, 0);
         let mut net = Net::new();
         let frames = [&a[..], &b[..], &runt[..], &c[..], &d[..]];
-        let done = net.receive(&rx.layout, &mut mem, &frames).unwrap();
+        let done = net
+            .receive(&rx.layout, &mut mem, &frames, &mut vec![0u8; RX_STAGING])
+            .unwrap();
         // a: too short a chain; b: refused; the runt: malformed; c: written.
         assert_eq!((done.delivered, done.consumed), (1, 4));
         assert_eq!(&mem.mem[DATA as usize + 0x300 + 12..][..60], &c[..]);
@@ -1543,7 +1533,9 @@ mod tests {
         rx.post(&mut mem, &[(DATA, 1526, true)]);
         let mut net = Net::new();
         let a = frame(60, 1);
-        let done = net.receive(&rx.layout, &mut mem, &[&a[..]]).unwrap();
+        let done = net
+            .receive(&rx.layout, &mut mem, &[&a[..]], &mut vec![0u8; RX_STAGING])
+            .unwrap();
         assert!(!done.signal && done.delivered == 1);
         // Descriptor 1 -> 2 -> 1 ...
         mem.put(
@@ -1556,10 +1548,12 @@ mod tests {
         );
         mem.put(AVAIL + 6, &1u16.to_le_bytes());
         mem.put(AVAIL + 2, &2u16.to_le_bytes());
-        assert!(net.receive(&rx.layout, &mut mem, &[&a[..]]).is_err());
+        assert!(net
+            .receive(&rx.layout, &mut mem, &[&a[..]], &mut vec![0u8; RX_STAGING])
+            .is_err());
         assert!(net.needs_reset());
         assert_eq!(
-            net.receive(&rx.layout, &mut mem, &[&a[..]]),
+            net.receive(&rx.layout, &mut mem, &[&a[..]], &mut vec![0u8; RX_STAGING]),
             Ok(Received::default())
         );
         net.restart(RECEIVEQ);

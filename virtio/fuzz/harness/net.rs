@@ -137,6 +137,8 @@ pub fn run(data: &[u8]) {
         .unwrap();
     let mut client = Client::new(Local::new(&server, &ram, 1), shared);
     let mut service = NetService::new(page);
+    // The receive staging area a caller gives (`Net::receive`): a whole burst.
+    let mut staging = vec![0u8; virtio::net::RX_STAGING];
     if routed {
         routed_steps(data, &mut service, &mut client, &page, no_interrupt);
         assert!(
@@ -163,7 +165,7 @@ pub fn run(data: &[u8]) {
         }
         assert!(held <= burst_len);
         let batch: Vec<&[u8]> = rest.iter().map(Vec::as_slice).collect();
-        let done = service.receive(&mut client, &batch);
+        let done = service.receive(&mut client, &batch, &mut staging);
         assert!(done.delivered <= done.consumed && done.consumed <= batch.len());
         let broken = shared::read_backend(&page).unwrap().needs_reset.get() != 0;
         assert!(!(done.signal && no_interrupt) || broken);
