@@ -55,7 +55,7 @@ mod switch;
 pub use config::Config;
 pub use pairs::Pairs;
 pub use plan::{Plan, MAX_BURST};
-pub use route::PortRouter;
+pub use route::{Deliveries, PortRouter};
 pub use switch::{Counters, Decision, PortReport, Reason, Switch};
 
 use core::fmt;

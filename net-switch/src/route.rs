@@ -14,9 +14,13 @@
 //! the areas of the ports it goes to: no VMM ever maps a frame that was
 //! neither sent by its VM nor decided for it.
 
-use virtio::net::{Router, HDR_LEN, MAX_AREAS};
+use virtio::net::{Burst, Router, HDR_LEN, MAX_AREAS, MAX_BURST};
 
 use crate::{Pairs, Switch};
+
+/// What one burst delivers: each destination port with the spans
+/// ([`Burst::spans`]) of the frames it gets, in its area.
+pub type Deliveries = heapless::Vec<(usize, heapless::Vec<(usize, usize), MAX_BURST>), MAX_AREAS>;
 
 /// [`Router`] for port `src`'s transmit: area `i` is the area for frames
 /// to `src`'s `i`-th peer ([`Pairs::peers`]), at most [`MAX_AREAS`].
@@ -79,6 +83,37 @@ impl<'a, const PORTS: usize> PortRouter<'a, PORTS> {
     /// The switch, to decide the one area's burst and count drops.
     pub fn switch(&mut self) -> &mut Switch<PORTS> {
         self.switch
+    }
+
+    /// After a transmit into `areas` (area `i` for [`port`](Self::port)
+    /// `i`, as [`areas`](Self::areas) lists them): what each destination
+    /// gets. Frames peeked at were decided as they were gathered, so every
+    /// frame in an area goes to its port; with one reachable port the
+    /// one area's burst is decided here, on the whole frames
+    /// ([`Switch::decide_burst`]: counted, spoofed and denied frames
+    /// dropped). Ports that get nothing are left out. O(frames).
+    pub fn deliveries(&mut self, areas: &[Burst<'_>]) -> Deliveries {
+        let mut out = Deliveries::new();
+        for (i, area) in areas.iter().enumerate() {
+            let Some(d) = self.port(i).filter(|_| !area.is_empty()) else {
+                continue;
+            };
+            let mut spans = heapless::Vec::new();
+            if self.decided() {
+                for span in area.spans() {
+                    let _ = spans.push(*span);
+                }
+            } else if let Ok(plan) = self.switch.decide_burst(self.src, &area.slices()) {
+                for span in plan.frames(d).filter_map(|f| area.spans().get(f)) {
+                    let _ = spans.push(*span);
+                }
+            }
+            if !spans.is_empty() {
+                // At most one entry per area, and at most MAX_AREAS areas.
+                let _ = out.push((d, spans));
+            }
+        }
+        out
     }
 }
 

@@ -422,6 +422,14 @@ extern "C" fn _start() -> ! {
             ));
             black_box(router.route(word() as usize, None));
             black_box(router.route(word() as usize, Some(&frame[..len])));
+            // A transmit routed by the switch, and its deliveries.
+            let mut net_client = Client::new(Opaque, buffer(word() as usize));
+            let mut net_port = NetService::new(buffer(word() as usize));
+            let mut area = [0u8; 2048];
+            let area_len = (word() as usize).min(area.len());
+            let mut areas = [Burst::new(area.get_mut(..area_len).unwrap_or(&mut []))];
+            black_box(net_port.transmit_routed(&mut net_client, &mut router, &mut areas));
+            black_box(router.deliveries(&areas));
         }
         let _ = black_box(switch.no_buffer(word() as usize));
         if let Some(report) = switch.report(word() as usize) {

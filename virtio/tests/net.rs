@@ -282,7 +282,6 @@ impl Port<'_> {
 /// buffer at that port.
 fn forward(switch: &mut Switch<PORTS>, pairs: &Pairs, ports: &mut [Port<'_>], src: usize) {
     loop {
-        let mut deliveries = Vec::new();
         let mut router = PortRouter::new(switch, pairs, src);
         let port = &mut ports[src];
         let window = port.window;
@@ -302,23 +301,10 @@ fn forward(switch: &mut Switch<PORTS>, pairs: &Pairs, ports: &mut [Port<'_>], sr
         if tx.signal {
             port.signalled();
         }
-        for (i, area) in areas.iter().enumerate() {
-            let Some(d) = router.port(i).filter(|_| !area.is_empty()) else {
-                continue;
-            };
-            let spans: Vec<(usize, usize)> = if router.decided() {
-                area.spans().to_vec()
-            } else {
-                let plan = router.switch().decide_burst(src, &area.slices()).unwrap();
-                plan.frames(d).map(|f| area.spans()[f]).collect()
-            };
-            deliveries.push((d, spans));
-        }
+        // What the net PD does: the switch's plan for this burst.
+        let deliveries = router.deliveries(&areas);
         drop(areas);
         for (d, spans) in deliveries {
-            if spans.is_empty() {
-                continue;
-            }
             let port = &mut ports[d];
             let at = pairs.area(d, src, d).unwrap();
             // SAFETY: the same area, through `d`'s window; the sender's

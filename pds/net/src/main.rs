@@ -274,12 +274,6 @@ impl Net {
             return;
         };
         loop {
-            // What each destination gets of this burst: its port and the
-            // frames' spans in its area.
-            let mut deliveries: heapless::Vec<
-                (usize, heapless::Vec<(usize, usize), MAX_BURST>),
-                MAX_AREAS,
-            > = heapless::Vec::new();
             let mut router = PortRouter::new(&mut self.switch, &self.pairs, s);
             let mut areas: heapless::Vec<Burst<'_>, MAX_AREAS> = heapless::Vec::new();
             for (_, d) in router.areas() {
@@ -304,28 +298,11 @@ impl Net {
                 .service
                 .transmit_routed(&mut dma, &mut router, &mut areas);
             signal[s] |= done.signal;
-            let mut any = false;
-            for (i, area) in areas.iter().enumerate() {
-                let Some(d) = router.port(i).filter(|_| !area.is_empty()) else {
-                    continue;
-                };
-                any = true;
-                let mut spans = heapless::Vec::new();
-                if router.decided() {
-                    for span in area.spans() {
-                        let _ = spans.push(*span);
-                    }
-                } else if let Ok(plan) = router.switch().decide_burst(s, &area.slices()) {
-                    for span in plan.frames(d).filter_map(|f| area.spans().get(f)) {
-                        let _ = spans.push(*span);
-                    }
-                }
-                let _ = deliveries.push((d, spans));
-            }
-            drop(areas);
-            if any {
+            if areas.iter().any(|area| !area.is_empty()) {
                 self.bursts += 1;
             }
+            let deliveries = router.deliveries(&areas);
+            drop(areas);
             for (d, spans) in &deliveries {
                 self.deliver(s, *d, spans, signal);
             }
