@@ -61,7 +61,7 @@ pub struct Frontend<D> {
     /// negotiated.
     event_idx: bool,
     ignored: u32,
-    /// The register page, if the guest has one ([`Self::with_register_page`]).
+    /// The register page, if the guest has one ([`Self::set_register_page`]).
     registers: Option<SharedBuffer>,
 }
 
@@ -186,7 +186,15 @@ impl<D: DeviceType> Frontend<D> {
             Some(value) => self.device.write(offset, width, value),
             None => self.device.read(offset, width),
         };
-        if write.is_some() {
+        // A store that changed the device is rendered into the register
+        // page. A notification changes nothing readable, and an ignored
+        // store nothing at all: the guest's kicks, its most frequent
+        // stores, cost no render.
+        let changed = !matches!(
+            access,
+            Access::Ignored(_) | Access::Done(_, Effect::Notify(_))
+        );
+        if write.is_some() && changed {
             self.sync_registers();
         }
         match access {

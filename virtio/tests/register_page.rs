@@ -193,6 +193,16 @@ fn the_frontend_keeps_its_page_rendered() {
     assert_eq!(word(&registers, reg::INTERRUPT_STATUS), 1);
     blk.access(reg::INTERRUPT_ACK, 4, Some(1));
     assert_eq!(word(&registers, reg::INTERRUPT_STATUS), 0);
+    // Stores that change nothing are not rendered (a notification, an
+    // ignored store), and the page still reads as the device does.
+    for (offset, value) in [(reg::QUEUE_NOTIFY, 0), (0x0c8, 7), (reg::STATUS, 2)] {
+        blk.access(offset, 4, Some(value));
+        let mut rendered = [0u8; WINDOW_SIZE as usize];
+        blk.device().render(&mut rendered);
+        let mut page = [0u8; WINDOW_SIZE as usize];
+        registers.read(0, &mut page).unwrap();
+        assert_eq!(page, rendered, "after a store of {value:#x} at {offset:#x}");
+    }
 }
 
 #[test]

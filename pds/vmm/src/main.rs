@@ -459,7 +459,7 @@ fn wiring(blk_page: SharedBuffer, blk: Channel) -> vm::Wiring {
 }
 
 /// A virtio device's register page, if the system description maps one
-/// here (`virtio::device::Frontend::with_register_page`).
+/// here (`virtio::device::Frontend::set_register_page`).
 #[cfg(feature = "vm")]
 fn register_page(vaddr: usize, len: usize) -> Option<SharedBuffer> {
     let vaddr = core::ptr::NonNull::new(vaddr as *mut u8)?;
