@@ -489,21 +489,9 @@ impl<D: Disk> BlkService<D> {
                 return self.report(true);
             }
         };
-        match self.backend.process(&layout, dma, &mut self.disk) {
-            // Used buffers the driver asked not to be interrupted for
-            // still count: the report goes in the page, unsignalled.
-            Ok(n) if !self.backend.interrupt() => {
-                if n > 0 {
-                    self.report(false);
-                }
-                false
-            }
-            Ok(_) => self.report(false),
-            Err(e) => {
-                log::warn!("virtio-blk: queue error, device needs reset: {e}");
-                self.report(true)
-            }
-        }
+        let result = self.backend.process(&layout, dma, &mut self.disk);
+        let interrupt = self.backend.interrupt();
+        settle(result, interrupt, |needs_reset| self.report(needs_reset))
     }
 
     fn report(&mut self, needs_reset: bool) -> bool {
@@ -513,6 +501,31 @@ impl<D: Disk> BlkService<D> {
             self.disk.len() / crate::blk::SECTOR,
             self.disk.block_size(),
         )
+    }
+}
+
+/// What a blk service does with one backend round: `result` is what
+/// `process` returned, `interrupt` whether the driver then wanted an
+/// interrupt; `report` writes the page and says whether to signal the VMM.
+/// Returns whether to signal it. Used buffers the driver asked not to be
+/// interrupted for still count: the report goes in the page, unsignalled.
+fn settle(
+    result: Result<u16, crate::queue::QueueError>,
+    interrupt: bool,
+    report: impl FnOnce(bool) -> bool,
+) -> bool {
+    match result {
+        Ok(n) if !interrupt => {
+            if n > 0 {
+                report(false);
+            }
+            false
+        }
+        Ok(_) => report(false),
+        Err(e) => {
+            log::warn!("virtio-blk: queue error, device needs reset: {e}");
+            report(true)
+        }
     }
 }
 
@@ -584,21 +597,9 @@ impl<D: crate::blk_async::AsyncDisk, const N: usize> AsyncBlkService<D, N> {
                 return self.report(true);
             }
         };
-        match self.backend.process(&layout, dma, &mut self.disk) {
-            // Used buffers the driver asked not to be interrupted for
-            // still count: the report goes in the page, unsignalled.
-            Ok(n) if !self.backend.interrupt() => {
-                if n > 0 {
-                    self.report(false);
-                }
-                false
-            }
-            Ok(_) => self.report(false),
-            Err(e) => {
-                log::warn!("virtio-blk: queue error, device needs reset: {e}");
-                self.report(true)
-            }
-        }
+        let result = self.backend.process(&layout, dma, &mut self.disk);
+        let interrupt = self.backend.interrupt();
+        settle(result, interrupt, |needs_reset| self.report(needs_reset))
     }
 
     fn report(&mut self, needs_reset: bool) -> bool {
