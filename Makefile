@@ -731,9 +731,9 @@ endif
 # the same kernel and initrd, /init running only its network test
 # (GUEST_BENCH=net: ping RTT, NET_MIB MiB over TCP each way at once).
 # MICROKIT_CONFIG=smp-debug runs seL4's side on the SMP system (4 cores:
-# each VM on its own, as plain QEMU runs each VM in its own process; but
-# there an idle guest spins on its core, since no timer wakes it, where a
-# plain QEMU's idle vCPU halts). The default is one core: both VMs on it.
+# each VM on its own, as plain QEMU runs each VM in its own process; an
+# idle guest sleeps there too, woken by the timer PD on core 0). The
+# default is one core: both VMs on it.
 # BENCH_HOST_CPUS (taskset's list, e.g. 0): pins every QEMU of the run to
 # those host CPUs, so that both sides get the same host CPU time. Unpinned
 # (the default), the two plain QEMU processes run their two emulated CPUs
