@@ -23,3 +23,8 @@ LINUX_DTS := guests/linux/linux.dts
 LINUX_BUNDLE_PADDR := 0xc0000000
 LINUX_BUNDLE_RAM := 2112M
 LINUX_BUNDLE_MAX := 0x4000000
+# GUEST=linux: each VM's guest RAM in QEMU's RAM after the bundle's (VM n's
+# at LINUX_GUEST_RAM_PADDR + n * 128 MiB; QEMU gets that much more RAM),
+# device untyped to seL4: not zeroed at boot, and QEMU's RAM starts zeroed.
+QEMU_RAM_BASE := 0x40000000
+LINUX_GUEST_RAM_PADDR := 0xc4000000

@@ -40,17 +40,20 @@ class GuestRam:
 
     def __init__(self, sdf: S, vmm: S.ProtectionDomain, vmm_priority: int, *, gpa: int, size: int,
                  vmm_vaddr: int, page_size: Optional[int] = None, name: str = "guest_ram",
-                 symbol: Optional[str] = None):
+                 symbol: Optional[str] = None, phys_addr: Optional[int] = None):
         """``name`` is the memory region's; ``symbol`` (default: ``name``)
         the VMM's ``<symbol>_vaddr``/``<symbol>_size`` variables, so that
         several VMMs built from one binary can each map a region of their
-        own under the same symbols."""
+        own under the same symbols. With ``phys_addr`` the RAM is that
+        physical memory: outside seL4's RAM it is device untyped, which
+        seL4 neither zeroes nor cleans when the system starts (see
+        ``linux.system``'s ``guest_ram_paddr``)."""
         self.sdf = sdf
         self.vmm = vmm
         self.vmm_priority = vmm_priority
         self.gpa = gpa
         self.size = size
-        self.mr = region(self, name, size, page_size=page_size)
+        self.mr = region(self, name, size, page_size=page_size, phys_addr=phys_addr)
         symbol = symbol or name
         vmm.add_map(S.Map(self.mr, vmm_vaddr, "rw", setvar_vaddr=f"{symbol}_vaddr", setvar_size=f"{symbol}_size"))
         self.clients: Dict[str, int] = {}

@@ -18,7 +18,7 @@ from guest_ram_sdf import linux
 SIZES = {"bundle": 49 << 20, "dtb": 4 << 10, "disk": 32 << 20, "acl": 4}
 
 
-def generate(tmp_path, vms, cpus=1, bundle_paddr=None, blk_kind="ram"):
+def generate(tmp_path, vms, cpus=1, bundle_paddr=None, blk_kind="ram", guest_ram_paddr=None):
     paths = {}
     for name, size in SIZES.items():
         p = tmp_path / name
@@ -27,7 +27,7 @@ def generate(tmp_path, vms, cpus=1, bundle_paddr=None, blk_kind="ram"):
         paths[name] = str(p)
     xml = linux.system(vms, paths["bundle"], [paths["dtb"]], [paths["disk"]],
                        SIZES["disk"], cpus=cpus, net_acl=paths["acl"], bundle_paddr=bundle_paddr,
-                       blk_kind=blk_kind)
+                       blk_kind=blk_kind, guest_ram_paddr=guest_ram_paddr)
     return ET.fromstring(xml), paths
 
 
@@ -252,6 +252,27 @@ def test_bundle_where_the_boot_loader_put_it(tmp_path, vms):
     assert mr.get("prefill_path") is None
     maps = [m for m in root.iter("map") if m.get("mr") == "linux_images"]
     assert len(maps) == vms and all(m.get("perms") == "r" for m in maps)
+
+
+@pytest.mark.parametrize("vms", [1, 4])
+def test_guest_ram_at_a_physical_address(tmp_path, vms):
+    """With a physical address, VM n's guest RAM is the memory right after
+    VM n-1's, in 2 MiB pages; without one, Microkit allocates it (and seL4
+    zeroes it)."""
+    base = 0xC400_0000
+    root, _ = generate(tmp_path, vms, bundle_paddr=0xC000_0000, guest_ram_paddr=base)
+    ram = {m.get("name"): m for m in root.findall("memory_region") if m.get("name").startswith("guest_ram")}
+    assert len(ram) == vms
+    for n in range(vms):
+        mr = ram[f"guest_ram_vm{n}"]
+        assert int(mr.get("phys_addr"), 0) == base + n * linux.GUEST_RAM_SIZE
+        assert int(mr.get("size"), 0) == linux.GUEST_RAM_SIZE
+        assert int(mr.get("page_size"), 0) == linux.PAGE_2M
+    root, _ = generate(tmp_path, vms)
+    assert all(m.get("phys_addr") is None for m in root.findall("memory_region")
+               if m.get("name").startswith("guest_ram"))
+    with pytest.raises(ValueError):
+        generate(tmp_path, vms, guest_ram_paddr=base + 0x1000)
 
 
 @pytest.mark.parametrize("blk_kind", ["ram", "device"])
