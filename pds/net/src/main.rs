@@ -61,7 +61,7 @@ use guest_ram::client::Client;
 use guest_ram::SharedBuffer;
 use net_switch::{Config, Mac, Pairs, PortRouter, PortSet, Switch};
 use sel4_microkit::{protection_domain, var, Channel, ChannelSet, Handler, Infallible};
-use virtio::net::{Burst, NetService, BURST_BYTES, MAX_AREAS, MAX_BURST};
+use virtio::net::{Burst, NetService, BURST_BYTES, MAX_AREAS};
 use virtio::virtq::InPlace;
 
 /// The most VMs (guest_ram_sdf.linux's MAX_VMS): the switch's ports.
