@@ -8,18 +8,22 @@
     reason = "test memory stands in for the mappings system.xml makes: the constructors' obligations are met by keeping it alive"
 )]
 
+mod common;
+
 use std::cell::RefCell;
 use std::ptr::NonNull;
 
 use guest_ram::client::Client;
 use guest_ram::server::{ClientConfig, Server, Window};
 use guest_ram::transport::Local;
-use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
+use guest_ram::{GuestRam, MappedRegion};
 use virtio::blk::{req, status, BlkBackend, RamDisk, ReqHeader, SEG_MAX};
 use virtio::device::{Action, BlkFrontend, BlkService};
 use virtio::mmio::{self, blk_feature, reg, INT_CONFIG_CHANGE};
 use virtio::queue::{flags, Desc, Layout};
 use zerocopy::IntoBytes;
+
+use common::buffer;
 
 const GPA: u64 = 0x4000_0000;
 const RAM: usize = 1 << 20;
@@ -30,12 +34,6 @@ const HEADER: u64 = GPA + 0x3000;
 const STATUS: u64 = GPA + 0x3100;
 const DATA: u64 = GPA + 0x1_0000;
 const SIZE: u16 = 256;
-
-fn buffer(memory: &mut [u8]) -> SharedBuffer {
-    // SAFETY: the test keeps `memory` alive and otherwise untouched while
-    // the buffer is in use.
-    unsafe { SharedBuffer::new(NonNull::new(memory.as_mut_ptr()).unwrap(), memory.len()) }
-}
 
 /// One buffer of a hand-built chain.
 #[derive(Clone, Copy)]

@@ -13,6 +13,8 @@
     reason = "test memory stands in for the mappings system.xml makes: the constructors' obligations are met by keeping it alive"
 )]
 
+mod common;
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ptr::NonNull;
@@ -20,13 +22,15 @@ use std::ptr::NonNull;
 use guest_ram::client::Client;
 use guest_ram::server::{ClientConfig, Server, Window};
 use guest_ram::transport::Local;
-use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
+use guest_ram::{GuestRam, MappedRegion};
 use proptest::prelude::*;
 use virtio::console::{ConsoleFrontend, ConsoleService, ConsoleSink, RECEIVEQ, TRANSMITQ};
 use virtio::device::Action;
 use virtio::mmio::{feature, reg, status, INT_USED_BUFFER};
-use virtio::queue::{flags, Desc, Layout};
+use virtio::queue::{flags, Desc};
 use zerocopy::IntoBytes;
+
+use common::{buffer, DriverQueue};
 
 const RAM_GPA: u64 = 0x4000_0000;
 const RAM_LEN: u64 = 1 << 20;
@@ -38,111 +42,9 @@ const SIZE: u16 = 16;
 const SLOT: u64 = 64;
 const CHANNEL: usize = 1;
 
-fn buffer(memory: &mut [u8]) -> SharedBuffer {
-    // SAFETY: the test keeps `memory` alive and unborrowed while it is used.
-    unsafe { SharedBuffer::new(NonNull::new(memory.as_mut_ptr()).unwrap(), memory.len()) }
-}
-
-/// The guest driver's side of one queue: descriptor `i` always points at
-/// its own `SLOT` bytes.
-struct DriverQueue {
-    layout: Layout,
-    data: u64,
-    free: Vec<u16>,
-    avail_idx: u16,
-    last_used: u16,
-    /// Each posted chain's descriptors, by head.
-    chains: Vec<Vec<u16>>,
-}
-
-impl DriverQueue {
-    fn new(n: usize) -> Self {
-        let base = WINDOW + 0x1_0000 * n as u64;
-        DriverQueue {
-            layout: Layout::new(SIZE, base, base + 0x1000, base + 0x2000).unwrap(),
-            data: base + 0x4000,
-            free: (0..SIZE).rev().collect(),
-            avail_idx: 0,
-            last_used: 0,
-            chains: vec![Vec::new(); usize::from(SIZE)],
-        }
-    }
-
-    fn slot(&self, d: u16) -> u64 {
-        self.data + SLOT * u64::from(d)
-    }
-
-    /// Posts one chain of buffers holding `pieces` (transmit) or of
-    /// `pieces`' lengths (receive); `false` if descriptors are short.
-    fn post(&mut self, ram: &GuestRam<1, 16>, pieces: &[Vec<u8>], writable: bool) -> bool {
-        if pieces.is_empty() || pieces.len() > self.free.len() {
-            return false;
-        }
-        let descs: Vec<u16> = (0..pieces.len())
-            .map(|_| self.free.pop().unwrap())
-            .collect();
-        for (i, (&d, piece)) in descs.iter().zip(pieces).enumerate() {
-            assert!(piece.len() as u64 <= SLOT);
-            if !writable {
-                ram.write(self.slot(d), piece).unwrap();
-            }
-            let next = descs.get(i + 1).copied();
-            let f = if next.is_some() { flags::NEXT } else { 0 }
-                | if writable { flags::WRITE } else { 0 };
-            let desc = Desc::new(self.slot(d), piece.len() as u32, f, next.unwrap_or(0));
-            ram.write(
-                self.layout.desc_table().gpa + 16 * u64::from(d),
-                desc.as_bytes(),
-            )
-            .unwrap();
-        }
-        let head = descs[0];
-        let ring = self.layout.avail_ring().gpa + 2 * u64::from(self.avail_idx % SIZE);
-        ram.write(ring, &head.to_le_bytes()).unwrap();
-        self.chains[usize::from(head)] = descs;
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        ram.write(self.layout.avail_idx_gpa(), &self.avail_idx.to_le_bytes())
-            .unwrap();
-        true
-    }
-
-    /// Takes back the used chains: each one's written bytes, in order.
-    fn reclaim(&mut self, ram: &GuestRam<1, 16>) -> Vec<Vec<u8>> {
-        let mut idx = [0u8; 2];
-        ram.read(self.layout.used_idx_gpa(), &mut idx).unwrap();
-        let idx = u16::from_le_bytes(idx);
-        let mut out = Vec::new();
-        while self.last_used != idx {
-            let mut elem = [0u8; 8];
-            ram.read(self.layout.used_elem_gpa(self.last_used), &mut elem)
-                .unwrap();
-            let head = u32::from_le_bytes(elem[..4].try_into().unwrap()) as usize;
-            let mut len = u32::from_le_bytes(elem[4..].try_into().unwrap()) as usize;
-            let descs = std::mem::take(&mut self.chains[head]);
-            assert!(!descs.is_empty(), "chain {head} used twice");
-            let mut bytes = Vec::new();
-            for &d in &descs {
-                let mut desc = Desc::new(0, 0, 0, 0);
-                ram.read(
-                    self.layout.desc_table().gpa + 16 * u64::from(d),
-                    desc.as_mut_bytes(),
-                )
-                .unwrap();
-                let n = len.min(desc.len.get() as usize);
-                if n > 0 {
-                    let mut piece = vec![0u8; n];
-                    ram.read(self.slot(d), &mut piece).unwrap();
-                    bytes.extend(piece);
-                }
-                len -= n;
-            }
-            assert_eq!(len, 0, "used length beyond the chain");
-            self.free.extend(descs);
-            out.push(bytes);
-            self.last_used = self.last_used.wrapping_add(1);
-        }
-        out
-    }
+/// The driver's side of queue `n`, in the serial PD's window.
+fn driver_queue(n: usize) -> DriverQueue {
+    DriverQueue::new(WINDOW + 0x1_0000 * n as u64, SIZE, SLOT)
 }
 
 struct Uart {
@@ -265,8 +167,8 @@ fn with_system<R>(staging: usize, f: impl FnOnce(&mut System<'_>) -> R) -> R {
             out: Vec::new(),
             room: 1 << 20,
         },
-        tx: DriverQueue::new(TRANSMITQ),
-        rx: DriverQueue::new(RECEIVEQ),
+        tx: driver_queue(TRANSMITQ),
+        rx: driver_queue(RECEIVEQ),
         interrupts: 0,
     };
     system.start();
@@ -327,8 +229,8 @@ fn setting_up_a_queue_again_restarts_it_and_not_the_other() {
         sys.notify(TRANSMITQ, &[]);
         sys.tx.reclaim(sys.ram);
         // A reset and a fresh setup start both queues at index 0.
-        sys.tx = DriverQueue::new(TRANSMITQ);
-        sys.rx = DriverQueue::new(RECEIVEQ);
+        sys.tx = driver_queue(TRANSMITQ);
+        sys.rx = driver_queue(RECEIVEQ);
         for q in [&sys.tx, &sys.rx] {
             for part in [q.layout.avail_idx_gpa(), q.layout.used_idx_gpa()] {
                 sys.ram.write(part, &[0, 0]).unwrap();

@@ -25,6 +25,8 @@
     reason = "test memory stands in for the mappings system.xml makes: the constructors' obligations are met by keeping it alive"
 )]
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::ptr::NonNull;
@@ -42,9 +44,10 @@ use virtio::net::{
     feature as net_feature, Burst, NetFrontend, NetHdr, NetService, BURST_BYTES, HDR_LEN, RECEIVEQ,
     TRANSMITQ,
 };
-use virtio::queue::{flags, Desc, Layout};
 use virtio::virtq::InPlace;
 use zerocopy::IntoBytes;
+
+use common::{buffer, DriverQueue};
 
 const RAM_GPA: u64 = 0x4000_0000;
 /// Each VM's part of the test's guest RAM; the `net` PD's window in it.
@@ -63,9 +66,13 @@ const AREA: usize = 0x1_8000;
 const _: () = assert!(AREA >= BURST_BYTES);
 const CHANNEL: usize = 1;
 
-fn buffer(memory: &mut [u8]) -> SharedBuffer {
-    // SAFETY: the test keeps `memory` alive and unborrowed while it is used.
-    unsafe { SharedBuffer::new(NonNull::new(memory.as_mut_ptr()).unwrap(), memory.len()) }
+/// The driver's side of VM `port`'s queue `n`.
+fn driver_queue(port: usize, n: usize) -> DriverQueue {
+    DriverQueue::new(
+        RAM_GPA + VM_LEN * port as u64 + 0x4_0000 * n as u64,
+        SIZE,
+        SLOT,
+    )
 }
 
 fn mac(port: usize) -> Mac {
@@ -82,108 +89,6 @@ impl<T: Transport> Transport for Counting<'_, T> {
     fn call(&mut self, label: u64, words: usize, msg: &mut [u64; MSG_WORDS]) -> (u64, usize) {
         self.calls.set(self.calls.get() + 1);
         self.inner.call(label, words, msg)
-    }
-}
-
-/// The guest driver's side of one queue: descriptor `i` always points at
-/// its own `SLOT` bytes.
-struct DriverQueue {
-    layout: Layout,
-    data: u64,
-    free: Vec<u16>,
-    avail_idx: u16,
-    last_used: u16,
-    /// Each posted chain's descriptors, by head.
-    chains: Vec<Vec<u16>>,
-}
-
-impl DriverQueue {
-    fn new(port: usize, n: usize) -> Self {
-        let base = RAM_GPA + VM_LEN * port as u64 + 0x4_0000 * n as u64;
-        DriverQueue {
-            layout: Layout::new(SIZE, base, base + 0x1000, base + 0x2000).unwrap(),
-            data: base + 0x4000,
-            free: (0..SIZE).rev().collect(),
-            avail_idx: 0,
-            last_used: 0,
-            chains: vec![Vec::new(); usize::from(SIZE)],
-        }
-    }
-
-    fn slot(&self, d: u16) -> u64 {
-        self.data + SLOT * u64::from(d)
-    }
-
-    /// Posts one chain of buffers holding `pieces` (transmit) or of
-    /// `pieces`' lengths (receive); `false` if descriptors are short.
-    fn post(&mut self, ram: &GuestRam<1, 16>, pieces: &[Vec<u8>], writable: bool) -> bool {
-        if pieces.is_empty() || pieces.len() > self.free.len() {
-            return false;
-        }
-        let descs: Vec<u16> = (0..pieces.len())
-            .map(|_| self.free.pop().unwrap())
-            .collect();
-        for (i, (&d, piece)) in descs.iter().zip(pieces).enumerate() {
-            assert!(piece.len() as u64 <= SLOT);
-            if !writable && !piece.is_empty() {
-                ram.write(self.slot(d), piece).unwrap();
-            }
-            let next = descs.get(i + 1).copied();
-            let f = if next.is_some() { flags::NEXT } else { 0 }
-                | if writable { flags::WRITE } else { 0 };
-            let desc = Desc::new(self.slot(d), piece.len() as u32, f, next.unwrap_or(0));
-            ram.write(
-                self.layout.desc_table().gpa + 16 * u64::from(d),
-                desc.as_bytes(),
-            )
-            .unwrap();
-        }
-        let head = descs[0];
-        let ring = self.layout.avail_ring().gpa + 2 * u64::from(self.avail_idx % SIZE);
-        ram.write(ring, &head.to_le_bytes()).unwrap();
-        self.chains[usize::from(head)] = descs;
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        ram.write(self.layout.avail_idx_gpa(), &self.avail_idx.to_le_bytes())
-            .unwrap();
-        true
-    }
-
-    /// Takes back the used chains: each one's written bytes, in order.
-    fn reclaim(&mut self, ram: &GuestRam<1, 16>) -> Vec<Vec<u8>> {
-        let mut idx = [0u8; 2];
-        ram.read(self.layout.used_idx_gpa(), &mut idx).unwrap();
-        let idx = u16::from_le_bytes(idx);
-        let mut out = Vec::new();
-        while self.last_used != idx {
-            let mut elem = [0u8; 8];
-            ram.read(self.layout.used_elem_gpa(self.last_used), &mut elem)
-                .unwrap();
-            let head = u32::from_le_bytes(elem[..4].try_into().unwrap()) as usize;
-            let mut len = u32::from_le_bytes(elem[4..].try_into().unwrap()) as usize;
-            let descs = std::mem::take(&mut self.chains[head]);
-            assert!(!descs.is_empty(), "chain {head} used twice");
-            let mut bytes = Vec::new();
-            for &d in &descs {
-                let mut desc = Desc::new(0, 0, 0, 0);
-                ram.read(
-                    self.layout.desc_table().gpa + 16 * u64::from(d),
-                    desc.as_mut_bytes(),
-                )
-                .unwrap();
-                let n = len.min(desc.len.get() as usize);
-                if n > 0 {
-                    let mut piece = vec![0u8; n];
-                    ram.read(self.slot(d), &mut piece).unwrap();
-                    bytes.extend(piece);
-                }
-                len -= n;
-            }
-            assert_eq!(len, 0, "used length beyond the chain");
-            self.free.extend(descs);
-            out.push(bytes);
-            self.last_used = self.last_used.wrapping_add(1);
-        }
-        out
     }
 }
 
@@ -472,8 +377,8 @@ fn with_system_denying<R>(deny: &str, f: impl FnOnce(&mut System<'_>) -> R) -> R
                 client: Client::with_staging(transport, window(port), 0, STAGING).unwrap(),
                 window: windows[port],
                 calls: &calls[port],
-                tx: DriverQueue::new(port, TRANSMITQ),
-                rx: DriverQueue::new(port, RECEIVEQ),
+                tx: driver_queue(port, TRANSMITQ),
+                rx: driver_queue(port, RECEIVEQ),
                 interrupts: 0,
             }
         })
