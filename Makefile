@@ -45,6 +45,10 @@
 #                    QEMU's loader puts the bundle there, outside seL4's RAM,
 #                    before seL4 starts) or prefill (the system image
 #                    carries it; seL4's initialiser fills it in at boot)
+#   GUEST_RAM_PADDR  GUEST=linux: VM n's guest RAM at this physical address
+#                    + n * 128 MiB, outside seL4's RAM, so that seL4 does not
+#                    zero it at boot (default: the board file's
+#                    LINUX_GUEST_RAM_PADDR); empty: RAM Microkit allocates
 #   LINUX_DTS, LINUX_DTB
 #                    GUEST=linux: the device tree source (board file's
 #                    default), or a compiled blob to use instead; the VMM
