@@ -33,6 +33,8 @@ use core::fmt;
 
 use guest_ram::{Access, SharedBuffer};
 
+use crate::image::{le32, le64};
+
 /// The blob's first eight bytes.
 pub const MAGIC: [u8; 8] = *b"GRLINUX\0";
 /// The layout version this parser reads.
@@ -103,18 +105,6 @@ impl fmt::Display for BundleError {
     }
 }
 
-fn u32_at(header: &[u8; HEADER_LEN], at: usize) -> u32 {
-    let mut word = [0u8; 4];
-    word.copy_from_slice(&header[at..at + 4]);
-    u32::from_le_bytes(word)
-}
-
-fn u64_at(header: &[u8; HEADER_LEN], at: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&header[at..at + 8]);
-    u64::from_le_bytes(word)
-}
-
 impl Bundle {
     /// Parses the header of a blob that lies in a region of `region_len`
     /// bytes. O(1).
@@ -125,20 +115,20 @@ impl Bundle {
         if header[..8] != MAGIC {
             return Err(BundleError::BadMagic);
         }
-        let version = u32_at(header, 8);
+        let version = le32(header, 8);
         if version != VERSION {
             return Err(BundleError::Version(version));
         }
-        if u32_at(header, 12) != 0 || header[48..].iter().any(|&b| b != 0) {
+        if le32(header, 12) != 0 || header[48..].iter().any(|&b| b != 0) {
             return Err(BundleError::Reserved);
         }
         let kernel = Part {
-            offset: u64_at(header, 16),
-            len: u64_at(header, 24),
+            offset: le64(header, 16),
+            len: le64(header, 24),
         };
         let initrd = Part {
-            offset: u64_at(header, 32),
-            len: u64_at(header, 40),
+            offset: le64(header, 32),
+            len: le64(header, 40),
         };
         if kernel.len == 0 {
             return Err(BundleError::NoKernel);

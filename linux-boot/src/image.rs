@@ -77,12 +77,23 @@ impl fmt::Display for ImageError {
     }
 }
 
-fn le64(bytes: &[u8], at: usize) -> u64 {
+/// The little-endian u64 at `at` in `bytes` (0 where `bytes` ends
+/// first). Also the boot bundle's header reader.
+pub(crate) fn le64(bytes: &[u8], at: usize) -> u64 {
     let mut word = [0u8; 8];
     if let Some(src) = bytes.get(at..at + 8) {
         word.copy_from_slice(src);
     }
     u64::from_le_bytes(word)
+}
+
+/// The little-endian u32 at `at` in `bytes`, as [`le64`].
+pub(crate) fn le32(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    if let Some(src) = bytes.get(at..at + 4) {
+        word.copy_from_slice(src);
+    }
+    u32::from_le_bytes(word)
 }
 
 impl ImageHeader {
