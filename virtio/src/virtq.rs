@@ -1024,6 +1024,13 @@ mod tests {
         u16::from_le_bytes([mem.mem[at as usize], mem.mem[at as usize + 1]])
     }
 
+    /// The tests' queue of 4, with `VIRTIO_RING_F_EVENT_IDX`.
+    fn event_idx_layout() -> Layout {
+        Layout::new(4, DESC, AVAIL, USED)
+            .unwrap()
+            .with_event_idx(true)
+    }
+
     fn one_used() -> [UsedElem; 1] {
         [UsedElem {
             id: 0.into(),
@@ -1050,9 +1057,7 @@ mod tests {
     #[test]
     fn event_idx_publication_carries_avail_event_in_the_same_call() {
         let mut mem = Flat::new();
-        let layout = Layout::new(4, DESC, AVAIL, USED)
-            .unwrap()
-            .with_event_idx(true);
+        let layout = event_idx_layout();
         mem.put(DESC, Desc::new(0x100, 8, 0, 0).as_bytes());
         let mut queue = DeviceQueue::new();
         post(&mut mem, 4, 1, &[(0, 0)]);
@@ -1079,9 +1084,7 @@ mod tests {
     #[test]
     fn events_interrupt_once_per_used_event_and_find_what_came_since() {
         let mut mem = Flat::new();
-        let layout = Layout::new(4, DESC, AVAIL, USED)
-            .unwrap()
-            .with_event_idx(true);
+        let layout = event_idx_layout();
         let mut queue = DeviceQueue::new();
         // The driver wants an interrupt at the first used entry.
         mem.put(layout.used_event_gpa(), &0u16.to_le_bytes());
@@ -1138,9 +1141,7 @@ mod tests {
         // The driver re-enables interrupts (used_event = its last used
         // index) after the device's snapshot: the device must see it.
         let mut mem = Flat::new();
-        let layout = Layout::new(4, DESC, AVAIL, USED)
-            .unwrap()
-            .with_event_idx(true);
+        let layout = event_idx_layout();
         let mut queue = DeviceQueue::new();
         mem.put(layout.used_event_gpa(), &0x8000u16.to_le_bytes());
         post(&mut mem, 4, 1, &[(0, 0)]);
@@ -1154,9 +1155,7 @@ mod tests {
     fn event_indices_from_the_guest_are_only_compared() {
         // Any used_event and available index: no panic, and an index
         // beyond the queue shows as more (the snapshot then refuses it).
-        let layout = Layout::new(4, DESC, AVAIL, USED)
-            .unwrap()
-            .with_event_idx(true);
+        let layout = event_idx_layout();
         for value in [0u16, 1, 3, 4, 0x7fff, 0x8000, 0xfffe, 0xffff] {
             let mut mem = Flat::new();
             mem.put(layout.used_event_gpa(), &value.to_le_bytes());
