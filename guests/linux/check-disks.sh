@@ -13,8 +13,9 @@ command -v debugfs >/dev/null || fail "check-disks.sh needs debugfs (Debian: e2f
 n=0
 for disk in "$@"; do
     name=$(basename "$disk")
-    others=$(debugfs -R "ls /" "$disk" 2>/dev/null | tr -s ' ' '\n' | grep '^vm-mark-' | grep -v "^vm-mark-$n$")
-    [ -z "$others" ] && [ -n "$(debugfs -R "ls /" "$disk" 2>/dev/null)" ] ||
+    listing=$(debugfs -R "ls /" "$disk" 2>/dev/null)
+    others=$(echo "$listing" | tr -s ' ' '\n' | grep '^vm-mark-' | grep -v "^vm-mark-$n$")
+    [ -z "$others" ] && [ -n "$listing" ] ||
         fail "$name: unreadable, or holds another VM's mark ($others)"
     if [ "$n" = 0 ]; then
         dir=$(mktemp -d) || fail "no temporary directory"
