@@ -298,8 +298,8 @@ endif
 # GUEST_RAM_PADDR + n * GUEST_RAM_SIZE): QEMU's RAM above what seL4 is
 # built for, which seL4 hands out as device untyped and neither zeroes nor
 # cleans at boot (QEMU's RAM starts zeroed). RAM that Microkit allocates
-# is zeroed by seL4, which took the CapDL initialiser 0.8 s for 128 MiB
-# under QEMU. GUEST_RAM_PADDR= (empty) gives that instead.
+# is zeroed by seL4, which took the CapDL initialiser about 0.95 s for 128
+# MiB under QEMU. GUEST_RAM_PADDR= (empty) gives that instead.
 GUEST_RAM_PADDR ?= $(LINUX_GUEST_RAM_PADDR)
 ifneq ($(GUEST_RAM_PADDR),)
 QEMU_RAM := $(shell echo $$(( ($(GUEST_RAM_PADDR) + $(VMS) * $(GUEST_RAM_SIZE) - $(QEMU_RAM_BASE)) >> 20 )))M

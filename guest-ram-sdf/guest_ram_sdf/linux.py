@@ -162,10 +162,10 @@ def system(vms: int, bundle: str, dtbs: List[str], disks: List[str], disk_size: 
     ``guest_ram_paddr + n * guest_ram_size`` instead of RAM that Microkit
     allocates. Outside seL4's RAM (QEMU's RAM above what seL4 is built
     for) that is device untyped, which seL4 neither zeroes nor cleans when
-    the system starts: 128 MiB of it took the CapDL initialiser 0.8 s of
-    the boot under QEMU. Only where nothing in that memory may not reach
-    the guest (QEMU's RAM starts zeroed; a board's boot firmware would
-    have to clear it)."""
+    the system starts (zeroing 128 MiB took the CapDL initialiser about
+    0.95 s of the boot under QEMU). Only right where nothing left in that
+    memory may reach a guest (QEMU's RAM starts zeroed; a board's boot
+    firmware would have to clear it)."""
     if guest_ram_paddr is not None and (guest_ram_paddr % PAGE_2M or guest_ram_size % PAGE_2M):
         raise ValueError("guest RAM's physical address and size must be whole 2 MiB pages")
     if blk_kind not in ("ram", "device"):
