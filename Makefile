@@ -63,7 +63,13 @@
 #   NET_DENY         GUEST=linux VMS=N: pairs of VMs the net PD's switch
 #                    keeps apart (`0-2,1-3`; default: none)
 #   NET_MIB          GUEST=linux VMS=N: MiB each VM sends the next over TCP
-#                    in qemu-test and bench-net (default 4)
+#                    in qemu-test and bench-net (default 64)
+#   NET_MTU          GUEST=linux VMS=N: the VM network's MTU, which every
+#                    virtio-net device reports and the net PD's switch
+#                    forwards (68 to 65535; default 65510: a frame with its
+#                    headers is 64 KiB)
+#   BENCH_PLAIN_MTU  bench-net: give plain QEMU's virtio-net this MTU too
+#                    (host_mtu=; default: none, QEMU's 1500)
 #   BENCH_HOST_CPUS  bench-net: pin every QEMU to these host CPUs (taskset -c;
 #                    e.g. 0: both sides get one host CPU; default unpinned)
 #   OBJCOPY          for the guest's raw image (default: first of llvm-objcopy,
@@ -76,7 +82,10 @@ VMS ?= 1
 # GUEST=linux VMS=N: pairs of VMs that may not exchange frames (`0-2,1-3`).
 NET_DENY ?=
 # GUEST=linux VMS=N: MiB each VM sends the next over TCP in qemu-test.
-NET_MIB ?= 4
+NET_MIB ?= 64
+# GUEST=linux VMS=N: the VM network's MTU (pds/common's NET_MTU).
+NET_MTU ?= 65510
+comma := ,
 BUILD_DIR ?= build/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)$(if $(filter linux,$(GUEST)),-linux$(if $(filter-out 1,$(VMS)),-vms$(VMS)))
 CARGO ?= cargo
 QEMU_TIMEOUT ?= 120
@@ -267,7 +276,8 @@ $(error GUEST=linux: $(MICROKIT_BOARD) has no Linux device tree (set LINUX_DTS i
 endif
 GUEST_RAM_SIZE := 0x8000000
 GUEST_RAM_PAGE_SIZE := 0x200000
-QEMU_TIMEOUT := $(if $(filter command line,$(origin QEMU_TIMEOUT)),$(QEMU_TIMEOUT),600)
+# 10 minutes, and 4 s per MiB of the network test's transfer with VMS > 1.
+QEMU_TIMEOUT := $(if $(filter command line,$(origin QEMU_TIMEOUT)),$(QEMU_TIMEOUT),$(shell echo $$((600 + $(if $(filter-out 1,$(VMS)),4 * $(NET_MIB),0)))))
 LINUX_INPUTS := build/linux-inputs
 LINUX_IMAGE ?= $(LINUX_INPUTS)/Image
 INITRD ?= $(LINUX_INPUTS)/initrd.cpio.gz
@@ -457,7 +467,7 @@ $(PD_ELFS) &: check-sdk check-board check-toolchain $(BUILD_DIR) FORCE
 	RUSTC=$(SEL4_RUSTC) RUSTC_BOOTSTRAP=1 \
 	RUSTFLAGS="$(PD_RUSTFLAGS)" \
 	SEL4_INCLUDE_DIRS=$(abspath $(SDK_BOARD_DIR)/include) \
-	GUEST_RAM_GPA=$(GUEST_RAM_GPA) GUEST_RAM_SIZE=$(GUEST_RAM_SIZE) \
+	GUEST_RAM_GPA=$(GUEST_RAM_GPA) GUEST_RAM_SIZE=$(GUEST_RAM_SIZE) NET_MTU=$(NET_MTU) \
 	    $(CARGO) build --release $(PD_FEATURES) \
 	        -Z build-std=core,alloc,compiler_builtins \
 	        -Z build-std-features=compiler-builtins-mem \
@@ -557,7 +567,7 @@ $(LINUX_DTB_BUILT): $(LINUX_DTS) FORCE | $(BUILD_DIR)
 	$(call linux_dtb,)
 # The N-VM system: VM n's tree tells its /init which VM it is.
 $(BUILD_DIR)/linux-vm%.dtb: $(LINUX_DTS) FORCE | $(BUILD_DIR)
-	$(call linux_dtb, GUEST_VM=$* GUEST_VMS=$(VMS)$(if $(NET_DENY), GUEST_NET_DENY=$(NET_DENY))$(if $(NET_MIB), GUEST_NET_MIB=$(NET_MIB)))
+	$(call linux_dtb, GUEST_VM=$* GUEST_VMS=$(VMS)$(if $(NET_DENY), GUEST_NET_DENY=$(NET_DENY))$(if $(NET_MIB), GUEST_NET_MIB=$(NET_MIB)) GUEST_NET_MTU=$(NET_MTU))
 
 # The kernel and initrd's boot bundle.
 $(LINUX_BUNDLE): $(LINUX_IMAGE) $(INITRD) guest-ram-sdf/guest_ram_sdf/bundle.py $(SDF_VENV)/bin/pytest | $(BUILD_DIR)
@@ -765,7 +775,7 @@ plain_net_qemu = qemu-system-aarch64 -machine virt -cpu cortex-a53 -m 128M -nogr
     -append "console=hvc0 GUEST_VM=$(1) GUEST_VMS=2 GUEST_BENCH=net GUEST_NET_MIB=$(NET_MIB)" \
     -chardev stdio,id=con -device virtio-serial-device -device virtconsole,chardev=con \
     -netdev socket,id=net,$(2)=127.0.0.1:$(BENCH_NET_PORT) \
-    -device virtio-net-device,netdev=net,mac=02:00:00:00:00:0$(shell echo $$(($(1) + 1))) \
+    -device virtio-net-device,netdev=net,mac=02:00:00:00:00:0$(shell echo $$(($(1) + 1)))$(if $(BENCH_PLAIN_MTU),$(comma)host_mtu=$(BENCH_PLAIN_MTU)) \
     -global virtio-mmio.force-legacy=false
 bench-net:
 ifneq ($(GUEST)/$(VMS),linux/2)
@@ -782,7 +792,7 @@ bench-net-run: $(IMAGE_FILE)
 	    for i in $$(seq $(QEMU_TIMEOUT)); do kill -0 $$qemu 2>/dev/null || break; sleep 1; done; \
 	    kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; \
 	    [ "$$(grep -cE '^vm[01]\| linux: net: ([0-9]+)/\1 passed' $$log)" = 2 ] || { echo "bench-net: seL4 run FAILED (see $$log)"; exit 1; }; \
-	    echo "bench-net: run $$run, seL4 (the net PD; $(MICROKIT_CONFIG), $(if $(filter smp-%,$(MICROKIT_CONFIG)),4 cores: a VM per core,one core: both VMs)$(BENCH_PINNED)):"; lines seL4 $$log; \
+	    echo "bench-net: run $$run, seL4 (the net PD, MTU $(NET_MTU); $(MICROKIT_CONFIG), $(if $(filter smp-%,$(MICROKIT_CONFIG)),4 cores: a VM per core,one core: both VMs)$(BENCH_PINNED)):"; lines seL4 $$log; \
 	    grep -aE '^INFO: (net: (port|vm[0-9] powered)|vmm[0-9]: guest faults)' $$log | sed 's/^/bench-net:   /'; \
 	    p0=$(BUILD_DIR)/bench-net-plain0.log; p1=$(BUILD_DIR)/bench-net-plain1.log; \
 	    $(BENCH_PIN) $(call plain_net_qemu,0,listen) < /dev/null > $$p0 2>&1 & q0=$$!; sleep 1; \
@@ -790,7 +800,7 @@ bench-net-run: $(IMAGE_FILE)
 	    for i in $$(seq $(QEMU_TIMEOUT)); do kill -0 $$q0 2>/dev/null || kill -0 $$q1 2>/dev/null || break; sleep 1; done; \
 	    kill $$q0 $$q1 2>/dev/null; wait $$q0 $$q1 2>/dev/null; \
 	    for f in $$p0 $$p1; do grep -qE '^linux: net: ([0-9]+)/\1 passed' $$f || { echo "bench-net: plain QEMU run FAILED (see $$f)"; exit 1; }; done; \
-	    echo "bench-net: run $$run, plain QEMU (-netdev socket$(BENCH_PINNED)):"; lines plain $$p0; lines plain $$p1; \
+	    echo "bench-net: run $$run, plain QEMU (-netdev socket, MTU $(or $(BENCH_PLAIN_MTU),1500)$(BENCH_PINNED)):"; lines plain $$p0; lines plain $$p1; \
 	done
 
 # GUEST=linux: the wall time from QEMU's start to each VM's first suite

@@ -125,8 +125,10 @@ SERIAL_BUFFERS = 0x3000_0000
 SERIAL_DEVICES = 0x3800_0000
 STRIDE = 0x10_0000
 # Addresses in the net PD (its buffers and device pages as the serial
-# PD's, and the ACL region).
+# PD's, and the ACL region). Each port's window (its staging region and
+# up to three pair regions, 3.125 MiB) is NET_STRIDE apart.
 NET_BUFFERS = 0x3000_0000
+NET_STRIDE = 0x40_0000
 NET_DEVICES = 0x3800_0000
 NET_ACL = 0x3900_0000
 
@@ -135,11 +137,13 @@ CONSOLE_BUFFER_SIZE = 0x4000
 # stages ring snapshots, used rings and peeks at frames.
 NET_BUFFER_SIZE = 0x2_0000
 # Per pair of VMs {a, b}, a region mapped into the net PD, VMM a and VMM b
-# only: the area for frames from a to b, then the one from b to a, each a
-# whole burst (64 frames of 1526 bytes, 97,664 bytes) page-rounded. Each
-# VMM's window for the net PD is its staging region, then its pair
-# regions in increasing order of the other VM (net_switch::Pairs).
-NET_AREA_SIZE = 0x1_8000
+# only: the area for frames from a to b, then the one from b to a, each
+# 512 KiB: a whole burst at MTU 1500 (64 frames of 1526 bytes, 97,664
+# bytes) and 8 frames at the default NET_MTU, 65,510 (64 KiB each with
+# their headers). Each VMM's window for the net PD is its staging region,
+# then its pair regions in increasing order of the other VM
+# (net_switch::Pairs).
+NET_AREA_SIZE = 0x8_0000
 NET_PAIR_SIZE = 2 * NET_AREA_SIZE
 
 
@@ -303,7 +307,7 @@ def system(vms: int, bundle: str, dtbs: List[str], disks: List[str], disk_size: 
             # buffer for VM n, channel n), the device page shared, and the
             # power-off signal (the net PD logs its counters then).
             ram.add_client(net, net_priority, "net", buffer_size=NET_BUFFER_SIZE,
-                           vmm_vaddr=VMM_NET_BUFFER, client_vaddr=NET_BUFFERS + n * STRIDE,
+                           vmm_vaddr=VMM_NET_BUFFER, client_vaddr=NET_BUFFERS + n * NET_STRIDE,
                            vmm_id=VMM_NET_ID, client_id=n, buffer_symbol=f"vm{n}_buffer",
                            vmm_channel_symbol=f"vm{n}_channel", region_name=f"net_buffer_vm{n}")
             net_device = region(sdf, f"net_device_vm{n}", 0x1000)
@@ -407,7 +411,7 @@ def add_net_pairs(sdf: S, net: S.ProtectionDomain, vmms: List[S.ProtectionDomain
             vmms[n].add_map(S.Map(pair, VMM_NET_BUFFER + offset, "rw",
                                   setvar_vaddr="net_last_pair_vaddr" if last else None,
                                   setvar_size="net_pair_size" if last else None))
-            net.add_map(S.Map(pair, NET_BUFFERS + n * STRIDE + offset, "rw",
+            net.add_map(S.Map(pair, NET_BUFFERS + n * NET_STRIDE + offset, "rw",
                               setvar_vaddr=f"vm{n}_last_pair_vaddr" if last else None,
                               setvar_size="pair_size" if first else None))
             first = False

@@ -219,10 +219,10 @@ def test_net_windows_are_laid_out_as_the_pds_expect(tmp_path, vms, cpus, blk_kin
         expected = [f"net_buffer_vm{n}"] + [f"net_pair_{min(n, m)}_{max(n, m)}" for m in peers]
         for pd, base, last_var, size_var in (
                 (f"vmm{n}", linux.VMM_NET_BUFFER, "net_last_pair_vaddr", "net_pair_size"),
-                ("net", linux.NET_BUFFERS + n * linux.STRIDE, f"vm{n}_last_pair_vaddr", None)):
+                ("net", linux.NET_BUFFERS + n * linux.NET_STRIDE, f"vm{n}_last_pair_vaddr", None)):
             node, _ = pds[pd]
             maps = {m.get("mr"): m for m in node.findall("map")
-                    if m.get("mr") in expected and base <= int(m.get("vaddr"), 0) < base + linux.STRIDE}
+                    if m.get("mr") in expected and base <= int(m.get("vaddr"), 0) < base + linux.NET_STRIDE}
             at = base
             for mr in expected:
                 assert int(maps[mr].get("vaddr"), 0) == at, f"{pd}: {mr} not at {at:#x}"
@@ -238,6 +238,11 @@ def test_net_windows_are_laid_out_as_the_pds_expect(tmp_path, vms, cpus, blk_kin
     for a in range(vms):
         for b in range(a + 1, vms):
             assert sizes[f"net_pair_{a}_{b}"] == linux.NET_PAIR_SIZE
+    # A port's window (staging and three pairs) fits its stride in the net
+    # PD, and in a VMM below the next mapping (the disk).
+    window = linux.NET_BUFFER_SIZE + 3 * linux.NET_PAIR_SIZE
+    assert window <= linux.NET_STRIDE
+    assert linux.VMM_NET_BUFFER + window <= linux.VMM_DISK
 
 
 @pytest.mark.parametrize("vms", [1, 3])

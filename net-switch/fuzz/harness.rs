@@ -21,7 +21,7 @@
 //! decisions send there, in order.
 
 use net_switch::{
-    Config, Decision, Error, Mac, PortSet, Reason, Switch, MAX_BURST, MAX_FRAME, MIN_FRAME,
+    Config, Decision, Error, Mac, PortSet, Reason, Switch, MAX_BURST, MIN_FRAME, MIN_MTU,
 };
 
 const PORTS: usize = 8;
@@ -135,6 +135,20 @@ fn deny(mut config: Config<PORTS>, data: &[u8]) -> (Config<PORTS>, &[u8]) {
             .map(|b| b"0123456789-, 7-"[usize::from(b % 15)] as char)
             .collect()
     };
+    // Bit 6: an MTU of 1800 (frames to 1814 bytes, inside the 2,048 the
+    // frames here reach); bit 5: one too small, refused.
+    if head & 0x40 != 0 {
+        config.set_mtu(1800).unwrap();
+        assert_eq!(config.max_frame(), 1814);
+    }
+    if head & 0x20 != 0 {
+        let before = config.clone();
+        assert_eq!(
+            config.set_mtu(MIN_MTU - 1),
+            Err(Error::MtuTooSmall { mtu: MIN_MTU - 1 })
+        );
+        assert_eq!(config, before);
+    }
     let before = config.clone();
     match config.deny_list(&list) {
         Ok(()) => {
@@ -201,7 +215,7 @@ fn check(
         return;
     };
     tally[src].offered += 1;
-    let well_formed = (MIN_FRAME..=MAX_FRAME).contains(&frame.len());
+    let well_formed = (MIN_FRAME..=config.max_frame()).contains(&frame.len());
     assert_eq!(decision == Decision::Drop(Reason::Malformed), !well_formed);
     if !well_formed {
         return;

@@ -1,11 +1,18 @@
 // SPDX-License-Identifier: BSD-2-Clause
 //! The switch's configuration: each port's MAC and the ACL.
 
-use crate::{Error, Mac, PortSet, MAX_PORTS};
+use crate::{max_frame, Error, Mac, PortSet, DEFAULT_MTU, MAX_PORTS, MIN_MTU};
 
 /// `PORTS` ports (at most [`MAX_PORTS`], checked when the program is
 /// built), each with its VM's MAC address, and which port pairs may
 /// exchange frames.
+///
+/// Every port has the same MTU ([`DEFAULT_MTU`] until
+/// [`set_mtu`](Self::set_mtu)): the longest frame the switch forwards is
+/// [`max_frame`](Self::max_frame) bytes. Each VM's virtio-net device tells
+/// its guest that MTU (`VIRTIO_NET_F_MTU`), so a guest never has a reason
+/// to send longer frames, and one that does gets them dropped as
+/// malformed.
 ///
 /// The ACL starts all-to-all; [`deny`](Self::deny) and
 /// [`deny_list`](Self::deny_list) take pairs out, both ways at once. A
@@ -16,6 +23,7 @@ use crate::{Error, Mac, PortSet, MAX_PORTS};
 pub struct Config<const PORTS: usize> {
     macs: [Mac; PORTS],
     allowed: [PortSet; PORTS],
+    mtu: u16,
 }
 
 impl<const PORTS: usize> Config<PORTS> {
@@ -47,7 +55,32 @@ impl<const PORTS: usize> Config<PORTS> {
         for (port, set) in allowed.iter_mut().enumerate() {
             set.remove(port);
         }
-        Ok(Config { macs, allowed })
+        Ok(Config {
+            macs,
+            allowed,
+            mtu: DEFAULT_MTU,
+        })
+    }
+
+    /// Sets every port's MTU: frames up to `mtu` + 14 bytes pass. Any
+    /// `mtu` from [`MIN_MTU`] to 65535 (virtio-net's range).
+    pub fn set_mtu(&mut self, mtu: u16) -> Result<(), Error> {
+        if mtu < MIN_MTU {
+            return Err(Error::MtuTooSmall { mtu });
+        }
+        self.mtu = mtu;
+        Ok(())
+    }
+
+    /// The ports' MTU.
+    pub fn mtu(&self) -> u16 {
+        self.mtu
+    }
+
+    /// The longest frame the switch forwards: [`mtu`](Self::mtu) + 14
+    /// bytes.
+    pub fn max_frame(&self) -> usize {
+        max_frame(self.mtu)
     }
 
     /// Port `port`'s MAC.

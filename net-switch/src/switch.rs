@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use crate::{Config, Error, Mac, PortSet, MAX_FRAME, MIN_FRAME};
+use crate::{Config, Error, Mac, PortSet, MIN_FRAME};
 
 /// What to do with one frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub enum Reason {
     /// The source port is not one of the switch's: a glue bug, counted
     /// nowhere.
     NoSuchPort,
-    /// Shorter than [`MIN_FRAME`] or longer than [`MAX_FRAME`] bytes
+    /// Shorter than [`MIN_FRAME`] or longer than [`Config::max_frame`] bytes
     /// (lengths without the virtio-net header).
     Malformed,
     /// Its source address is not its port's MAC. A VM cannot take
@@ -183,7 +183,7 @@ impl<const PORTS: usize> Switch<PORTS> {
     /// sent, goes, and counts it. The checks, in order:
     ///
     /// 1. `src` is a port ([`Reason::NoSuchPort`] otherwise; not counted);
-    /// 2. `MIN_FRAME <= frame.len() <= MAX_FRAME`
+    /// 2. `MIN_FRAME <= frame.len() <=` [`Config::max_frame`]
     ///    ([`Reason::Malformed`]);
     /// 3. the source address is `src`'s MAC ([`Reason::Spoofed`]);
     /// 4. a group destination (broadcast, multicast) floods to every port
@@ -227,7 +227,7 @@ impl<const PORTS: usize> Switch<PORTS> {
         let Some(own) = self.config.mac(src) else {
             return Decision::Drop(Reason::NoSuchPort);
         };
-        if !(MIN_FRAME..=MAX_FRAME).contains(&len) {
+        if !(MIN_FRAME..=self.config.max_frame()).contains(&len) {
             return Decision::Drop(Reason::Malformed);
         }
         let (Some(dst), Some(source)) = (Mac::destination(head), Mac::source(head)) else {
@@ -309,6 +309,32 @@ mod tests {
         assert_eq!(sw.counters(0).unwrap().rx, 1);
         assert_eq!(sw.counters(0).unwrap().tx, 2);
         assert_eq!(sw.counters(2).unwrap().tx, 1);
+    }
+
+    #[test]
+    fn lengths_at_a_jumbo_mtu() {
+        let mut config = switch::<2>().config().clone();
+        assert_eq!(config.set_mtu(67), Err(Error::MtuTooSmall { mtu: 67 }));
+        assert_eq!(config.mtu(), crate::DEFAULT_MTU);
+        config.set_mtu(65510).unwrap();
+        assert_eq!(config.max_frame(), 65524);
+        let mut sw = Switch::new(config);
+        for len in [1515, 9014, 65524] {
+            assert_eq!(
+                sw.decide(0, &frame(mac(1), mac(0), len)),
+                Decision::Deliver(1),
+                "{len}"
+            );
+        }
+        for len in [13, 65525, 70000] {
+            assert_eq!(
+                sw.decide(0, &frame(mac(1), mac(0), len)),
+                Decision::Drop(Reason::Malformed),
+                "{len}"
+            );
+        }
+        let c = sw.counters(0).unwrap();
+        assert_eq!((c.malformed, c.rx), (3, 3));
     }
 
     #[test]

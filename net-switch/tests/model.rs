@@ -13,6 +13,8 @@ const PORTS: usize = 5;
 /// The rules, written again as plainly as possible.
 struct Model {
     macs: Vec<[u8; 6]>,
+    /// The longest frame: the MTU and 14.
+    max_frame: usize,
     denied: Vec<(usize, usize)>,
     counters: Vec<Counters>,
 }
@@ -59,7 +61,7 @@ impl Model {
         if src >= self.macs.len() {
             return Decision::Drop(Reason::NoSuchPort);
         }
-        let decision = if frame.len() < 14 || frame.len() > 1514 {
+        let decision = if frame.len() < 14 || frame.len() > self.max_frame {
             Decision::Drop(Reason::Malformed)
         } else if frame[6..12] != self.macs[src] {
             Decision::Drop(Reason::Spoofed)
@@ -154,8 +156,11 @@ fn frame_spec() -> impl Strategy<Value = FrameSpec> {
         Just(14),
         Just(1514),
         Just(1515),
+        Just(9014),
+        Just(9015),
         14usize..200,
         0usize..1600,
+        8900usize..9100,
     ];
     (
         0..PORTS + 3,
@@ -221,6 +226,7 @@ proptest! {
         macs in macs(),
         deny in prop::collection::vec(deny_pair(), 0..5),
         ops in prop::collection::vec(op(), 0..60),
+        mtu in prop_oneof![Just(1500u16), Just(9000), 0u16..200],
     ) {
         // A bad configuration is refused with the model's error; the run
         // then goes on with distinct addresses.
@@ -233,8 +239,12 @@ proptest! {
             core::array::from_fn(|i| [2, 0, 0, 0, 1, i as u8])
         };
         let mut config = Config::new(macs.map(Mac)).unwrap();
+        // Any MTU from 68 is taken; below, refused and the default kept.
+        let taken = config.set_mtu(mtu);
+        prop_assert_eq!(taken.is_ok(), mtu >= 68);
         let mut model = Model {
             macs: macs.to_vec(),
+            max_frame: 14 + usize::from(config.mtu()),
             denied: Vec::new(),
             counters: vec![Counters::default(); PORTS],
         };

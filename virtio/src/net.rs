@@ -14,11 +14,27 @@
 //!   buffers the guest posted. [`Net`] is the same without the shared page
 //!   (the queues given as [`Layout`]s).
 //!
-//! **Features offered: `VIRTIO_F_VERSION_1`, `VIRTIO_NET_F_MAC` and
-//! `VIRTIO_RING_F_EVENT_IDX` only.**
+//! **Features offered: `VIRTIO_F_VERSION_1`, `VIRTIO_NET_F_MAC`,
+//! `VIRTIO_NET_F_MTU` and `VIRTIO_RING_F_EVENT_IDX` only.**
 //! - `VIRTIO_NET_F_MAC` (5): the guest takes the MAC the system
 //!   description gave its port, the one the switch checks every frame's
 //!   source address against.
+//! - `VIRTIO_NET_F_MTU` (3): the configuration space's `mtu` is the
+//!   network's MTU ([`NetConfig::with_mtu`]; [`DEFAULT_MTU`], 1500, unless
+//!   the system description says otherwise), and the device takes frames
+//!   up to `mtu` + 14 bytes each way ([`Net::with_mtu`]), longer ones
+//!   dropped as malformed (§5.1.6.2: a driver that negotiated it never
+//!   sends longer ones; the spec asks the device never to deliver longer
+//!   ones). Linux sets its interface's MTU to it and cannot raise it
+//!   further, so a guest never sends frames that would vanish. Between VMs
+//!   a large MTU (the `guest_ram_sdf` system's 65,510: a frame and its
+//!   header make exactly 64 KiB) is what makes the copies pay: the calls,
+//!   exits and interrupts of a frame stay the same while it carries 43
+//!   times the data, and nothing about the frame changes meaning, unlike
+//!   the offloads below. A guest whose driver does not negotiate it keeps
+//!   1500 and posts buffers for that: longer frames sent to it are
+//!   dropped ([`Stats::rx_too_short`]), as on any Ethernet segment with
+//!   mixed MTUs; TCP's MSS option keeps its connections within it.
 //! - `VIRTIO_NET_F_STATUS` (16) is not offered: the link between a VM and
 //!   the switch never goes down, and a driver without it assumes the link
 //!   is up. The configuration space is `mac[6]` at 0 and `status` (u16) at
@@ -28,11 +44,13 @@
 //!   the switch with partial checksums, which is right only if every
 //!   receiver negotiated `GUEST_CSUM` (or the switch completed checksums):
 //!   not shown, so not offered, and every guest sends whole checksums.
-//!   No TSO/UFO (`HOST_TSO4`, ...), so no frame is longer than 1514 bytes.
-//!   No `VIRTIO_NET_F_MRG_RXBUF`, so each frame takes one receive chain,
-//!   and a receive chain must hold the 12-byte header and the frame:
-//!   [`RX_BUFFER_LEN`] (1526) bytes for any frame, as the spec asks
-//!   (§5.1.6.3.1; Linux posts 1530). No control queue
+//!   No TSO/UFO (`HOST_TSO4`, ...), so no frame is longer than the MTU
+//!   and 14 bytes. No `VIRTIO_NET_F_MRG_RXBUF`, so each frame takes one
+//!   receive chain, and a receive chain must hold the 12-byte header and
+//!   the frame: [`RX_BUFFER_LEN`] (1526) bytes for any frame at the
+//!   default MTU, as the spec asks (§5.1.6.3.1; Linux posts 1530); above
+//!   1500 Linux posts chains of a header and page-sized buffers that hold
+//!   the MTU ("big packets", 18 buffers at 65,510). No control queue
 //!   (`VIRTIO_NET_F_CTRL_VQ`): the switch filters by MAC itself.
 //!
 //! **The header** ([`NetHdr`], `virtio_net_hdr_v1`, 12 bytes) comes first
@@ -112,21 +130,33 @@ use crate::virtq::{used_elem, Batch, DeviceQueue, Events, GuestDma, Snapshot, Us
 pub const RECEIVEQ: usize = 0;
 /// The transmit queue's index (`transmitq1`).
 pub const TRANSMITQ: usize = 1;
-/// Bytes of the configuration space: `mac` and `status`.
-pub const CONFIG_LEN: u64 = 8;
+/// Bytes of the configuration space: `mac`, `status`,
+/// `max_virtqueue_pairs` and `mtu`.
+pub const CONFIG_LEN: u64 = 12;
 /// Bytes of `struct virtio_net_hdr_v1`.
 pub const HDR_LEN: usize = 12;
 /// The shortest frame: destination, source and EtherType.
 pub const MIN_FRAME: usize = 14;
-/// The longest frame: 14 bytes of header, 1500 of payload, no FCS.
-pub const MAX_FRAME: usize = 1514;
-/// The shortest receive chain that takes any frame: header and
-/// [`MAX_FRAME`] bytes.
+/// The longest frame at [`DEFAULT_MTU`]: 14 bytes of header, 1500 of
+/// payload, no FCS. At another MTU: [`max_frame`].
+pub const MAX_FRAME: usize = max_frame(DEFAULT_MTU);
+/// The MTU of a device that is given none: Ethernet's 1500 bytes.
+pub const DEFAULT_MTU: u16 = 1500;
+/// The smallest MTU a device takes (§5.1.4.1: `mtu` is 68 to 65535).
+pub const MIN_MTU: u16 = 68;
+/// The longest frame at an MTU of `mtu` bytes: the MTU and the 14-byte
+/// Ethernet header (no FCS, no virtio-net header).
+pub const fn max_frame(mtu: u16) -> usize {
+    MIN_FRAME + mtu as usize
+}
+/// The shortest receive chain that takes any frame at [`DEFAULT_MTU`]:
+/// header and [`MAX_FRAME`] bytes.
 pub const RX_BUFFER_LEN: usize = HDR_LEN + MAX_FRAME;
 /// The most frames a [`Burst`] holds: one transmit call's worth.
 pub const MAX_BURST: usize = 64;
-/// Bytes a [`Burst`] needs to hold [`MAX_BURST`] frames of any length,
-/// headers included.
+/// Bytes a [`Burst`] needs to hold [`MAX_BURST`] frames of any length at
+/// [`DEFAULT_MTU`], headers included. (At a larger MTU a burst takes the
+/// frames that fit, and a transmit leaves the rest for the next call.)
 pub const BURST_BYTES: usize = MAX_BURST * RX_BUFFER_LEN;
 /// Bytes of a receive staging area ([`Net::receive`]) that takes a
 /// batch of up to [`MAX_BURST`] full-length frames with their headers in
@@ -175,6 +205,8 @@ pub mod feature {
     /// `VIRTIO_NET_F_CSUM`: the device takes partially checksummed
     /// frames. Not offered.
     pub const CSUM: u64 = 1 << 0;
+    /// `VIRTIO_NET_F_MTU`: the configuration space has the MTU. Offered.
+    pub const MTU: u64 = 1 << 3;
     /// `VIRTIO_NET_F_MAC`: the configuration space has the MAC. Offered.
     pub const MAC: u64 = 1 << 5;
     /// `VIRTIO_NET_F_MRG_RXBUF`: frames may span receive chains. Not
@@ -269,24 +301,51 @@ impl fmt::Display for DropReason {
     }
 }
 
-/// virtio-net's device type: the port's MAC, two queues, no offloads
-/// (see the module docs).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// virtio-net's device type: the port's MAC and MTU, two queues, no
+/// offloads (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NetConfig {
     /// The port's MAC address, from the system description.
     pub mac: [u8; 6],
+    mtu: u16,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self::new([0; 6])
+    }
 }
 
 impl NetConfig {
-    /// A device with MAC address `mac`.
+    /// A device with MAC address `mac` and an MTU of [`DEFAULT_MTU`].
     pub const fn new(mac: [u8; 6]) -> Self {
-        NetConfig { mac }
+        NetConfig {
+            mac,
+            mtu: DEFAULT_MTU,
+        }
     }
 
-    /// The configuration space: `mac` at 0, `status` at 6 (0).
+    /// A device with MAC address `mac` and an MTU of `mtu` bytes; `None`
+    /// below [`MIN_MTU`].
+    pub const fn with_mtu(mac: [u8; 6], mtu: u16) -> Option<Self> {
+        if mtu < MIN_MTU {
+            return None;
+        }
+        Some(NetConfig { mac, mtu })
+    }
+
+    /// The MTU the device reports.
+    pub const fn mtu(&self) -> u16 {
+        self.mtu
+    }
+
+    /// The configuration space: `mac` at 0, `status` at 6 (0: no
+    /// `VIRTIO_NET_F_STATUS`), `max_virtqueue_pairs` at 8 (1, though
+    /// without `VIRTIO_NET_F_MQ` no driver reads it), `mtu` at 10.
     fn bytes(&self) -> [u8; CONFIG_LEN as usize] {
         let [a, b, c, d, e, f] = self.mac;
-        [a, b, c, d, e, f, 0, 0]
+        let [m0, m1] = self.mtu.to_le_bytes();
+        [a, b, c, d, e, f, 0, 0, 1, 0, m0, m1]
     }
 }
 
@@ -295,7 +354,7 @@ impl DeviceType for NetConfig {
         1
     }
     fn features(&self) -> u64 {
-        feature::MAC | crate::mmio::feature::RING_EVENT_IDX
+        feature::MAC | feature::MTU | crate::mmio::feature::RING_EVENT_IDX
     }
     fn queues(&self) -> usize {
         2
@@ -322,6 +381,12 @@ impl Frontend<NetConfig> {
     /// (at least [`PAGE_LEN`](crate::shared::PAGE_LEN) bytes).
     pub fn new(page: SharedBuffer, mac: [u8; 6]) -> Self {
         Self::with_device(page, NetConfig::new(mac))
+    }
+
+    /// [`new`](Self::new) with an MTU of `mtu` bytes; `None` below
+    /// [`MIN_MTU`].
+    pub fn with_mtu(page: SharedBuffer, mac: [u8; 6], mtu: u16) -> Option<Self> {
+        Some(Self::with_device(page, NetConfig::with_mtu(mac, mtu)?))
     }
 }
 
@@ -467,9 +532,9 @@ pub struct Received {
     pub consumed: usize,
 }
 
-/// A frame length an Ethernet switch takes.
-fn frame_ok(len: usize) -> bool {
-    (MIN_FRAME..=MAX_FRAME).contains(&len)
+/// A frame length that a device whose longest frame is `max_frame` takes.
+fn frame_ok(len: usize, max_frame: usize) -> bool {
+    (MIN_FRAME..=max_frame).contains(&len)
 }
 
 /// The two queues of one virtio-net device, device side, over given
@@ -485,11 +550,25 @@ impl Default for Net {
 }
 
 impl Net {
-    /// Both queues fresh.
+    /// Both queues fresh, for frames up to [`MAX_FRAME`] bytes (the
+    /// default MTU).
     pub fn new() -> Self {
         Net {
-            queues: Queues::new(),
+            queues: Queues::new(MAX_FRAME),
         }
+    }
+
+    /// [`new`](Self::new) for frames up to `mtu` + 14 bytes (the device's
+    /// [`NetConfig::with_mtu`]); `None` below [`MIN_MTU`].
+    pub fn with_mtu(mtu: u16) -> Option<Self> {
+        (mtu >= MIN_MTU).then(|| Net {
+            queues: Queues::new(max_frame(mtu)),
+        })
+    }
+
+    /// The longest frame the device takes, without the header.
+    pub fn max_frame(&self) -> usize {
+        self.queues.max_frame
     }
 
     /// Counters so far.
@@ -542,9 +621,10 @@ impl Net {
     /// caller's: part of its copy client's shared buffer, so that the
     /// copy service scatters it in place) and scattered in one call and
     /// one publication per batch: a batch is at most `staging.len()`
-    /// bytes ([`RX_STAGING`] takes a whole burst). A `staging` shorter
-    /// than one full frame ([`RX_BUFFER_LEN`]) cannot take any: nothing
-    /// is written and nothing consumed. Frames beyond the posted chains
+    /// bytes ([`RX_STAGING`] takes a whole burst at the default MTU). A
+    /// `staging` shorter than one frame of the longest length
+    /// ([`max_frame`](Self::max_frame) and the header) cannot take every
+    /// frame: nothing is written and nothing consumed. Frames beyond the posted chains
     /// are left: see [`Received`]. An `Err` stopped the queue.
     pub fn receive<M: GuestDma>(
         &mut self,
@@ -553,7 +633,7 @@ impl Net {
         frames: &[&[u8]],
         staging: &mut [u8],
     ) -> Result<Received, QueueError> {
-        if staging.len() < RX_BUFFER_LEN {
+        if staging.len() < HDR_LEN.saturating_add(self.max_frame()) {
             return Ok(Received::default());
         }
         self.queues.receive(layout, dma, frames, staging)
@@ -596,10 +676,12 @@ struct Queues {
     tx_broken: bool,
     stats: Stats,
     drops: u32,
+    /// The longest frame taken either way (the MTU and 14).
+    max_frame: usize,
 }
 
 impl Queues {
-    fn new() -> Self {
+    fn new(max_frame: usize) -> Self {
         Queues {
             rx: rx_queue(),
             tx: DeviceQueue::new(),
@@ -607,6 +689,7 @@ impl Queues {
             tx_broken: false,
             stats: Stats::default(),
             drops: 0,
+            max_frame,
         }
     }
 
@@ -673,13 +756,21 @@ impl Queues {
         // smaller: then the frames it cannot hold wait for the next call).
         let room = areas.iter().map(Burst::room).min().unwrap_or(0);
         let space = areas.iter().map(Burst::space).min().unwrap_or(0);
+        // A frame longer than an empty area would wait for ever (the PD
+        // calling again and again): dropped as malformed instead. (A glue
+        // whose areas hold a frame at its MTU never sees it.)
+        let capacity = areas.iter().map(|a| a.buf.len()).min().unwrap_or(0);
         let mut planned = 0usize;
         let mut more = false;
         for k in 0..snapshot.pending() {
             let (head, chain) = snapshot.chain(k)?;
             let len = usize::try_from(chain.readable_len()).unwrap_or(usize::MAX);
             let frame = len.saturating_sub(HDR_LEN);
-            if !chain.writable().is_empty() || len < HDR_LEN || !frame_ok(frame) {
+            if !chain.writable().is_empty()
+                || len < HDR_LEN
+                || !frame_ok(frame, self.max_frame)
+                || len > capacity
+            {
                 self.dropped(DropReason::Malformed);
                 // Cannot fail: at most `pending <= MAX_CHAIN` pushes.
                 let _ = used.push(used_elem(head, 0));
@@ -909,7 +1000,7 @@ impl Queues {
             let mut at = 0usize;
             for frame in rest {
                 let end = at.saturating_add(HDR_LEN).saturating_add(frame.len());
-                let span = if !frame_ok(frame.len()) {
+                let span = if !frame_ok(frame.len(), self.max_frame) {
                     // Malformed: counted as such, never staged.
                     (0, frame.len())
                 } else if let Some(dst) = staging
@@ -983,7 +1074,7 @@ impl Queues {
             let fits = at
                 .and_then(|at| at.checked_add(HDR_LEN)?.checked_add(len))
                 .is_some_and(|end| end <= area.len());
-            let (Some(at), true, true) = (at, fits, frame_ok(len)) else {
+            let (Some(at), true, true) = (at, fits, frame_ok(len, self.max_frame)) else {
                 self.stats.rx_malformed += 1;
                 consumed += 1;
                 continue;
@@ -1114,12 +1205,21 @@ pub struct NetService {
 }
 
 impl NetService {
-    /// A service for the queues published in `page`.
+    /// A service for the queues published in `page`, at the default MTU.
     pub fn new(page: SharedBuffer) -> Self {
         NetService {
             page: BackendPage::new(page),
             net: Net::new(),
         }
+    }
+
+    /// [`new`](Self::new) at an MTU of `mtu` bytes (the device's
+    /// [`NetConfig::with_mtu`]); `None` below [`MIN_MTU`].
+    pub fn with_mtu(page: SharedBuffer, mtu: u16) -> Option<Self> {
+        Some(NetService {
+            page: BackendPage::new(page),
+            net: Net::with_mtu(mtu)?,
+        })
     }
 
     /// Counters over the service's life.
@@ -1278,20 +1378,30 @@ mod tests {
     }
 
     #[test]
-    fn config_space_is_the_mac_and_a_zero_status() {
+    fn config_space_is_the_mac_a_zero_status_and_the_mtu() {
         let c = NetConfig::new([2, 0, 0, 0, 0, 7]);
         assert_eq!(
             (c.device_id(), c.features(), c.queues()),
-            (1, 1 << 5 | 1 << 29, 2)
+            (1, 1 << 3 | 1 << 5 | 1 << 29, 2)
         );
         assert_eq!(c.config_read(0, 1), Some(2));
         assert_eq!(c.config_read(5, 1), Some(7));
         assert_eq!(c.config_read(4, 2), Some(0x0700));
         assert_eq!(c.config_read(0, 8), Some(0x0700_0000_0002));
         assert_eq!(c.config_read(6, 2), Some(0));
-        assert_eq!(c.config_read(7, 2), None);
-        assert_eq!(c.config_read(8, 1), None);
+        assert_eq!(c.config_read(8, 2), Some(1));
+        assert_eq!(c.config_read(10, 2), Some(1500));
+        assert_eq!(c.config_read(11, 2), None);
+        assert_eq!(c.config_read(12, 1), None);
         assert_eq!(c.config_read(u64::MAX, 1), None);
+        let jumbo = NetConfig::with_mtu([2, 0, 0, 0, 0, 7], 65510).unwrap();
+        assert_eq!(jumbo.config_read(10, 2), Some(65510));
+        assert_eq!(jumbo.config_read(0, 6), c.config_read(0, 6));
+        assert_eq!(NetConfig::with_mtu([2, 0, 0, 0, 0, 7], 67), None);
+        assert_eq!(
+            NetConfig::with_mtu([2, 0, 0, 0, 0, 7], 68).unwrap().mtu(),
+            68
+        );
         assert_eq!(
             NetHdr::received().as_bytes(),
             [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]

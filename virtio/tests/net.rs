@@ -41,8 +41,8 @@ use proptest::prelude::*;
 use virtio::device::Action;
 use virtio::mmio::{feature, reg, status, INT_USED_BUFFER};
 use virtio::net::{
-    feature as net_feature, Burst, NetFrontend, NetHdr, NetService, BURST_BYTES, HDR_LEN, RECEIVEQ,
-    TRANSMITQ,
+    feature as net_feature, Burst, NetFrontend, NetHdr, NetService, BURST_BYTES, DEFAULT_MTU,
+    HDR_LEN, RECEIVEQ, TRANSMITQ,
 };
 use virtio::virtq::InPlace;
 use zerocopy::IntoBytes;
@@ -104,6 +104,8 @@ struct Port<'a> {
     tx: DriverQueue,
     rx: DriverQueue,
     interrupts: u32,
+    /// The MTU the device was given.
+    mtu: u16,
 }
 
 impl Port<'_> {
@@ -123,7 +125,10 @@ impl Port<'_> {
         assert_eq!(self.r(reg::DEVICE_ID), 1);
         self.w(reg::DEVICE_FEATURES_SEL, 0);
         let low = self.r(reg::DEVICE_FEATURES);
-        assert_eq!(u64::from(low), net_feature::MAC | feature::RING_EVENT_IDX);
+        assert_eq!(
+            u64::from(low),
+            net_feature::MAC | net_feature::MTU | feature::RING_EVENT_IDX
+        );
         // This driver works the rings without event indices (the unit
         // tests and the fuzz harness cover them).
         let low = low & !(feature::RING_EVENT_IDX as u32);
@@ -131,6 +136,8 @@ impl Port<'_> {
             .map(|i| self.frontend.access(reg::CONFIG + i, 1, None).0 as u8)
             .collect();
         assert_eq!(config, mac(port).0);
+        let mtu = self.frontend.access(reg::CONFIG + 10, 2, None).0;
+        assert_eq!(mtu, u64::from(self.mtu));
         self.w(reg::DRIVER_FEATURES_SEL, 0);
         self.w(reg::DRIVER_FEATURES, low);
         self.w(reg::DRIVER_FEATURES_SEL, 1);
@@ -336,6 +343,12 @@ fn with_system<R>(f: impl FnOnce(&mut System<'_>) -> R) -> R {
 
 /// The system with the ACL's `deny` list.
 fn with_system_denying<R>(deny: &str, f: impl FnOnce(&mut System<'_>) -> R) -> R {
+    with_system_at(deny, DEFAULT_MTU, f)
+}
+
+/// The system with the ACL's `deny` list, every device and the switch at
+/// an MTU of `mtu` bytes.
+fn with_system_at<R>(deny: &str, mtu: u16, f: impl FnOnce(&mut System<'_>) -> R) -> R {
     let mut guest = vec![0u8; RAM_LEN as usize];
     let mut pages: Vec<Vec<u8>> = (0..PORTS).map(|_| vec![0u8; 4096]).collect();
     let pairs = Pairs::new(PortSet((1 << PORTS) - 1), STAGING, AREA).unwrap();
@@ -372,20 +385,22 @@ fn with_system_denying<R>(deny: &str, f: impl FnOnce(&mut System<'_>) -> R) -> R
                 calls: &calls[port],
             };
             Port {
-                frontend: NetFrontend::new(page, mac(port).0),
-                service: NetService::new(page),
+                frontend: NetFrontend::with_mtu(page, mac(port).0, mtu).unwrap(),
+                service: NetService::with_mtu(page, mtu).unwrap(),
                 client: Client::with_staging(transport, window(port), 0, STAGING).unwrap(),
                 window: windows[port],
                 calls: &calls[port],
                 tx: driver_queue(port, TRANSMITQ),
                 rx: driver_queue(port, RECEIVEQ),
                 interrupts: 0,
+                mtu,
             }
         })
         .collect();
     let macs: [Mac; PORTS] = core::array::from_fn(mac);
     let mut config = Config::new(macs).unwrap();
     config.deny_list(deny).unwrap();
+    config.set_mtu(mtu).unwrap();
     let mut system = System {
         ram: &ram,
         ports,
@@ -448,6 +463,43 @@ fn frames_cross_the_switch_byte_exact() {
         let c = *sys.switch.counters(0).unwrap();
         assert_eq!((c.rx, c.spoofed), (3, 1));
         assert_eq!(sys.switch.counters(1).unwrap().tx, 2);
+    });
+}
+
+/// At the system's jumbo MTU (65,510: a frame and its header are 64 KiB)
+/// a frame of the MTU crosses whole, into a receive chain of many buffers
+/// as Linux posts above 1500 (here 2 KiB each); one byte longer is
+/// dropped as malformed at the sender, and a receiver's buffers for 1500
+/// drop a jumbo frame as too short, counted.
+#[test]
+fn a_jumbo_frame_crosses_at_the_devices_mtu() {
+    with_system_at("", 65510, |sys| {
+        let slot = SLOT as usize;
+        let pieces =
+            |bytes: &[u8]| -> Vec<Vec<u8>> { bytes.chunks(slot).map(<[u8]>::to_vec).collect() };
+        // One chain of 32 buffers: exactly a 65,524-byte frame's.
+        let big_chain = vec![vec![0u8; slot]; 32];
+        assert!(sys.ports[1].rx.post(sys.ram, &big_chain, true));
+        assert_eq!(sys.ports[2].post_rx(sys.ram, 1), 1);
+        let jumbo = frame(mac(1), mac(0), 65524, 7);
+        let too_long = frame(mac(1), mac(0), 65525, 8);
+        let to_two = frame(mac(2), mac(0), 9014, 9);
+        // 32 and 33 buffers: one chain at a time in the 64-entry ring.
+        assert_eq!(sys.send(0, &[pieces(&with_header(&jumbo))]), 1);
+        assert_eq!(sys.send(0, &[pieces(&with_header(&too_long))]), 1);
+        assert_eq!(sys.send(0, &[pieces(&with_header(&to_two))]), 1);
+        let got1 = sys.ports[1].rx.reclaim(sys.ram);
+        assert_eq!(got1.len(), 1);
+        let (h, f) = split(&got1[0]);
+        assert_eq!(h, NetHdr::received().as_bytes());
+        assert!(f == jumbo.as_slice(), "the jumbo frame arrived changed");
+        // Port 2's 1530-byte buffer is used empty; the frame is dropped.
+        let got2 = sys.ports[2].rx.reclaim(sys.ram);
+        assert_eq!(got2, [Vec::<u8>::new()]);
+        let s = sys.ports[0].service.stats();
+        assert_eq!((s.tx_frames, s.tx_malformed), (2, 1));
+        assert_eq!(sys.ports[2].service.stats().rx_too_short, 1);
+        assert_eq!(sys.switch.counters(2).unwrap().dropped_no_buffer, 1);
     });
 }
 

@@ -44,6 +44,36 @@ const fn hex(s: &str) -> u64 {
     v
 }
 
+/// Parses a decimal constant at compile time.
+const fn dec(s: &str) -> u64 {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut v: u64 = 0;
+    while i < b.len() {
+        let d = match b[i] {
+            c @ b'0'..=b'9' => c - b'0',
+            _ => panic!("not a decimal number"),
+        };
+        v = v * 10 + d as u64;
+        i += 1;
+    }
+    v
+}
+
+/// The VM network's MTU (make's `NET_MTU`, default 65510): what every
+/// VM's virtio-net device reports (`VIRTIO_NET_F_MTU`) and the `net` PD's
+/// switch forwards, the same for every port. 65,510 makes a frame with
+/// its Ethernet and virtio-net headers exactly 64 KiB; 68 to 65535 are
+/// taken (checked when the PDs are built).
+pub const NET_MTU: u16 = {
+    let mtu = dec(match option_env!("NET_MTU") {
+        Some(s) => s,
+        None => "65510",
+    });
+    assert!(mtu >= 68 && mtu <= 65535, "NET_MTU: 68 to 65535");
+    mtu as u16
+};
+
 /// Guest RAM as the guest sees it (board file: `GUEST_RAM_GPA`, `GUEST_RAM_SIZE`).
 pub const LAYOUT: Layout = Layout {
     gpa: hex(match option_env!("GUEST_RAM_GPA") {

@@ -61,7 +61,7 @@ use guest_ram::client::Client;
 use guest_ram::SharedBuffer;
 use net_switch::{Config, Mac, Pairs, PortRouter, PortSet, Switch};
 use sel4_microkit::{protection_domain, var, Channel, ChannelSet, Handler, Infallible};
-use virtio::net::{Burst, NetService, BURST_BYTES, MAX_AREAS};
+use virtio::net::{max_frame, Burst, NetService, BURST_BYTES, HDR_LEN, MAX_AREAS};
 use virtio::virtq::InPlace;
 
 /// The most VMs (guest_ram_sdf.linux's MAX_VMS): the switch's ports.
@@ -70,11 +70,13 @@ const PORTS: usize = 4;
 /// snapshots, used rings and peeks (guest_ram_sdf.linux's
 /// NET_BUFFER_SIZE).
 const STAGING: usize = 0x2_0000;
-/// One direction's area in a pair region: a whole burst
-/// ([`BURST_BYTES`], 97,664 bytes), page-rounded (guest_ram_sdf.linux's
-/// NET_AREA_SIZE).
-const AREA: usize = 0x1_8000;
-const _: () = assert!(AREA >= BURST_BYTES);
+/// One direction's area in a pair region (guest_ram_sdf.linux's
+/// NET_AREA_SIZE): 512 KiB, a whole burst at the default MTU
+/// ([`BURST_BYTES`], 97,664 bytes) and 8 frames at the default
+/// `NET_MTU` (64 KiB each with their headers); at least one frame at any
+/// MTU.
+const AREA: usize = 0x8_0000;
+const _: () = assert!(AREA >= BURST_BYTES && AREA >= 8 * (HDR_LEN + max_frame(common::NET_MTU)));
 
 /// One VM's port.
 struct Port {
@@ -161,7 +163,9 @@ fn port(n: usize, v: &PortVars, pairs: &Pairs, pair_size: usize) -> Option<Port>
         channel: Channel::new(n),
         power: Channel::new(v.power),
         client,
-        service: NetService::new(page),
+        // `NET_MTU` is in range (checked at build time).
+        service: NetService::with_mtu(page, common::NET_MTU)
+            .unwrap_or_else(|| NetService::new(page)),
         buffer,
     })
 }
@@ -234,6 +238,9 @@ fn init() -> Net {
     });
     let macs = core::array::from_fn(|n| Mac(common::net_mac(n)));
     let mut config = Config::new(macs).expect("distinct unicast MACs");
+    if let Err(e) = config.set_mtu(common::NET_MTU) {
+        log::error!("net: MTU refused ({e}): 1500");
+    }
     // A VM the system does not have: no frame goes to or comes from it.
     for a in 0..PORTS {
         for b in a + 1..PORTS {
@@ -251,8 +258,9 @@ fn init() -> Net {
         ),
     }
     log::info!(
-        "net: {} port(s), MACs 02:00:00:00:00:01.., deny list {:?}",
+        "net: {} port(s), MACs 02:00:00:00:00:01.., MTU {}, deny list {:?}",
         ports.iter().flatten().count(),
+        common::NET_MTU,
         list.trim_ascii()
     );
     Net {

@@ -227,7 +227,8 @@ impl Vm {
             net: wiring.net.map(|(page, net, mac)| {
                 Device::new(
                     page,
-                    NetConfig::new(mac),
+                    // `NET_MTU` is in range (checked at build time).
+                    NetConfig::with_mtu(mac, common::NET_MTU).unwrap_or(NetConfig::new(mac)),
                     VIRTIO_NET_GPA,
                     VIRTIO_NET_IRQ,
                     net,

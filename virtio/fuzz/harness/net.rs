@@ -51,8 +51,8 @@ use guest_ram::server::{ClientConfig, Server, Window};
 use guest_ram::transport::Local;
 use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
 use virtio::net::{
-    Burst, NetService, Router, HDR_LEN, MAX_BURST, MAX_FRAME, MIN_FRAME, PEEK_LEN, RECEIVEQ,
-    TRANSMITQ,
+    max_frame, Burst, NetService, Router, DEFAULT_MTU, HDR_LEN, MAX_BURST, MIN_FRAME, MIN_MTU,
+    PEEK_LEN, RECEIVEQ, TRANSMITQ,
 };
 use virtio::queue::Layout;
 use virtio::shared::{self, QueueState};
@@ -74,6 +74,8 @@ struct FuzzRouter<'a> {
     peek: bool,
     answers: &'a [u8],
     asked: usize,
+    /// The device's longest frame.
+    max_frame: usize,
 }
 
 impl Router for FuzzRouter<'_> {
@@ -81,7 +83,7 @@ impl Router for FuzzRouter<'_> {
         self.peek
     }
     fn route(&mut self, len: usize, head: Option<&[u8]>) -> u8 {
-        assert!((MIN_FRAME..=MAX_FRAME).contains(&len));
+        assert!((MIN_FRAME..=self.max_frame).contains(&len));
         assert!(head.is_none_or(|h| h.len() == PEEK_LEN));
         assert!(head.is_some() == self.peek);
         self.asked += 1;
@@ -96,6 +98,10 @@ pub fn run(data: &[u8]) {
         return;
     }
     let routed = data[7] & 0x80 != 0;
+    // The device's MTU, by the input's length: the default, a larger one
+    // (frames to 1614 bytes, which the lengths below reach) or the least.
+    let mtu = [DEFAULT_MTU, 1600, MIN_MTU][data.len() % 3];
+    let max = max_frame(mtu);
     let size = 1u16 << (data[0] % 5);
     let event_idx = data[6] & 0x80 != 0;
     // The flag means nothing with event indices.
@@ -111,7 +117,7 @@ pub fn run(data: &[u8]) {
         .map(|(i, b)| {
             let len = match b % 4 {
                 0 => usize::from(*b) / 16,
-                1 => MAX_FRAME + usize::from(*b) / 64,
+                1 => max + usize::from(*b) / 64,
                 _ => MIN_FRAME + usize::from(*b) * 6,
             };
             (0..len).map(|j| (i ^ j) as u8).collect()
@@ -136,11 +142,11 @@ pub fn run(data: &[u8]) {
         .add_client(ClientConfig::new(1, shared, &[window]).unwrap())
         .unwrap();
     let mut client = Client::new(Local::new(&server, &ram, 1), shared);
-    let mut service = NetService::new(page);
+    let mut service = NetService::with_mtu(page, mtu).unwrap();
     // The receive staging area a caller gives (`Net::receive`): a whole burst.
     let mut staging = vec![0u8; virtio::net::RX_STAGING];
     if routed {
-        routed_steps(data, &mut service, &mut client, &page, no_interrupt);
+        routed_steps(data, &mut service, &mut client, &page, no_interrupt, max);
         assert!(
             outside(&guest) == outside_before,
             "a byte outside the window changed"
@@ -158,7 +164,7 @@ pub fn run(data: &[u8]) {
         assert!(burst.len() <= MAX_BURST);
         let mut held = 0;
         for frame in burst.frames() {
-            assert!((MIN_FRAME..=MAX_FRAME).contains(&frame.len()));
+            assert!((MIN_FRAME..=max).contains(&frame.len()));
             held += HDR_LEN + frame.len();
             frames_out += 1;
             bytes_out += frame.len() as u64;
@@ -279,6 +285,7 @@ fn routed_steps<M: GuestDma>(
     client: &mut M,
     page: &SharedBuffer,
     no_interrupt: bool,
+    max: usize,
 ) {
     let area_len = usize::from(u16::from_le_bytes([data[5], data[6]])) % (8 * 1024);
     let (mut a, mut b) = (vec![0u8; area_len], vec![0u8; 4096]);
@@ -286,6 +293,7 @@ fn routed_steps<M: GuestDma>(
         peek: data[7] & 0x40 != 0,
         answers: data.get(8..40).unwrap_or(&[]),
         asked: 0,
+        max_frame: max,
     };
     let spans = {
         let mut areas = [Burst::new(&mut a), Burst::new(&mut b)];
@@ -295,7 +303,7 @@ fn routed_steps<M: GuestDma>(
         for area in &areas {
             assert!(area.len() <= MAX_BURST);
             for &(start, len) in area.spans() {
-                assert!((MIN_FRAME..=MAX_FRAME).contains(&len) && start >= HDR_LEN);
+                assert!((MIN_FRAME..=max).contains(&len) && start >= HDR_LEN);
             }
         }
         let mut spans = areas[0].spans().to_vec();
