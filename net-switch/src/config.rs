@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: BSD-2-Clause
 //! The switch's configuration: each port's MAC and the ACL.
 
-use crate::{max_frame, Error, Mac, PortSet, DEFAULT_MTU, MAX_PORTS, MIN_MTU};
+use crate::{Error, Mac, Mtu, PortSet, MAX_PORTS};
 
 /// `PORTS` ports (at most [`MAX_PORTS`], checked when the program is
 /// built), each with its VM's MAC address, and which port pairs may
 /// exchange frames.
 ///
-/// Every port has the same MTU ([`DEFAULT_MTU`] until
+/// Every port has the same MTU ([`Mtu::DEFAULT`] until
 /// [`set_mtu`](Self::set_mtu)): the longest frame the switch forwards is
 /// [`max_frame`](Self::max_frame) bytes. Each VM's virtio-net device tells
 /// its guest that MTU (`VIRTIO_NET_F_MTU`), so a guest never has a reason
@@ -23,7 +23,7 @@ use crate::{max_frame, Error, Mac, PortSet, DEFAULT_MTU, MAX_PORTS, MIN_MTU};
 pub struct Config<const PORTS: usize> {
     macs: [Mac; PORTS],
     allowed: [PortSet; PORTS],
-    mtu: u16,
+    mtu: Mtu,
 }
 
 impl<const PORTS: usize> Config<PORTS> {
@@ -58,29 +58,24 @@ impl<const PORTS: usize> Config<PORTS> {
         Ok(Config {
             macs,
             allowed,
-            mtu: DEFAULT_MTU,
+            mtu: Mtu::DEFAULT,
         })
     }
 
-    /// Sets every port's MTU: frames up to `mtu` + 14 bytes pass. Any
-    /// `mtu` from [`MIN_MTU`] to 65535 (virtio-net's range).
-    pub fn set_mtu(&mut self, mtu: u16) -> Result<(), Error> {
-        if mtu < MIN_MTU {
-            return Err(Error::MtuTooSmall { mtu });
-        }
+    /// Sets every port's MTU: frames up to `mtu` + 14 bytes pass.
+    pub fn set_mtu(&mut self, mtu: Mtu) {
         self.mtu = mtu;
-        Ok(())
     }
 
     /// The ports' MTU.
-    pub fn mtu(&self) -> u16 {
+    pub fn mtu(&self) -> Mtu {
         self.mtu
     }
 
     /// The longest frame the switch forwards: [`mtu`](Self::mtu) + 14
     /// bytes.
     pub fn max_frame(&self) -> usize {
-        max_frame(self.mtu)
+        self.mtu.max_frame()
     }
 
     /// Port `port`'s MAC.

@@ -68,24 +68,15 @@ pub const MAX_PORTS: usize = 64;
 /// the virtio-net header, which is the glue's business.
 pub const MIN_FRAME: usize = 14;
 
-/// The longest Ethernet II frame the switch takes at [`DEFAULT_MTU`]: 14
+/// The longest Ethernet II frame the switch takes at [`Mtu::DEFAULT`]: 14
 /// bytes of header and a 1500-byte payload, without the frame check
 /// sequence (virtio-net carries none) and without the virtio-net header.
-/// At another MTU it is [`max_frame`]`(mtu)` ([`Config::max_frame`]).
-pub const MAX_FRAME: usize = max_frame(DEFAULT_MTU);
+/// At another MTU it is [`Mtu::max_frame`] ([`Config::max_frame`]).
+pub const MAX_FRAME: usize = Mtu::DEFAULT.max_frame();
 
-/// The MTU of a [`Config`] that sets none: Ethernet's 1500 bytes.
-pub const DEFAULT_MTU: u16 = 1500;
-
-/// The smallest MTU a [`Config`] takes: IPv4's 68 bytes, the least that
-/// virtio-net's `mtu` field may say (virtio 1.2, §5.1.4.1).
-pub const MIN_MTU: u16 = 68;
-
-/// The longest frame (without the virtio-net header) at an MTU of `mtu`
-/// bytes: the MTU and the 14-byte Ethernet header.
-pub const fn max_frame(mtu: u16) -> usize {
-    MIN_FRAME + mtu as usize
-}
+/// The ports' MTU: virtio-net's, which the VMs' devices report, checked
+/// (68 to 65535) where it is made.
+pub use virtio::net::{Mtu, MIN_MTU};
 
 /// An Ethernet MAC address, in transmission order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -280,11 +271,6 @@ pub enum Error {
         /// The port.
         port: usize,
     },
-    /// An MTU below [`MIN_MTU`].
-    MtuTooSmall {
-        /// The MTU given.
-        mtu: u16,
-    },
 }
 
 impl fmt::Display for Error {
@@ -308,9 +294,6 @@ impl fmt::Display for Error {
             }
             Error::NoDelivery { port } => {
                 write!(f, "no delivery to port {port} to count as dropped")
-            }
-            Error::MtuTooSmall { mtu } => {
-                write!(f, "an MTU of {mtu} bytes (at least {MIN_MTU})")
             }
         }
     }

@@ -5,7 +5,7 @@
 //! frame indices per destination). Decisions, errors, counters and plans
 //! must agree.
 
-use net_switch::{Config, Counters, Decision, Error, Mac, Plan, PortSet, Reason, Switch};
+use net_switch::{Config, Counters, Decision, Error, Mac, Mtu, Plan, PortSet, Reason, Switch};
 use proptest::prelude::*;
 
 const PORTS: usize = 5;
@@ -239,12 +239,15 @@ proptest! {
             core::array::from_fn(|i| [2, 0, 0, 0, 1, i as u8])
         };
         let mut config = Config::new(macs.map(Mac)).unwrap();
-        // Any MTU from 68 is taken; below, refused and the default kept.
-        let taken = config.set_mtu(mtu);
-        prop_assert_eq!(taken.is_ok(), mtu >= 68);
+        // Any MTU from 68 is one; below, none, and the default is kept.
+        let taken = Mtu::new(mtu);
+        prop_assert_eq!(taken.is_some(), mtu >= 68);
+        if let Some(mtu) = taken {
+            config.set_mtu(mtu);
+        }
         let mut model = Model {
             macs: macs.to_vec(),
-            max_frame: 14 + usize::from(config.mtu()),
+            max_frame: 14 + usize::from(config.mtu().get()),
             denied: Vec::new(),
             counters: vec![Counters::default(); PORTS],
         };

@@ -20,7 +20,7 @@
 //!   description gave its port, the one the switch checks every frame's
 //!   source address against.
 //! - `VIRTIO_NET_F_MTU` (3): the configuration space's `mtu` is the
-//!   network's MTU ([`NetConfig::with_mtu`]; [`DEFAULT_MTU`], 1500, unless
+//!   network's MTU ([`NetConfig::with_mtu`]; [`Mtu::DEFAULT`], 1500, unless
 //!   the system description says otherwise), and the device takes frames
 //!   up to `mtu` + 14 bytes each way ([`Net::with_mtu`]), longer ones
 //!   dropped as malformed (§5.1.6.2: a driver that negotiated it never
@@ -37,9 +37,10 @@
 //!   mixed MTUs; TCP's MSS option keeps its connections within it.
 //! - `VIRTIO_NET_F_STATUS` (16) is not offered: the link between a VM and
 //!   the switch never goes down, and a driver without it assumes the link
-//!   is up. The configuration space is `mac[6]` at 0 and `status` (u16) at
-//!   6, which reads 0; nothing lies beyond (no `max_virtqueue_pairs`
-//!   without `VIRTIO_NET_F_MQ`, no `mtu` without `VIRTIO_NET_F_MTU`).
+//!   is up. The configuration space is `mac[6]` at 0, `status` (u16) at
+//!   6, which reads 0, `max_virtqueue_pairs` at 8 (1; without
+//!   `VIRTIO_NET_F_MQ` no driver reads it, but `mtu` lies after it) and
+//!   `mtu` at 10; nothing lies beyond.
 //! - No offloads. `VIRTIO_NET_F_CSUM`/`GUEST_CSUM` would let frames cross
 //!   the switch with partial checksums, which is right only if every
 //!   receiver negotiated `GUEST_CSUM` (or the switch completed checksums):
@@ -137,25 +138,50 @@ pub const CONFIG_LEN: u64 = 12;
 pub const HDR_LEN: usize = 12;
 /// The shortest frame: destination, source and EtherType.
 pub const MIN_FRAME: usize = 14;
-/// The longest frame at [`DEFAULT_MTU`]: 14 bytes of header, 1500 of
-/// payload, no FCS. At another MTU: [`max_frame`].
-pub const MAX_FRAME: usize = max_frame(DEFAULT_MTU);
-/// The MTU of a device that is given none: Ethernet's 1500 bytes.
-pub const DEFAULT_MTU: u16 = 1500;
+/// The longest frame at [`Mtu::DEFAULT`]: 14 bytes of header, 1500 of
+/// payload, no FCS. At another MTU: [`Mtu::max_frame`].
+pub const MAX_FRAME: usize = Mtu::DEFAULT.max_frame();
 /// The smallest MTU a device takes (§5.1.4.1: `mtu` is 68 to 65535).
 pub const MIN_MTU: u16 = 68;
-/// The longest frame at an MTU of `mtu` bytes: the MTU and the 14-byte
-/// Ethernet header (no FCS, no virtio-net header).
-pub const fn max_frame(mtu: u16) -> usize {
-    MIN_FRAME + mtu as usize
+
+/// An MTU a virtio-net device may report: [`MIN_MTU`] to 65535 bytes
+/// (§5.1.4.1), checked once, by [`new`](Self::new), so that what takes an
+/// `Mtu` (a device, the `net_switch` switch, a PD's build-time constant)
+/// needs no check and has no error of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mtu(u16);
+
+impl Mtu {
+    /// Ethernet's 1500 bytes: a device's MTU when it is given none.
+    pub const DEFAULT: Mtu = Mtu(1500);
+
+    /// `bytes` as an MTU; `None` below [`MIN_MTU`].
+    pub const fn new(bytes: u16) -> Option<Mtu> {
+        if bytes < MIN_MTU {
+            return None;
+        }
+        Some(Mtu(bytes))
+    }
+
+    /// The MTU in bytes.
+    pub const fn get(self) -> u16 {
+        self.0
+    }
+
+    /// The longest frame at this MTU: the MTU and the 14-byte Ethernet
+    /// header (no FCS, no virtio-net header).
+    pub const fn max_frame(self) -> usize {
+        MIN_FRAME + self.0 as usize
+    }
 }
-/// The shortest receive chain that takes any frame at [`DEFAULT_MTU`]:
+
+/// The shortest receive chain that takes any frame at [`Mtu::DEFAULT`]:
 /// header and [`MAX_FRAME`] bytes.
 pub const RX_BUFFER_LEN: usize = HDR_LEN + MAX_FRAME;
 /// The most frames a [`Burst`] holds: one transmit call's worth.
 pub const MAX_BURST: usize = 64;
 /// Bytes a [`Burst`] needs to hold [`MAX_BURST`] frames of any length at
-/// [`DEFAULT_MTU`], headers included. (At a larger MTU a burst takes the
+/// [`Mtu::DEFAULT`], headers included. (At a larger MTU a burst takes the
 /// frames that fit, and a transmit leaves the rest for the next call.)
 pub const BURST_BYTES: usize = MAX_BURST * RX_BUFFER_LEN;
 /// Bytes of a receive staging area ([`Net::receive`]) that takes a
@@ -307,7 +333,7 @@ impl fmt::Display for DropReason {
 pub struct NetConfig {
     /// The port's MAC address, from the system description.
     pub mac: [u8; 6],
-    mtu: u16,
+    mtu: Mtu,
 }
 
 impl Default for NetConfig {
@@ -317,25 +343,18 @@ impl Default for NetConfig {
 }
 
 impl NetConfig {
-    /// A device with MAC address `mac` and an MTU of [`DEFAULT_MTU`].
+    /// A device with MAC address `mac` and an MTU of [`Mtu::DEFAULT`].
     pub const fn new(mac: [u8; 6]) -> Self {
-        NetConfig {
-            mac,
-            mtu: DEFAULT_MTU,
-        }
+        Self::with_mtu(mac, Mtu::DEFAULT)
     }
 
-    /// A device with MAC address `mac` and an MTU of `mtu` bytes; `None`
-    /// below [`MIN_MTU`].
-    pub const fn with_mtu(mac: [u8; 6], mtu: u16) -> Option<Self> {
-        if mtu < MIN_MTU {
-            return None;
-        }
-        Some(NetConfig { mac, mtu })
+    /// A device with MAC address `mac` and an MTU of `mtu`.
+    pub const fn with_mtu(mac: [u8; 6], mtu: Mtu) -> Self {
+        NetConfig { mac, mtu }
     }
 
     /// The MTU the device reports.
-    pub const fn mtu(&self) -> u16 {
+    pub const fn mtu(&self) -> Mtu {
         self.mtu
     }
 
@@ -344,7 +363,7 @@ impl NetConfig {
     /// without `VIRTIO_NET_F_MQ` no driver reads it), `mtu` at 10.
     fn bytes(&self) -> [u8; CONFIG_LEN as usize] {
         let [a, b, c, d, e, f] = self.mac;
-        let [m0, m1] = self.mtu.to_le_bytes();
+        let [m0, m1] = self.mtu.get().to_le_bytes();
         [a, b, c, d, e, f, 0, 0, 1, 0, m0, m1]
     }
 }
@@ -383,10 +402,9 @@ impl Frontend<NetConfig> {
         Self::with_device(page, NetConfig::new(mac))
     }
 
-    /// [`new`](Self::new) with an MTU of `mtu` bytes; `None` below
-    /// [`MIN_MTU`].
-    pub fn with_mtu(page: SharedBuffer, mac: [u8; 6], mtu: u16) -> Option<Self> {
-        Some(Self::with_device(page, NetConfig::with_mtu(mac, mtu)?))
+    /// [`new`](Self::new) with an MTU of `mtu`.
+    pub fn with_mtu(page: SharedBuffer, mac: [u8; 6], mtu: Mtu) -> Self {
+        Self::with_device(page, NetConfig::with_mtu(mac, mtu))
     }
 }
 
@@ -553,17 +571,15 @@ impl Net {
     /// Both queues fresh, for frames up to [`MAX_FRAME`] bytes (the
     /// default MTU).
     pub fn new() -> Self {
-        Net {
-            queues: Queues::new(MAX_FRAME),
-        }
+        Self::with_mtu(Mtu::DEFAULT)
     }
 
     /// [`new`](Self::new) for frames up to `mtu` + 14 bytes (the device's
-    /// [`NetConfig::with_mtu`]); `None` below [`MIN_MTU`].
-    pub fn with_mtu(mtu: u16) -> Option<Self> {
-        (mtu >= MIN_MTU).then(|| Net {
-            queues: Queues::new(max_frame(mtu)),
-        })
+    /// [`NetConfig::with_mtu`]).
+    pub fn with_mtu(mtu: Mtu) -> Self {
+        Net {
+            queues: Queues::new(mtu.max_frame()),
+        }
     }
 
     /// The longest frame the device takes, without the header.
@@ -1207,19 +1223,16 @@ pub struct NetService {
 impl NetService {
     /// A service for the queues published in `page`, at the default MTU.
     pub fn new(page: SharedBuffer) -> Self {
-        NetService {
-            page: BackendPage::new(page),
-            net: Net::new(),
-        }
+        Self::with_mtu(page, Mtu::DEFAULT)
     }
 
-    /// [`new`](Self::new) at an MTU of `mtu` bytes (the device's
-    /// [`NetConfig::with_mtu`]); `None` below [`MIN_MTU`].
-    pub fn with_mtu(page: SharedBuffer, mtu: u16) -> Option<Self> {
-        Some(NetService {
+    /// [`new`](Self::new) at an MTU of `mtu` (the device's
+    /// [`NetConfig::with_mtu`]).
+    pub fn with_mtu(page: SharedBuffer, mtu: Mtu) -> Self {
+        NetService {
             page: BackendPage::new(page),
-            net: Net::with_mtu(mtu)?,
-        })
+            net: Net::with_mtu(mtu),
+        }
     }
 
     /// Counters over the service's life.
@@ -1394,14 +1407,13 @@ mod tests {
         assert_eq!(c.config_read(11, 2), None);
         assert_eq!(c.config_read(12, 1), None);
         assert_eq!(c.config_read(u64::MAX, 1), None);
-        let jumbo = NetConfig::with_mtu([2, 0, 0, 0, 0, 7], 65510).unwrap();
+        let jumbo = NetConfig::with_mtu([2, 0, 0, 0, 0, 7], Mtu::new(65510).unwrap());
         assert_eq!(jumbo.config_read(10, 2), Some(65510));
         assert_eq!(jumbo.config_read(0, 6), c.config_read(0, 6));
-        assert_eq!(NetConfig::with_mtu([2, 0, 0, 0, 0, 7], 67), None);
-        assert_eq!(
-            NetConfig::with_mtu([2, 0, 0, 0, 0, 7], 68).unwrap().mtu(),
-            68
-        );
+        assert_eq!(Mtu::new(67), None);
+        assert_eq!(Mtu::new(68).unwrap().get(), 68);
+        assert_eq!(Mtu::new(u16::MAX).unwrap().max_frame(), 65549);
+        assert_eq!(Mtu::DEFAULT.max_frame(), MAX_FRAME);
         assert_eq!(
             NetHdr::received().as_bytes(),
             [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]

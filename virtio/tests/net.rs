@@ -41,8 +41,8 @@ use proptest::prelude::*;
 use virtio::device::Action;
 use virtio::mmio::{feature, reg, status, INT_USED_BUFFER};
 use virtio::net::{
-    feature as net_feature, Burst, NetFrontend, NetHdr, NetService, BURST_BYTES, DEFAULT_MTU,
-    HDR_LEN, RECEIVEQ, TRANSMITQ,
+    feature as net_feature, Burst, Mtu, NetFrontend, NetHdr, NetService, BURST_BYTES, HDR_LEN,
+    RECEIVEQ, TRANSMITQ,
 };
 use virtio::virtq::InPlace;
 use zerocopy::IntoBytes;
@@ -105,7 +105,7 @@ struct Port<'a> {
     rx: DriverQueue,
     interrupts: u32,
     /// The MTU the device was given.
-    mtu: u16,
+    mtu: Mtu,
 }
 
 impl Port<'_> {
@@ -137,7 +137,7 @@ impl Port<'_> {
             .collect();
         assert_eq!(config, mac(port).0);
         let mtu = self.frontend.access(reg::CONFIG + 10, 2, None).0;
-        assert_eq!(mtu, u64::from(self.mtu));
+        assert_eq!(mtu, u64::from(self.mtu.get()));
         self.w(reg::DRIVER_FEATURES_SEL, 0);
         self.w(reg::DRIVER_FEATURES, low);
         self.w(reg::DRIVER_FEATURES_SEL, 1);
@@ -343,12 +343,12 @@ fn with_system<R>(f: impl FnOnce(&mut System<'_>) -> R) -> R {
 
 /// The system with the ACL's `deny` list.
 fn with_system_denying<R>(deny: &str, f: impl FnOnce(&mut System<'_>) -> R) -> R {
-    with_system_at(deny, DEFAULT_MTU, f)
+    with_system_at(deny, Mtu::DEFAULT, f)
 }
 
 /// The system with the ACL's `deny` list, every device and the switch at
 /// an MTU of `mtu` bytes.
-fn with_system_at<R>(deny: &str, mtu: u16, f: impl FnOnce(&mut System<'_>) -> R) -> R {
+fn with_system_at<R>(deny: &str, mtu: Mtu, f: impl FnOnce(&mut System<'_>) -> R) -> R {
     let mut guest = vec![0u8; RAM_LEN as usize];
     let mut pages: Vec<Vec<u8>> = (0..PORTS).map(|_| vec![0u8; 4096]).collect();
     let pairs = Pairs::new(PortSet((1 << PORTS) - 1), STAGING, AREA).unwrap();
@@ -385,8 +385,8 @@ fn with_system_at<R>(deny: &str, mtu: u16, f: impl FnOnce(&mut System<'_>) -> R)
                 calls: &calls[port],
             };
             Port {
-                frontend: NetFrontend::with_mtu(page, mac(port).0, mtu).unwrap(),
-                service: NetService::with_mtu(page, mtu).unwrap(),
+                frontend: NetFrontend::with_mtu(page, mac(port).0, mtu),
+                service: NetService::with_mtu(page, mtu),
                 client: Client::with_staging(transport, window(port), 0, STAGING).unwrap(),
                 window: windows[port],
                 calls: &calls[port],
@@ -400,7 +400,7 @@ fn with_system_at<R>(deny: &str, mtu: u16, f: impl FnOnce(&mut System<'_>) -> R)
     let macs: [Mac; PORTS] = core::array::from_fn(mac);
     let mut config = Config::new(macs).unwrap();
     config.deny_list(deny).unwrap();
-    config.set_mtu(mtu).unwrap();
+    config.set_mtu(mtu);
     let mut system = System {
         ram: &ram,
         ports,
@@ -473,7 +473,7 @@ fn frames_cross_the_switch_byte_exact() {
 /// drop a jumbo frame as too short, counted.
 #[test]
 fn a_jumbo_frame_crosses_at_the_devices_mtu() {
-    with_system_at("", 65510, |sys| {
+    with_system_at("", Mtu::new(65510).unwrap(), |sys| {
         let slot = SLOT as usize;
         let pieces =
             |bytes: &[u8]| -> Vec<Vec<u8>> { bytes.chunks(slot).map(<[u8]>::to_vec).collect() };

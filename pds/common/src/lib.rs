@@ -21,6 +21,7 @@ use guest_ram::client::Transport;
 use guest_ram::protocol::MSG_WORDS;
 use guest_ram::selftest::Layout;
 use sel4_microkit::{debug_println, with_msg_regs, with_msg_regs_mut, Channel, MessageInfo};
+use virtio::net::Mtu;
 
 /// Parses the board file's hex constants at compile time.
 const fn hex(s: &str) -> u64 {
@@ -65,13 +66,16 @@ const fn dec(s: &str) -> u64 {
 /// switch forwards, the same for every port. 65,510 makes a frame with
 /// its Ethernet and virtio-net headers exactly 64 KiB; 68 to 65535 are
 /// taken (checked when the PDs are built).
-pub const NET_MTU: u16 = {
+pub const NET_MTU: Mtu = {
     let mtu = dec(match option_env!("NET_MTU") {
         Some(s) => s,
         None => "65510",
     });
-    assert!(mtu >= 68 && mtu <= 65535, "NET_MTU: 68 to 65535");
-    mtu as u16
+    assert!(mtu <= u16::MAX as u64, "NET_MTU: 68 to 65535");
+    match Mtu::new(mtu as u16) {
+        Some(mtu) => mtu,
+        None => panic!("NET_MTU: 68 to 65535"),
+    }
 };
 
 /// Guest RAM as the guest sees it (board file: `GUEST_RAM_GPA`, `GUEST_RAM_SIZE`).

@@ -61,7 +61,7 @@ use guest_ram::client::Client;
 use guest_ram::SharedBuffer;
 use net_switch::{Config, Mac, Pairs, PortRouter, PortSet, Switch};
 use sel4_microkit::{protection_domain, var, Channel, ChannelSet, Handler, Infallible};
-use virtio::net::{max_frame, Burst, NetService, BURST_BYTES, HDR_LEN, MAX_AREAS};
+use virtio::net::{Burst, NetService, BURST_BYTES, HDR_LEN, MAX_AREAS};
 use virtio::virtq::InPlace;
 
 /// The most VMs (guest_ram_sdf.linux's MAX_VMS): the switch's ports.
@@ -76,7 +76,7 @@ const STAGING: usize = 0x2_0000;
 /// `NET_MTU` (64 KiB each with their headers); at least one frame at any
 /// MTU.
 const AREA: usize = 0x8_0000;
-const _: () = assert!(AREA >= BURST_BYTES && AREA >= 8 * (HDR_LEN + max_frame(common::NET_MTU)));
+const _: () = assert!(AREA >= BURST_BYTES && AREA >= 8 * (HDR_LEN + common::NET_MTU.max_frame()));
 
 /// One VM's port.
 struct Port {
@@ -163,9 +163,7 @@ fn port(n: usize, v: &PortVars, pairs: &Pairs, pair_size: usize) -> Option<Port>
         channel: Channel::new(n),
         power: Channel::new(v.power),
         client,
-        // `NET_MTU` is in range (checked at build time).
-        service: NetService::with_mtu(page, common::NET_MTU)
-            .unwrap_or_else(|| NetService::new(page)),
+        service: NetService::with_mtu(page, common::NET_MTU),
         buffer,
     })
 }
@@ -238,9 +236,7 @@ fn init() -> Net {
     });
     let macs = core::array::from_fn(|n| Mac(common::net_mac(n)));
     let mut config = Config::new(macs).expect("distinct unicast MACs");
-    if let Err(e) = config.set_mtu(common::NET_MTU) {
-        log::error!("net: MTU refused ({e}): 1500");
-    }
+    config.set_mtu(common::NET_MTU);
     // A VM the system does not have: no frame goes to or comes from it.
     for a in 0..PORTS {
         for b in a + 1..PORTS {
@@ -260,7 +256,7 @@ fn init() -> Net {
     log::info!(
         "net: {} port(s), MACs 02:00:00:00:00:01.., MTU {}, deny list {:?}",
         ports.iter().flatten().count(),
-        common::NET_MTU,
+        common::NET_MTU.get(),
         list.trim_ascii()
     );
     Net {

@@ -227,8 +227,7 @@ impl Vm {
             net: wiring.net.map(|(page, net, mac)| {
                 Device::new(
                     page,
-                    // `NET_MTU` is in range (checked at build time).
-                    NetConfig::with_mtu(mac, common::NET_MTU).unwrap_or(NetConfig::new(mac)),
+                    NetConfig::with_mtu(mac, common::NET_MTU),
                     VIRTIO_NET_GPA,
                     VIRTIO_NET_IRQ,
                     net,

@@ -51,8 +51,8 @@ use guest_ram::server::{ClientConfig, Server, Window};
 use guest_ram::transport::Local;
 use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
 use virtio::net::{
-    max_frame, Burst, NetService, Router, DEFAULT_MTU, HDR_LEN, MAX_BURST, MIN_FRAME, MIN_MTU,
-    PEEK_LEN, RECEIVEQ, TRANSMITQ,
+    Burst, Mtu, NetService, Router, HDR_LEN, MAX_BURST, MIN_FRAME, MIN_MTU, PEEK_LEN, RECEIVEQ,
+    TRANSMITQ,
 };
 use virtio::queue::Layout;
 use virtio::shared::{self, QueueState};
@@ -100,8 +100,9 @@ pub fn run(data: &[u8]) {
     let routed = data[7] & 0x80 != 0;
     // The device's MTU, by the input's length: the default, a larger one
     // (frames to 1614 bytes, which the lengths below reach) or the least.
-    let mtu = [DEFAULT_MTU, 1600, MIN_MTU][data.len() % 3];
-    let max = max_frame(mtu);
+    let mtu = [Mtu::DEFAULT.get(), 1600, MIN_MTU][data.len() % 3];
+    let mtu = Mtu::new(mtu).unwrap();
+    let max = mtu.max_frame();
     let size = 1u16 << (data[0] % 5);
     let event_idx = data[6] & 0x80 != 0;
     // The flag means nothing with event indices.
@@ -142,7 +143,7 @@ pub fn run(data: &[u8]) {
         .add_client(ClientConfig::new(1, shared, &[window]).unwrap())
         .unwrap();
     let mut client = Client::new(Local::new(&server, &ram, 1), shared);
-    let mut service = NetService::with_mtu(page, mtu).unwrap();
+    let mut service = NetService::with_mtu(page, mtu);
     // The receive staging area a caller gives (`Net::receive`): a whole burst.
     let mut staging = vec![0u8; virtio::net::RX_STAGING];
     if routed {
