@@ -67,8 +67,8 @@
 #   NET_MTU          GUEST=linux VMS=N: the VM network's MTU, which every
 #                    virtio-net device reports and the net PD's switch
 #                    forwards (68 to 65535; default 1500. 65510, a frame
-#                    with its headers 64 KiB, is faster but VM 0's disk
-#                    can hang after its reset in VMS=2's qemu-test: README)
+#                    with its headers 64 KiB, is faster, but with it a VM's
+#                    disk hung in 3 of 9 VMS=2 qemu-tests: README)
 #   BENCH_PLAIN_MTU  bench-net: give plain QEMU's virtio-net this MTU too
 #                    (host_mtu=; default: none, QEMU's 1500)
 #   BENCH_HOST_CPUS  bench-net: pin every QEMU to these host CPUs (taskset -c;
