@@ -30,15 +30,15 @@ use blk_queue::{
     publish_storage_info, Client as RingClient, Code, Driver, Response, Rings, Status, StorageInfo,
     Transfer,
 };
-use guest_ram::client::Client;
+use guest_ram::client::{Client, ClientError};
 use guest_ram::server::{ClientConfig, Server, Window};
 use guest_ram::transport::Local;
-use guest_ram::{GuestRam, MappedRegion, SharedBuffer};
+use guest_ram::{GpaRange, GuestRam, MappedRegion, SharedBuffer};
 use proptest::prelude::*;
 use virtio::blk::{req, status, ReqHeader};
 use virtio::blk_async::{AsyncBlkBackend, AsyncDisk};
 use virtio::queue::{flags, Desc, Layout};
-use virtio::virtq::need_event;
+use virtio::virtq::{need_event, GuestDma};
 use zerocopy::IntoBytes;
 
 fn buffer(memory: &mut [u8]) -> SharedBuffer {
@@ -190,6 +190,137 @@ impl Doorbell for Bell {
     }
 }
 
+/// A request given a guest slot `j` and the available-ring entry after
+/// `old_avail`, not yet written ([`write_request`]).
+struct Placed {
+    j: usize,
+    guest: Guest,
+    old_avail: u16,
+}
+
+/// What the guest's driver does to queue `p`: its header, status byte,
+/// data and descriptors, the available entry and index, then (Linux's
+/// `virtqueue_kick_prepare`) whether to notify: always without event
+/// indices, with them only if the index passed `avail_event`.
+fn write_request(ram: &mut GuestRam<1, 8>, layout: &Layout, event_idx: bool, p: &Placed) -> bool {
+    let (j, g) = (p.j, &p.guest);
+    let header = ReqHeader {
+        kind: g.kind.into(),
+        reserved: 0.into(),
+        sector: g.sector.into(),
+    };
+    let (h, st, buf) = (
+        HEADERS + 16 * j as u64,
+        STATUSES + j as u64,
+        BUFS + BUF_LEN * j as u64,
+    );
+    ram.write(h, header.as_bytes()).unwrap();
+    ram.write(st, &[0xee]).unwrap();
+    // A write's data: its sequence number, then a pattern.
+    let fill: Vec<u8> = (0..u64::from(g.len))
+        .map(|i| (g.seq.wrapping_mul(31).wrapping_add(i * 7) % 251) as u8)
+        .collect();
+    if g.len > 0 {
+        ram.write(buf, &fill).unwrap();
+        if g.len >= 8 {
+            ram.write(buf, &g.seq.to_le_bytes()).unwrap();
+        }
+    }
+    let d = 3 * j as u16;
+    let mut chain = vec![(h, 16u32, false)];
+    if g.len > 0 {
+        chain.push((buf, g.len, g.kind == req::IN));
+    }
+    chain.push((st, 1, true));
+    for (i, &(gpa, l, writable)) in chain.iter().enumerate() {
+        let last = i + 1 == chain.len();
+        let f = if writable { flags::WRITE } else { 0 } | if last { 0 } else { flags::NEXT };
+        ram.write(
+            DESC + 16 * u64::from(d + i as u16),
+            Desc::new(gpa, l, f, d + i as u16 + 1).as_bytes(),
+        )
+        .unwrap();
+    }
+    ram.write(
+        AVAIL + 4 + 2 * u64::from(p.old_avail % QSIZE),
+        &d.to_le_bytes(),
+    )
+    .unwrap();
+    let avail = p.old_avail.wrapping_add(1);
+    ram.write(AVAIL + 2, &avail.to_le_bytes()).unwrap();
+    let mut event = [0u8; 2];
+    ram.read(layout.avail_event_gpa(), &mut event).unwrap();
+    !event_idx || need_event(u16::from_le_bytes(event), avail, p.old_avail)
+}
+
+/// The blk PD's copy client, through which the guest runs between two of
+/// its calls: just before call number `at`, the guest queues `planned`.
+struct Preempted<'a> {
+    client: &'a mut Client<Local<'static, 1, 8, 1>>,
+    calls: usize,
+    at: usize,
+    ram: GuestRam<1, 8>,
+    layout: Layout,
+    event_idx: bool,
+    planned: Vec<Placed>,
+    /// Whether the guest notified.
+    kicked: bool,
+}
+
+impl Preempted<'_> {
+    fn tick(&mut self) {
+        if self.calls == self.at {
+            self.guest_runs();
+        }
+        self.calls += 1;
+    }
+
+    fn guest_runs(&mut self) {
+        for p in std::mem::take(&mut self.planned) {
+            self.kicked |= write_request(&mut self.ram, &self.layout, self.event_idx, &p);
+        }
+    }
+}
+
+impl GuestDma for Preempted<'_> {
+    type Error = ClientError;
+    fn read(&mut self, gpa: u64, dst: &mut [u8]) -> Result<(), ClientError> {
+        self.tick();
+        self.client.read(gpa, dst)
+    }
+    fn readv(&mut self, segments: &[GpaRange], dst: &mut [u8]) -> Result<(), ClientError> {
+        self.tick();
+        GuestDma::readv(self.client, segments, dst)
+    }
+    fn write(&mut self, gpa: u64, src: &[u8]) -> Result<(), ClientError> {
+        self.tick();
+        self.client.write(gpa, src)
+    }
+    fn writev(&mut self, segments: &[GpaRange], src: &[u8]) -> Result<(), ClientError> {
+        self.tick();
+        GuestDma::writev(self.client, segments, src)
+    }
+    fn staging(&self) -> &SharedBuffer {
+        GuestDma::staging(&*self.client)
+    }
+    fn gather(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
+        self.tick();
+        GuestDma::gather(self.client, segments)
+    }
+    fn scatter(&mut self, segments: &[GpaRange]) -> Result<usize, ClientError> {
+        self.tick();
+        GuestDma::scatter(self.client, segments)
+    }
+    fn gather_at(&mut self, segments: &[GpaRange], offset: u64) -> Result<usize, ClientError> {
+        self.tick();
+        GuestDma::gather_at(self.client, segments, offset)
+    }
+    fn scatter_at(&mut self, segments: &[GpaRange], offset: u64) -> Result<usize, ClientError> {
+        self.tick();
+        GuestDma::scatter_at(self.client, segments, offset)
+    }
+}
+
 /// A guest request: kind, first sector, data bytes.
 #[derive(Clone, Debug)]
 struct Guest {
@@ -203,6 +334,8 @@ struct Guest {
 /// The whole path's memory and state.
 struct World {
     ram: GuestRam<1, 8>,
+    /// Guest RAM's mapping, for more views of it.
+    region: MappedRegion,
     client: Client<Local<'static, 1, 8, 1>>,
     layout: Layout,
     backend: AsyncBlkBackend<DEPTH>,
@@ -267,6 +400,7 @@ impl World {
         mirror.register_at(GPA, RAM as u64).unwrap();
         World {
             ram: mirror,
+            region,
             client,
             layout: Layout::new(QSIZE, DESC, AVAIL, USED).unwrap(),
             backend: AsyncBlkBackend::new(),
@@ -301,81 +435,66 @@ impl World {
 
     /// Queues a request in a free guest slot; `false` if there is none.
     fn queue(&mut self, kind: u32, sector: u64, len: u32) -> bool {
-        let Some(j) = self.slots.iter().position(Option::is_none) else {
+        let Some(placed) = self.place(kind, sector, len) else {
             return false;
         };
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let header = ReqHeader {
-            kind: kind.into(),
-            reserved: 0.into(),
-            sector: sector.into(),
-        };
-        let (h, st, buf) = (
-            HEADERS + 16 * j as u64,
-            STATUSES + j as u64,
-            BUFS + BUF_LEN * j as u64,
-        );
-        self.ram.write(h, header.as_bytes()).unwrap();
-        self.ram.write(st, &[0xee]).unwrap();
-        // A write's data: its sequence number, then a pattern.
-        let fill: Vec<u8> = (0..len as u64)
-            .map(|i| (seq.wrapping_mul(31).wrapping_add(i * 7) % 251) as u8)
-            .collect();
-        if len > 0 {
-            self.ram.write(buf, &fill).unwrap();
-            if len >= 8 {
-                self.ram.write(buf, &seq.to_le_bytes()).unwrap();
-            }
-        }
-        let d = 3 * j as u16;
-        let mut chain = vec![(h, 16u32, false)];
-        if len > 0 {
-            chain.push((buf, len, kind == req::IN));
-        }
-        chain.push((st, 1, true));
-        for (i, &(gpa, l, writable)) in chain.iter().enumerate() {
-            let last = i + 1 == chain.len();
-            let f = if writable { flags::WRITE } else { 0 } | if last { 0 } else { flags::NEXT };
-            self.ram
-                .write(
-                    DESC + 16 * u64::from(d + i as u16),
-                    Desc::new(gpa, l, f, d + i as u16 + 1).as_bytes(),
-                )
-                .unwrap();
-        }
-        self.ram
-            .write(
-                AVAIL + 4 + 2 * u64::from(self.avail % QSIZE),
-                &d.to_le_bytes(),
-            )
-            .unwrap();
-        let old = self.avail;
-        self.avail = self.avail.wrapping_add(1);
-        self.ram
-            .write(AVAIL + 2, &self.avail.to_le_bytes())
-            .unwrap();
-        // Linux's virtqueue_kick_prepare.
-        let mut event = [0u8; 2];
-        self.ram
-            .read(self.layout.avail_event_gpa(), &mut event)
-            .unwrap();
-        self.kicked |= !self.event_idx || need_event(u16::from_le_bytes(event), self.avail, old);
-        self.slots[j] = Some(Guest {
+        self.kicked |= write_request(&mut self.ram, &self.layout, self.event_idx, &placed);
+        true
+    }
+
+    /// Takes a free guest slot and the next available-ring entry for a
+    /// request, which [`write_request`] then writes into guest memory.
+    fn place(&mut self, kind: u32, sector: u64, len: u32) -> Option<Placed> {
+        let j = self.slots.iter().position(Option::is_none)?;
+        let guest = Guest {
             kind,
             sector,
             len,
-            seq,
-        });
-        true
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        self.slots[j] = Some(guest.clone());
+        let old_avail = self.avail;
+        self.avail = self.avail.wrapping_add(1);
+        Some(Placed {
+            j,
+            guest,
+            old_avail,
+        })
     }
 
     /// The blk PD runs (a signal from the VMM or the driver).
     fn blk(&mut self) {
+        self.blk_preempted(usize::MAX, &[]);
+    }
+
+    /// The blk PD runs, and is preempted just before its `at`-th copy call
+    /// (or, if it makes fewer, right after it returns), when the guest
+    /// queues `requests` (kind, sector, length): as on seL4 when its
+    /// budget runs out, or with the guest on another core. The guest reads
+    /// `avail_event` as the device left it then, so it may not notify.
+    fn blk_preempted(&mut self, at: usize, requests: &[(u32, u64, u32)]) {
         self.kicked = false;
+        let planned = requests
+            .iter()
+            .filter_map(|&(kind, sector, len)| self.place(kind, sector, len))
+            .collect();
+        let mut dma = Preempted {
+            client: &mut self.client,
+            calls: 0,
+            at,
+            ram: GuestRam::new(&[self.region]).unwrap(),
+            layout: self.layout,
+            event_idx: self.event_idx,
+            planned,
+            kicked: false,
+        };
+        dma.ram.register_at(GPA, RAM as u64).unwrap();
         self.backend
-            .process(&self.layout, &mut self.client, &mut self.disk)
+            .process(&self.layout, &mut dma, &mut self.disk)
             .unwrap();
+        dma.guest_runs();
+        self.kicked |= dma.kicked;
         self.reap();
     }
 
@@ -712,6 +831,33 @@ fn a_driver_answering_wrong_ids_is_ignored_and_a_corrupt_ring_fails_requests() {
     assert_eq!(disk.in_flight(), 0);
 }
 
+#[test]
+fn requests_queued_while_the_blk_pd_is_preempted_are_not_lost() {
+    // The guest's disk hung this way (VMS=2 qemu-test, NET_MTU=65510):
+    // the blk PD, completing a read, took its snapshot (nothing new),
+    // lost the core, and the guest queued more, reading the old
+    // `avail_event` (so without notifying); the blk PD's publication
+    // then read the new available index back, and stopped because its
+    // own round had started nothing. Nothing was at the disk to run it
+    // again. Wherever the guest runs in the call, every request
+    // completes.
+    for at in 0..8 {
+        let mut w = World::new(RING).with_event_idx();
+        assert!(w.queue(req::IN, 0, 4096));
+        w.blk_if_signalled();
+        assert_eq!(w.backend.in_flight(), 1);
+        w.driver();
+        for s in w.device.on_device() {
+            w.device.finish(s);
+        }
+        w.driver();
+        w.blk_preempted(at, &[(req::IN, 8, 4096), (req::OUT, 16, 4096)]);
+        w.settle();
+        w.check();
+        assert_eq!(w.completed.len(), 3, "preempted before call {at}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -719,7 +865,7 @@ proptest! {
     fn any_interleaving_keeps_the_model(
         ring in prop::sample::select(vec![4u32, 8, 64]),
         bad in prop::option::of(0u64..BLOCKS),
-        steps in prop::collection::vec((0u8..8, any::<u8>(), 0u8..6), 1..120),
+        steps in prop::collection::vec((0u8..10, any::<u8>(), 0u8..6), 1..120),
         event_idx in any::<bool>(),
     ) {
         let mut w = World::new(ring);
@@ -746,6 +892,15 @@ proptest! {
                     w.queue(kind, sector, len);
                 }
                 2 | 3 => w.blk_if_signalled(),
+                // The blk PD runs and the guest queues a request in the
+                // middle of it, before its (b)th copy call.
+                8 | 9 => {
+                    if !w.event_idx || w.kicked || w.backend.in_flight() > 0 {
+                        let sector = u64::from(a / 8 % 70) * 8;
+                        let kind = if a % 2 == 0 { req::IN } else { req::OUT };
+                        w.blk_preempted(usize::from(b), &[(kind, sector, 4096)]);
+                    }
+                }
                 4 | 5 => w.driver(),
                 _ => {
                     let on = w.device.on_device();

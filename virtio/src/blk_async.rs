@@ -28,8 +28,9 @@
 //!    ([`DeviceQueue::events`]). The guest is interrupted only if the used
 //!    index passed `used_event` ([`AsyncBlkBackend::interrupt`]); requests
 //!    that arrived meanwhile (which the driver need not have notified) are
-//!    started at once, from step 2 again, as long as a round starts one
-//!    (at most [`MAX_ROUNDS`](crate::virtq::MAX_ROUNDS) rounds). A call
+//!    started at once, from step 2 again, unless they would only wait
+//!    behind requests at the disk (at most
+//!    [`MAX_ROUNDS`](crate::virtq::MAX_ROUNDS) rounds). A call
 //!    that only sent requests to the disk (none completed) publishes
 //!    nothing and leaves `avail_event` behind: the driver does not notify
 //!    the requests it queues while those are at the disk, and their
@@ -316,16 +317,24 @@ impl<const N: usize> AsyncBlkBackend<N> {
         let mut before = 0;
         for _ in 0..crate::virtq::MAX_ROUNDS {
             // 2. What the guest queued, in order, until one must wait.
-            let mut started = 0u16;
+            // `waiting`: a request stays in the available ring behind
+            // requests at the disk (no free slot, a flush in flight or
+            // waiting for the writes before it), whose completion runs
+            // this again.
+            let mut waiting = self.flushing.is_some();
             if self.flushing.is_none() {
                 let snapshot = Snapshot::take(layout, &self.queue, dma)?;
                 for k in 0..snapshot.pending() {
                     if self.queue.outstanding() >= layout.size() {
+                        waiting = true;
                         break;
                     }
                     let (head, chain) = snapshot.chain(k)?;
                     match self.start(head, &chain, dma, disk) {
-                        Start::Wait => break,
+                        Start::Wait => {
+                            waiting = true;
+                            break;
+                        }
                         Start::Sent => self.queue.take(1),
                         Start::Done(served) => {
                             self.queue.take(1);
@@ -333,8 +342,8 @@ impl<const N: usize> AsyncBlkBackend<N> {
                                 .saturating_add(self.push(layout, dma, &mut done, served)?);
                         }
                     }
-                    started = started.saturating_add(1);
                     if self.flushing.is_some() {
+                        waiting = true;
                         break;
                     }
                 }
@@ -357,7 +366,15 @@ impl<const N: usize> AsyncBlkBackend<N> {
             }
             let events = self.queue.events(layout, dma);
             self.interrupt |= events.interrupt;
-            if !events.more || started == 0 {
+            // Requests the driver queued since this round's snapshot: it
+            // may not have notified them (it read the `avail_event` from
+            // before this publication), so the device takes them now,
+            // unless they would only wait behind requests at the disk.
+            // (Stopping whenever this round started nothing lost them: a
+            // round whose snapshot came before the driver queued them
+            // starts nothing, and with nothing at the disk no completion
+            // ran this again. The guest's disk hung.)
+            if !events.more || waiting {
                 break;
             }
             before = completed;
