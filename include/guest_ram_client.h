@@ -67,6 +67,7 @@ enum guest_ram_status {
     GUEST_RAM_OUTSIDE_BUFFER = 10,
     GUEST_RAM_TOO_MANY_SEGMENTS = 11,
     GUEST_RAM_INTERNAL = 12,
+    GUEST_RAM_DEVICE_RESET = 13,
 };
 
 /* What the client finds itself (client::ClientError). */
@@ -94,6 +95,7 @@ static inline const char *guest_ram_strerror(int code)
     case GUEST_RAM_OUTSIDE_BUFFER: return "buffer range outside the shared buffer";
     case GUEST_RAM_TOO_MANY_SEGMENTS: return "too many segments";
     case GUEST_RAM_INTERNAL: return "internal error in the VMM";
+    case GUEST_RAM_DEVICE_RESET: return "the client's device was reset since it last looked";
     case GUEST_RAM_E_BAD_REPLY: return "malformed reply from the VMM";
     case GUEST_RAM_E_ZERO_LENGTH: return "zero-length range";
     case GUEST_RAM_E_OVERFLOW: return "range end overflows";
@@ -151,7 +153,7 @@ static inline int guest_ram_exchange(guest_ram_client_t *c, uint64_t label, uint
     }
     uint64_t w0 = microkit_mr_get(0);
     uint64_t status = (w0 >> 16) & 0xffff;
-    if ((w0 & 0xffff) != GUEST_RAM_VERSION || status != status_label || status > GUEST_RAM_INTERNAL) {
+    if ((w0 & 0xffff) != GUEST_RAM_VERSION || status != status_label || status > GUEST_RAM_DEVICE_RESET) {
         return GUEST_RAM_E_BAD_REPLY;
     }
     if (bytes) {

@@ -143,6 +143,14 @@ pub enum Status {
     /// A check the server made passed but the copy was still refused; a
     /// bug in the VMM, never the client's fault.
     Internal = 12,
+    /// The client serves a device that was reset (by its guest, or by a
+    /// guest reset) since the client last read the device's state: the
+    /// request may come from what the client knew before, and the
+    /// addresses in it may now be another driver's memory. The client
+    /// reads its device's state again (`virtio::device::BackendPage`) and
+    /// goes on from there. A refusal of the VMM's device glue, before the
+    /// server sees the request.
+    DeviceReset = 13,
 }
 
 impl Status {
@@ -163,6 +171,7 @@ impl Status {
             OutsideBuffer,
             TooManySegments,
             Internal,
+            DeviceReset,
         ]
         .get(usize::from(code))
         .copied()
@@ -185,6 +194,7 @@ impl fmt::Display for Status {
             Status::OutsideBuffer => "buffer range outside the shared buffer",
             Status::TooManySegments => "too many segments",
             Status::Internal => "internal error in the VMM",
+            Status::DeviceReset => "the client's device was reset since it last looked",
         })
     }
 }
@@ -753,9 +763,9 @@ mod tests {
         let (body, windows) = decode_info(&msg[..words]).unwrap();
         assert_eq!(body.buffer_len.get(), 4096);
         assert_eq!(&windows[..], &[w, w]);
-        for code in 0..=12u16 {
+        for code in 0..=13u16 {
             assert_eq!(Status::from_u16(code).map(|s| s as u16), Some(code));
         }
-        assert_eq!(Status::from_u16(13), None);
+        assert_eq!(Status::from_u16(14), None);
     }
 }

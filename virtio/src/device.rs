@@ -63,6 +63,9 @@ pub struct Frontend<D> {
     ignored: u32,
     /// The register page, if the guest has one ([`Self::set_register_page`]).
     registers: Option<SharedBuffer>,
+    /// The generation that published the last device reset, until the
+    /// backend has read it ([`Self::backend_may_copy`]).
+    fence: Option<u32>,
 }
 
 /// The VMM's half of a virtio-blk device.
@@ -90,6 +93,7 @@ impl<D: DeviceType> Frontend<D> {
             event_idx: false,
             ignored: 0,
             registers: None,
+            fence: None,
         };
         frontend.publish();
         frontend
@@ -186,6 +190,7 @@ impl<D: DeviceType> Frontend<D> {
             Some(value) => self.device.write(offset, width, value),
             None => self.device.read(offset, width),
         };
+        let reset = write == Some(0) && offset == crate::mmio::reg::STATUS;
         // A store that changed the device is rendered into the register
         // page. A notification changes nothing readable, and an ignored
         // store nothing at all: the guest's kicks, its most frequent
@@ -197,7 +202,7 @@ impl<D: DeviceType> Frontend<D> {
         if write.is_some() && changed {
             self.sync_registers();
         }
-        match access {
+        let done = match access {
             // A driver that accepts its features after readying a queue
             // (the spec says before) still gets a backend that works the
             // rings as it does (publishing signals the backend, which
@@ -218,6 +223,51 @@ impl<D: DeviceType> Frontend<D> {
                 }
                 (0, Action::None)
             }
+        };
+        if reset {
+            // Published under `self.generation` (a reset changes every
+            // queue's registers, or they were already reset).
+            self.fence = Some(self.generation);
+        }
+        done
+    }
+
+    /// Whether the backend's copy calls may be served now: not after a
+    /// device reset (the driver's `STATUS` = 0, or [`reset`](Self::reset))
+    /// until the backend has read the page published with it
+    /// ([`BackendState::seen`]). Until then a call may come from what the
+    /// backend knew of the old rings (a backend PD preempted between its
+    /// ring snapshot and its copy, a request at a disk), and its addresses
+    /// may already be the new driver's memory: the VMM refuses it
+    /// (`guest_ram::protocol::Status::DeviceReset`). Reads the page's
+    /// `seen` (4 bytes) only while a reset is fenced.
+    ///
+    /// ```
+    /// # use core::ptr::NonNull;
+    /// # use guest_ram::SharedBuffer;
+    /// use virtio::device::{BackendPage, BlkFrontend};
+    /// # let mut page = [0u8; 4096];
+    /// # // SAFETY: `page` outlives both halves.
+    /// # let page = unsafe { SharedBuffer::new(NonNull::new(page.as_mut_ptr()).unwrap(), 4096) };
+    /// let mut blk = BlkFrontend::new(page);
+    /// let mut backend = BackendPage::new(page);
+    /// assert!(blk.backend_may_copy());
+    /// blk.reset();
+    /// assert!(!blk.backend_may_copy());
+    /// backend.read(); // the backend looks
+    /// assert!(blk.backend_may_copy());
+    /// ```
+    pub fn backend_may_copy(&mut self) -> bool {
+        let Some(fence) = self.fence else {
+            return true;
+        };
+        let seen = shared::read_backend(&self.page).map_or(fence.wrapping_sub(1), |s| s.seen.get());
+        // At or past the fence (generations only grow, modulo 2^32).
+        if seen.wrapping_sub(fence) < 1 << 31 {
+            self.fence = None;
+            true
+        } else {
+            false
         }
     }
 
@@ -408,6 +458,13 @@ impl BackendPage {
         if states.iter().any(|s| s.generation.get() != generation) {
             return None;
         }
+        if generation != self.generation {
+            // Before anything of this generation is acted on: the VMM
+            // lets this PD copy again after a device reset only once it
+            // has looked (`Frontend::backend_may_copy`). Cannot fail on a
+            // page that was just read.
+            let _ = shared::publish_seen(&self.page, generation);
+        }
         self.generation = generation;
         let mut fresh = [false; MAX_QUEUES];
         for ((state, seen), fresh) in states
@@ -432,7 +489,7 @@ impl BackendPage {
             served: served.into(),
             capacity: value.into(),
             block_size: block_size.into(),
-            reserved: 0.into(),
+            seen: self.generation.into(),
         };
         shared::publish_backend(&self.page, &state).is_ok()
     }

@@ -157,8 +157,15 @@ pub struct BackendState {
     /// The disk's block size in bytes ([`Disk::block_size`](crate::blk::Disk::block_size)),
     /// offered to the guest as `blk_size`; 0 means 512.
     pub block_size: U32,
-    /// Reserved.
-    pub reserved: U32,
+    /// The latest generation the backend has read
+    /// ([`BackendPage::read`](crate::device::BackendPage::read) writes it
+    /// alone, [`publish_seen`], as soon as it finds a new one). The VMM
+    /// refuses the backend's copy calls after a device reset until this
+    /// reaches the reset's generation
+    /// ([`Frontend::backend_may_copy`](crate::device::Frontend::backend_may_copy)):
+    /// what the backend knew of the old rings must not be served into
+    /// memory that is now the new driver's.
+    pub seen: U32,
 }
 
 /// Bytes of one [`QueueState`] in the page.
@@ -219,6 +226,16 @@ pub fn read_queue_n(page: &SharedBuffer, n: usize) -> Result<QueueState, Error> 
 /// The backend publishes its state.
 pub fn publish_backend(page: &SharedBuffer, state: &BackendState) -> Result<(), Error> {
     page.write(BACKEND_OFFSET, state.as_bytes())
+}
+
+/// Where [`BackendState::seen`] lives in the page.
+pub const SEEN_OFFSET: usize = BACKEND_OFFSET + core::mem::offset_of!(BackendState, seen);
+
+/// The backend says it has read generation `generation` (only
+/// [`BackendState::seen`] is written: the report it made stays as it
+/// was, about the generation it was about).
+pub fn publish_seen(page: &SharedBuffer, generation: u32) -> Result<(), Error> {
+    page.write(SEEN_OFFSET, &generation.to_le_bytes())
 }
 
 /// The VMM reads the backend's state.

@@ -507,6 +507,21 @@ impl Handler for Vmm {
         msg_info: MessageInfo,
     ) -> Result<MessageInfo, Self::Error> {
         let (start, _) = common::counter();
+        // A device's backend that has not yet seen its device's reset.
+        #[cfg(feature = "vm")]
+        if let Some(vm) = self.vm.as_mut() {
+            if !vm.may_copy(channel) {
+                let (label, words) = with_msg_regs_mut(|regs| {
+                    guest_ram::protocol::encode_reply(
+                        guest_ram::protocol::Status::DeviceReset,
+                        0,
+                        regs,
+                    )
+                });
+                busy(0, start);
+                return Ok(MessageInfo::new(label, words));
+            }
+        }
         let (label, words) = with_msg_regs_mut(|regs| {
             self.server.handle(
                 &self.ram,

@@ -150,6 +150,13 @@ impl<D: DeviceType> Device<D> {
         (self.frontend.device().interrupt_status() != 0).then_some(self.irq)
     }
 
+    /// Whether a copy call on `channel` may be served, if it is this
+    /// device's backend: not between a device reset and the backend's
+    /// reading of it (`Frontend::backend_may_copy`).
+    fn may_copy(&mut self, channel: Channel) -> Option<bool> {
+        (channel.index() == self.backend.index()).then(|| self.frontend.backend_may_copy())
+    }
+
     /// Reset from outside, as a power cycle would; the backend is told its
     /// queues are gone.
     #[cfg(feature = "linux")]
@@ -340,6 +347,18 @@ impl Vm {
     /// the guest's EOI).
     pub fn uart_irq(&mut self) {
         self.raise(UART_IRQ);
+    }
+
+    /// Whether a copy call on `channel` may be served: a device's
+    /// backend's not while the device was reset since the backend last
+    /// read its page (what it would copy may be from the old driver's
+    /// rings, into memory that is now the new one's). Other channels'
+    /// calls always (the server checks them as usual).
+    pub fn may_copy(&mut self, channel: Channel) -> bool {
+        let blk = self.blk.may_copy(channel);
+        let console = self.console.as_mut().and_then(|c| c.may_copy(channel));
+        let net = self.net.as_mut().and_then(|n| n.may_copy(channel));
+        blk.or(console).or(net).unwrap_or(true)
     }
 
     /// The channel of the forwarded UART IRQ, if any.
