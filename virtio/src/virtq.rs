@@ -385,9 +385,15 @@ pub fn need_event(event: u16, new: u16, old: u16) -> bool {
 /// `VIRTIO_RING_F_EVENT_IDX`, [`Events::more`] keeps finding chains the
 /// driver added meanwhile (each round serves at least one). A driver
 /// that adds one chain at a time as fast as the device serves them (or
-/// rewrites its ring under the device) gets no more of the device's time
-/// than that per notification; it may always notify again, which the
-/// device never ignores. Linux's needs one or two.
+/// rewrites its ring under the device, through the device's own writes)
+/// gets no more of the device's time than that per notification. Linux's
+/// needs one or two: it adds chains during a call only while the device
+/// PD is off the core (its budget spent) or from another core. The price
+/// of the bound: chains found in the last round's read-back that the
+/// driver did not notify (it read the `avail_event` from before that
+/// round's publication) wait for its next notification, or for the next
+/// completion of a request at the disk; a driver that added chains
+/// through all 16 rounds of one call is the only one that can see it.
 pub const MAX_ROUNDS: usize = 16;
 
 /// What the device learnt after working a queue with
