@@ -175,6 +175,7 @@ extern "C" fn _start() -> ! {
     }
     frontend.backend_signalled();
     black_box(frontend.reset());
+    black_box(frontend.backend_may_copy());
     let mut console = ConsoleFrontend::new(buffer(word() as usize));
     black_box(console.access(word(), word() as u8, Some(word())));
     black_box(console.access(word(), word() as u8, None));
