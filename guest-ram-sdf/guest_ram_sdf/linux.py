@@ -139,7 +139,7 @@ NET_BUFFER_SIZE = 0x2_0000
 # Per pair of VMs {a, b}, a region mapped into the net PD, VMM a and VMM b
 # only: the area for frames from a to b, then the one from b to a, each
 # 512 KiB: a whole burst at MTU 1500 (64 frames of 1526 bytes, 97,664
-# bytes) and 8 frames at NET_MTU=65510 (64 KiB each with
+# bytes) and 8 frames at the default NET_MTU, 65,510 (64 KiB each with
 # their headers). Each VMM's window for the net PD is its staging region,
 # then its pair regions in increasing order of the other VM
 # (net_switch::Pairs).

@@ -27,7 +27,7 @@
 //!   sends longer ones; the spec asks the device never to deliver longer
 //!   ones). Linux sets its interface's MTU to it and cannot raise it
 //!   further, so a guest never sends frames that would vanish. Between VMs
-//!   a large MTU (the `guest_ram_sdf` system's `NET_MTU=65510`: a frame and its
+//!   a large MTU (the `guest_ram_sdf` system's 65,510: a frame and its
 //!   header make exactly 64 KiB) is what makes the copies pay: the calls,
 //!   exits and interrupts of a frame stay the same while it carries 43
 //!   times the data, and nothing about the frame changes meaning, unlike

@@ -61,7 +61,7 @@ const fn dec(s: &str) -> u64 {
     v
 }
 
-/// The VM network's MTU (make's `NET_MTU`, default 1500): what every
+/// The VM network's MTU (make's `NET_MTU`, default 65510): what every
 /// VM's virtio-net device reports (`VIRTIO_NET_F_MTU`) and the `net` PD's
 /// switch forwards, the same for every port. 65,510 makes a frame with
 /// its Ethernet and virtio-net headers exactly 64 KiB; 68 to 65535 are
@@ -69,7 +69,7 @@ const fn dec(s: &str) -> u64 {
 pub const NET_MTU: Mtu = {
     let mtu = dec(match option_env!("NET_MTU") {
         Some(s) => s,
-        None => "1500",
+        None => "65510",
     });
     assert!(mtu <= u16::MAX as u64, "NET_MTU: 68 to 65535");
     match Mtu::new(mtu as u16) {

@@ -72,8 +72,9 @@ const PORTS: usize = 4;
 const STAGING: usize = 0x2_0000;
 /// One direction's area in a pair region (guest_ram_sdf.linux's
 /// NET_AREA_SIZE): 512 KiB, a whole burst at the default MTU
-/// ([`BURST_BYTES`], 97,664 bytes) and 8 frames at `NET_MTU=65510` (64
-/// KiB each with their headers); at least one frame at any MTU.
+/// ([`BURST_BYTES`], 97,664 bytes) and 8 frames at the default
+/// `NET_MTU` (64 KiB each with their headers); at least one frame at any
+/// MTU.
 const AREA: usize = 0x8_0000;
 const _: () = assert!(AREA >= BURST_BYTES && AREA >= HDR_LEN + common::NET_MTU.max_frame());
 const _: () = assert!(AREA >= 8 * (HDR_LEN + MIN_FRAME + 65510));
