@@ -349,11 +349,11 @@ impl Vm {
         self.raise(UART_IRQ);
     }
 
-    /// Whether a copy call on `channel` may be served: a device's
-    /// backend's not while the device was reset since the backend last
-    /// read its page (what it would copy may be from the old driver's
-    /// rings, into memory that is now the new one's). Other channels'
-    /// calls always (the server checks them as usual).
+    /// Whether a copy call on `channel` may be served. A device's
+    /// backend's may not between a reset of the device and the backend's
+    /// next read of its page: what it would copy may come from the old
+    /// driver's rings, into memory that is now the new driver's. Calls on
+    /// other channels may (the server checks them as usual).
     pub fn may_copy(&mut self, channel: Channel) -> bool {
         let blk = self.blk.may_copy(channel);
         let console = self.console.as_mut().and_then(|c| c.may_copy(channel));
