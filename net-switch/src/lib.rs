@@ -63,20 +63,13 @@ use core::fmt;
 /// The most ports a switch can have: a [`PortSet`] is one 64-bit word.
 pub const MAX_PORTS: usize = 64;
 
-/// The shortest Ethernet II frame the switch takes: destination, source
-/// and EtherType (14 bytes), with no payload. Lengths here never include
-/// the virtio-net header, which is the glue's business.
-pub const MIN_FRAME: usize = 14;
-
-/// The longest Ethernet II frame the switch takes at [`Mtu::DEFAULT`]: 14
-/// bytes of header and a 1500-byte payload, without the frame check
-/// sequence (virtio-net carries none) and without the virtio-net header.
-/// At another MTU it is [`Mtu::max_frame`] ([`Config::max_frame`]).
-pub const MAX_FRAME: usize = Mtu::DEFAULT.max_frame();
-
 /// The ports' MTU: virtio-net's, which the VMs' devices report, checked
-/// (68 to 65535) where it is made.
-pub use virtio::net::{Mtu, MIN_MTU};
+/// (68 to 65535) where it is made; the frame lengths the switch takes are
+/// the devices' ([`Mtu::takes`]): at least [`MIN_FRAME`] (destination,
+/// source and EtherType, no payload), at most [`Mtu::max_frame`]
+/// ([`Config::max_frame`]), [`MAX_FRAME`] at [`Mtu::DEFAULT`]. Lengths
+/// here never include the virtio-net header, which is the glue's business.
+pub use virtio::net::{Mtu, MAX_FRAME, MIN_FRAME, MIN_MTU};
 
 /// An Ethernet MAC address, in transmission order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use crate::{Config, Error, Mac, PortSet, MIN_FRAME};
+use crate::{Config, Error, Mac, PortSet};
 
 /// What to do with one frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub enum Reason {
     /// The source port is not one of the switch's: a glue bug, counted
     /// nowhere.
     NoSuchPort,
-    /// Shorter than [`MIN_FRAME`] or longer than [`Config::max_frame`] bytes
+    /// Shorter than [`MIN_FRAME`](crate::MIN_FRAME) or longer than [`Config::max_frame`] bytes
     /// (lengths without the virtio-net header).
     Malformed,
     /// Its source address is not its port's MAC. A VM cannot take
@@ -227,7 +227,7 @@ impl<const PORTS: usize> Switch<PORTS> {
         let Some(own) = self.config.mac(src) else {
             return Decision::Drop(Reason::NoSuchPort);
         };
-        if !(MIN_FRAME..=self.config.max_frame()).contains(&len) {
+        if !self.config.mtu().takes(len) {
             return Decision::Drop(Reason::Malformed);
         }
         let (Some(dst), Some(source)) = (Mac::destination(head), Mac::source(head)) else {

@@ -173,6 +173,13 @@ impl Mtu {
     pub const fn max_frame(self) -> usize {
         MIN_FRAME + self.0 as usize
     }
+
+    /// Whether a frame of `len` bytes (without the virtio-net header) is
+    /// one a device or switch at this MTU takes: [`MIN_FRAME`] to
+    /// [`max_frame`](Self::max_frame) bytes.
+    pub const fn takes(self, len: usize) -> bool {
+        MIN_FRAME <= len && len <= self.max_frame()
+    }
 }
 
 /// The shortest receive chain that takes any frame at [`Mtu::DEFAULT`]:
@@ -550,11 +557,6 @@ pub struct Received {
     pub consumed: usize,
 }
 
-/// A frame length that a device whose longest frame is `max_frame` takes.
-fn frame_ok(len: usize, max_frame: usize) -> bool {
-    (MIN_FRAME..=max_frame).contains(&len)
-}
-
 /// The two queues of one virtio-net device, device side, over given
 /// [`Layout`]s: [`NetService`] without the shared page.
 pub struct Net {
@@ -578,13 +580,13 @@ impl Net {
     /// [`NetConfig::with_mtu`]).
     pub fn with_mtu(mtu: Mtu) -> Self {
         Net {
-            queues: Queues::new(mtu.max_frame()),
+            queues: Queues::new(mtu),
         }
     }
 
     /// The longest frame the device takes, without the header.
     pub fn max_frame(&self) -> usize {
-        self.queues.max_frame
+        self.queues.mtu.max_frame()
     }
 
     /// Counters so far.
@@ -692,12 +694,12 @@ struct Queues {
     tx_broken: bool,
     stats: Stats,
     drops: u32,
-    /// The longest frame taken either way (the MTU and 14).
-    max_frame: usize,
+    /// The device's MTU: the frames it takes either way.
+    mtu: Mtu,
 }
 
 impl Queues {
-    fn new(max_frame: usize) -> Self {
+    fn new(mtu: Mtu) -> Self {
         Queues {
             rx: rx_queue(),
             tx: DeviceQueue::new(),
@@ -705,7 +707,7 @@ impl Queues {
             tx_broken: false,
             stats: Stats::default(),
             drops: 0,
-            max_frame,
+            mtu,
         }
     }
 
@@ -784,7 +786,7 @@ impl Queues {
             let frame = len.saturating_sub(HDR_LEN);
             if !chain.writable().is_empty()
                 || len < HDR_LEN
-                || !frame_ok(frame, self.max_frame)
+                || !self.mtu.takes(frame)
                 || len > capacity
             {
                 self.dropped(DropReason::Malformed);
@@ -1016,7 +1018,7 @@ impl Queues {
             let mut at = 0usize;
             for frame in rest {
                 let end = at.saturating_add(HDR_LEN).saturating_add(frame.len());
-                let span = if !frame_ok(frame.len(), self.max_frame) {
+                let span = if !self.mtu.takes(frame.len()) {
                     // Malformed: counted as such, never staged.
                     (0, frame.len())
                 } else if let Some(dst) = staging
@@ -1090,7 +1092,7 @@ impl Queues {
             let fits = at
                 .and_then(|at| at.checked_add(HDR_LEN)?.checked_add(len))
                 .is_some_and(|end| end <= area.len());
-            let (Some(at), true, true) = (at, fits, frame_ok(len, self.max_frame)) else {
+            let (Some(at), true, true) = (at, fits, self.mtu.takes(len)) else {
                 self.stats.rx_malformed += 1;
                 consumed += 1;
                 continue;
@@ -1414,6 +1416,8 @@ mod tests {
         assert_eq!(Mtu::new(68).unwrap().get(), 68);
         assert_eq!(Mtu::new(u16::MAX).unwrap().max_frame(), 65549);
         assert_eq!(Mtu::DEFAULT.max_frame(), MAX_FRAME);
+        assert!(Mtu::DEFAULT.takes(MIN_FRAME) && Mtu::DEFAULT.takes(MAX_FRAME));
+        assert!(!Mtu::DEFAULT.takes(MIN_FRAME - 1) && !Mtu::DEFAULT.takes(MAX_FRAME + 1));
         assert_eq!(
             NetHdr::received().as_bytes(),
             [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]
