@@ -315,7 +315,7 @@ mod tests {
     fn lengths_at_a_jumbo_mtu() {
         let mut config = switch::<2>().config().clone();
         assert_eq!(config.mtu(), crate::Mtu::DEFAULT);
-        config.set_mtu(crate::Mtu::new(65510).unwrap());
+        config.set_mtu(crate::Mtu::JUMBO);
         assert_eq!(config.max_frame(), 65524);
         let mut sw = Switch::new(config);
         for len in [1515, 9014, 65524] {

@@ -155,6 +155,11 @@ impl Mtu {
     /// Ethernet's 1500 bytes: a device's MTU when it is given none.
     pub const DEFAULT: Mtu = Mtu(1500);
 
+    /// 65,510 bytes: the largest MTU whose frame, with its Ethernet and
+    /// virtio-net headers, is 64 KiB. The VM network's MTU in the
+    /// `guest_ram_sdf` system unless make's `NET_MTU` says otherwise.
+    pub const JUMBO: Mtu = Mtu(65510);
+
     /// `bytes` as an MTU; `None` below [`MIN_MTU`].
     pub const fn new(bytes: u16) -> Option<Mtu> {
         if bytes < MIN_MTU {
@@ -181,6 +186,8 @@ impl Mtu {
         MIN_FRAME <= len && len <= self.max_frame()
     }
 }
+
+const _: () = assert!(HDR_LEN + Mtu::JUMBO.max_frame() == 64 << 10);
 
 /// The shortest receive chain that takes any frame at [`Mtu::DEFAULT`]:
 /// header and [`MAX_FRAME`] bytes.
@@ -1409,7 +1416,7 @@ mod tests {
         assert_eq!(c.config_read(11, 2), None);
         assert_eq!(c.config_read(12, 1), None);
         assert_eq!(c.config_read(u64::MAX, 1), None);
-        let jumbo = NetConfig::with_mtu([2, 0, 0, 0, 0, 7], Mtu::new(65510).unwrap());
+        let jumbo = NetConfig::with_mtu([2, 0, 0, 0, 0, 7], Mtu::JUMBO);
         assert_eq!(jumbo.config_read(10, 2), Some(65510));
         assert_eq!(jumbo.config_read(0, 6), c.config_read(0, 6));
         assert_eq!(Mtu::new(67), None);

@@ -473,7 +473,7 @@ fn frames_cross_the_switch_byte_exact() {
 /// drop a jumbo frame as too short, counted.
 #[test]
 fn a_jumbo_frame_crosses_at_the_devices_mtu() {
-    with_system_at("", Mtu::new(65510).unwrap(), |sys| {
+    with_system_at("", Mtu::JUMBO, |sys| {
         let slot = SLOT as usize;
         let pieces =
             |bytes: &[u8]| -> Vec<Vec<u8>> { bytes.chunks(slot).map(<[u8]>::to_vec).collect() };

@@ -61,20 +61,19 @@ const fn dec(s: &str) -> u64 {
     v
 }
 
-/// The VM network's MTU (make's `NET_MTU`, default 65510): what every
-/// VM's virtio-net device reports (`VIRTIO_NET_F_MTU`) and the `net` PD's
-/// switch forwards, the same for every port. 65,510 makes a frame with
-/// its Ethernet and virtio-net headers exactly 64 KiB; 68 to 65535 are
-/// taken (checked when the PDs are built).
-pub const NET_MTU: Mtu = {
-    let mtu = dec(match option_env!("NET_MTU") {
-        Some(s) => s,
-        None => "65510",
-    });
-    assert!(mtu <= u16::MAX as u64, "NET_MTU: 68 to 65535");
-    match Mtu::new(mtu as u16) {
-        Some(mtu) => mtu,
-        None => panic!("NET_MTU: 68 to 65535"),
+/// The VM network's MTU (make's `NET_MTU`; [`Mtu::JUMBO`], 65,510, without
+/// it): what every VM's virtio-net device reports (`VIRTIO_NET_F_MTU`) and
+/// the `net` PD's switch forwards, the same for every port. 68 to 65535
+/// are taken (checked when the PDs are built).
+pub const NET_MTU: Mtu = match option_env!("NET_MTU") {
+    None => Mtu::JUMBO,
+    Some(s) => {
+        let mtu = dec(s);
+        assert!(mtu <= u16::MAX as u64, "NET_MTU: 68 to 65535");
+        match Mtu::new(mtu as u16) {
+            Some(mtu) => mtu,
+            None => panic!("NET_MTU: 68 to 65535"),
+        }
     }
 };
 

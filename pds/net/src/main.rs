@@ -61,7 +61,7 @@ use guest_ram::client::Client;
 use guest_ram::SharedBuffer;
 use net_switch::{Config, Mac, Pairs, PortRouter, PortSet, Switch};
 use sel4_microkit::{protection_domain, var, Channel, ChannelSet, Handler, Infallible};
-use virtio::net::{Burst, NetService, BURST_BYTES, HDR_LEN, MAX_AREAS, MIN_FRAME};
+use virtio::net::{Burst, Mtu, NetService, BURST_BYTES, HDR_LEN, MAX_AREAS};
 use virtio::virtq::InPlace;
 
 /// The most VMs (guest_ram_sdf.linux's MAX_VMS): the switch's ports.
@@ -71,13 +71,13 @@ const PORTS: usize = 4;
 /// NET_BUFFER_SIZE).
 const STAGING: usize = 0x2_0000;
 /// One direction's area in a pair region (guest_ram_sdf.linux's
-/// NET_AREA_SIZE): 512 KiB, a whole burst at the default MTU
-/// ([`BURST_BYTES`], 97,664 bytes) and 8 frames at the default
-/// `NET_MTU` (64 KiB each with their headers); at least one frame at any
-/// MTU.
+/// NET_AREA_SIZE): 512 KiB, a whole burst at MTU 1500
+/// ([`BURST_BYTES`], 97,664 bytes) and 8 frames at [`Mtu::JUMBO`], the
+/// default `NET_MTU` (64 KiB each with their headers); at least one frame
+/// at any MTU.
 const AREA: usize = 0x8_0000;
 const _: () = assert!(AREA >= BURST_BYTES && AREA >= HDR_LEN + common::NET_MTU.max_frame());
-const _: () = assert!(AREA >= 8 * (HDR_LEN + MIN_FRAME + 65510));
+const _: () = assert!(AREA >= 8 * (HDR_LEN + Mtu::JUMBO.max_frame()));
 
 /// One VM's port.
 struct Port {
