@@ -23,42 +23,35 @@ use guest_ram::selftest::Layout;
 use sel4_microkit::{debug_println, with_msg_regs, with_msg_regs_mut, Channel, MessageInfo};
 use virtio::net::Mtu;
 
-/// Parses the board file's hex constants at compile time.
-const fn hex(s: &str) -> u64 {
-    let b = s.as_bytes();
-    let mut i = if b.len() > 2 && b[0] == b'0' && (b[1] == b'x' || b[1] == b'X') {
-        2
-    } else {
-        0
-    };
+/// The value of `digits[start..]` in base `radix` (10 or 16), at compile
+/// time; anything else there fails the build.
+const fn parse(digits: &[u8], start: usize, radix: u64) -> u64 {
+    let mut i = start;
     let mut v: u64 = 0;
-    while i < b.len() {
-        let d = match b[i] {
+    while i < digits.len() {
+        let d = match digits[i] {
             c @ b'0'..=b'9' => c - b'0',
             c @ b'a'..=b'f' => c - b'a' + 10,
             c @ b'A'..=b'F' => c - b'A' + 10,
-            _ => panic!("not a hex number"),
-        };
-        v = v * 16 + d as u64;
+            _ => panic!("not a number"),
+        } as u64;
+        assert!(d < radix, "a digit outside the number's base");
+        v = v * radix + d;
         i += 1;
     }
     v
 }
 
+/// Parses the board file's hex constants (`0x` optional) at compile time.
+const fn hex(s: &str) -> u64 {
+    let b = s.as_bytes();
+    let prefixed = b.len() > 2 && b[0] == b'0' && (b[1] == b'x' || b[1] == b'X');
+    parse(b, if prefixed { 2 } else { 0 }, 16)
+}
+
 /// Parses a decimal constant at compile time.
 const fn dec(s: &str) -> u64 {
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut v: u64 = 0;
-    while i < b.len() {
-        let d = match b[i] {
-            c @ b'0'..=b'9' => c - b'0',
-            _ => panic!("not a decimal number"),
-        };
-        v = v * 10 + d as u64;
-        i += 1;
-    }
-    v
+    parse(s.as_bytes(), 0, 10)
 }
 
 /// The VM network's MTU (make's `NET_MTU`; [`Mtu::JUMBO`], 65,510, without
