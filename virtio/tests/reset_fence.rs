@@ -12,22 +12,18 @@
 //! nothing of the report the VMM acts on.
 #![allow(
     unsafe_code,
-    reason = "Vecs stand in for the pages system.xml maps: each outlives the buffers made of it"
+    reason = "the shared test module's buffer: test memory standing in for the pages system.xml maps, kept alive"
 )]
 
-use std::ptr::NonNull;
+mod common;
 
+use common::buffer;
 use guest_ram::SharedBuffer;
 use proptest::prelude::*;
 use virtio::blk::RamDisk;
 use virtio::device::{Action, BackendPage, BlkFrontend, BlkService};
 use virtio::mmio::{reg, status as st};
 use virtio::shared;
-
-fn buffer(bytes: &mut [u8]) -> SharedBuffer {
-    // SAFETY: every buffer outlives its use in the test that made it.
-    unsafe { SharedBuffer::new(NonNull::new(bytes.as_mut_ptr()).unwrap(), bytes.len()) }
-}
 
 /// The driver sets queue 0 up at `gpa` (a new configuration, published).
 fn set_up(frontend: &mut BlkFrontend, gpa: u64) {
