@@ -259,7 +259,8 @@ struct Preempted<'a> {
     client: &'a mut Client<Local<'static, 1, 8, 1>>,
     calls: usize,
     at: usize,
-    ram: GuestRam<1, 8>,
+    /// The guest's view of its memory (the world's).
+    ram: &'a mut GuestRam<1, 8>,
     layout: Layout,
     event_idx: bool,
     planned: Vec<Placed>,
@@ -277,7 +278,7 @@ impl Preempted<'_> {
 
     fn guest_runs(&mut self) {
         for p in std::mem::take(&mut self.planned) {
-            self.kicked |= write_request(&mut self.ram, &self.layout, self.event_idx, &p);
+            self.kicked |= write_request(self.ram, &self.layout, self.event_idx, &p);
         }
     }
 }
@@ -334,8 +335,6 @@ struct Guest {
 /// The whole path's memory and state.
 struct World {
     ram: GuestRam<1, 8>,
-    /// Guest RAM's mapping, for more views of it.
-    region: MappedRegion,
     client: Client<Local<'static, 1, 8, 1>>,
     layout: Layout,
     backend: AsyncBlkBackend<DEPTH>,
@@ -400,7 +399,6 @@ impl World {
         mirror.register_at(GPA, RAM as u64).unwrap();
         World {
             ram: mirror,
-            region,
             client,
             layout: Layout::new(QSIZE, DESC, AVAIL, USED).unwrap(),
             backend: AsyncBlkBackend::new(),
@@ -483,13 +481,12 @@ impl World {
             client: &mut self.client,
             calls: 0,
             at,
-            ram: GuestRam::new(&[self.region]).unwrap(),
+            ram: &mut self.ram,
             layout: self.layout,
             event_idx: self.event_idx,
             planned,
             kicked: false,
         };
-        dma.ram.register_at(GPA, RAM as u64).unwrap();
         self.backend
             .process(&self.layout, &mut dma, &mut self.disk)
             .unwrap();
